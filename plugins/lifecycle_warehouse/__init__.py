@@ -1,0 +1,1 @@
+"""Lifecycle Warehouse: ingestion, simulation and warehouse logic used by the Airflow DAGs."""

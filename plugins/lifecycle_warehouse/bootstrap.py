@@ -1,0 +1,121 @@
+"""Create the `raw` schema of the warehouse: one table per contract entity, plus the load
+audit, the quarantine and the extraction watermarks. Idempotent (`if not exists`), run by
+the first task of every ingestion DAG and by `lw bootstrap`; never at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from lifecycle_warehouse import contract
+
+RAW_SCHEMA = "raw"
+
+# Load metadata every raw row of a file entity carries (docs/sources.md, section 4).
+FILE_METADATA_COLUMNS = (
+    ("_batch_id", "uuid not null"),
+    ("_dt", "date not null"),
+    ("_file", "text not null"),
+    ("_line_number", "integer not null"),
+    ("_loaded_at", "timestamptz not null"),
+    ("_extra", "jsonb"),  # columns beyond the contract (schema drift), by header name
+)
+SHOP_METADATA_COLUMNS = (
+    ("_batch_id", "uuid not null"),
+    ("_extracted_at", "timestamptz not null"),
+)
+
+AUDIT_DDL = """
+create table if not exists raw.load_audit (
+    batch_id uuid not null,
+    source text not null,
+    entity text not null,
+    dt date,
+    file text,
+    status text not null check (status in ('loaded', 'rejected')),
+    rows_read bigint not null default 0,
+    rows_loaded bigint not null default 0,
+    rows_quarantined bigint not null default 0,
+    error text,
+    loaded_at timestamptz not null default now()
+);
+create index if not exists load_audit_source_entity_dt on raw.load_audit (source, entity, dt);
+
+create table if not exists raw.quarantine (
+    batch_id uuid not null,
+    source text not null,
+    entity text not null,
+    dt date,
+    file text not null,
+    line_number integer,
+    rule text not null,
+    raw_record text,
+    quarantined_at timestamptz not null default now()
+);
+create index if not exists quarantine_source_entity_dt on raw.quarantine (source, entity, dt);
+
+create table if not exists raw.extract_watermarks (
+    source_table text primary key,
+    watermark timestamptz not null,
+    updated_at timestamptz not null default now()
+);
+"""
+
+
+def _columns_sql(columns, metadata) -> sql.Composed:
+    parts = [
+        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type)) for c in columns
+    ] + [sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(ddl)) for name, ddl in metadata]
+    return sql.SQL(",\n    ").join(parts)
+
+
+def raw_table_ddl() -> list[sql.Composed]:
+    """`create table if not exists` statements for every raw table of the contract."""
+    statements = []
+    for entity in contract.FILE_ENTITIES:
+        table = sql.Identifier(RAW_SCHEMA, entity.raw_table)
+        statements.append(
+            sql.SQL("create table if not exists {} (\n    {}\n)").format(
+                table, _columns_sql(entity.columns, FILE_METADATA_COLUMNS)
+            )
+        )
+        statements.append(
+            sql.SQL("create index if not exists {} on {} (_dt)").format(
+                sql.Identifier(f"{entity.raw_table}__dt"), table
+            )
+        )
+    for shop in contract.SHOP_TABLES:
+        table = sql.Identifier(RAW_SCHEMA, shop.raw_table)
+        statements.append(
+            sql.SQL("create table if not exists {} (\n    {},\n    primary key ({})\n)").format(
+                table,
+                _columns_sql(shop.columns, SHOP_METADATA_COLUMNS),
+                sql.SQL(", ").join(map(sql.Identifier, shop.primary_key)),
+            )
+        )
+        statements.append(
+            sql.SQL("create index if not exists {} on {} (updated_at)").format(
+                sql.Identifier(f"{shop.raw_table}__updated_at"), table
+            )
+        )
+    return statements
+
+
+def ensure_raw_schema(conn: psycopg.Connection) -> None:
+    """Create the raw schema and its tables if missing, in one transaction.
+
+    A transaction-scoped advisory lock serialises concurrent callers (parallel DAG runs),
+    which would otherwise race on `create ... if not exists`.
+    """
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('lifecycle_warehouse.bootstrap'))")
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW_SCHEMA)))
+        for statement in raw_table_ddl():
+            conn.execute(statement)
+        conn.execute(AUDIT_DDL)
+
+
+def bootstrap(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_raw_schema(conn)

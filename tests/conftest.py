@@ -1,0 +1,52 @@
+"""Shared fixtures: a throwaway embedded PostgreSQL server per test session.
+
+It is a real PostgreSQL 16 (pgserver), started in a temporary folder and stopped at the
+end; tests never touch the developer's own warehouse in `.warehouse/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lifecycle_warehouse import embedded
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """URL of the `postgres` database of a throwaway server (unix socket only)."""
+    # A short path under /tmp keeps the socket path below the 107-byte limit, and is
+    # traversable by the `pgserver` OS user that runs postgres when tests run as root.
+    root = Path(tempfile.mkdtemp(prefix="lw-test-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    pgdata = root / "pgdata"
+    admin_url = embedded.start(pgdata)
+    yield admin_url
+    embedded.stop(pgdata)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh_database(admin_url: str, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return admin_url.replace("/postgres?", f"/{name}?")
+
+
+@pytest.fixture
+def warehouse_url(pg_server):
+    """URL of a new, empty database for one test (the warehouse side)."""
+    return _fresh_database(pg_server, "wh")
+
+
+@pytest.fixture
+def shop_url(pg_server):
+    """URL of a new, empty database for one test (the shop side)."""
+    return _fresh_database(pg_server, "shop")
