@@ -10,10 +10,15 @@ explicitly (`make stop`).
 from __future__ import annotations
 
 import subprocess
+import warnings
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+# pgserver keeps a lock file under XDG_RUNTIME_DIR, falling back to /tmp/runtime-<uid>
+# when it is unset (as in CI and cron): harmless, so not worth a warning on every command.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 # Databases the project uses on the embedded server.
 DATABASES = ("warehouse", "shop", "airflow")

@@ -1,0 +1,66 @@
+# Lifecycle Warehouse — every target creates or reuses .venv and installs from the pinned files.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+LW := $(BIN)/lw
+STAMP := $(VENV)/.installed
+
+# Simulation and pipeline window (make demo / make sources / make pipeline).
+START ?= 2026-09-01
+DAYS ?= 60
+CUSTOMERS ?= 3000
+SEED ?= 42
+FROM ?= $(START)
+TO ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(START)') + d.timedelta(days=$(DAYS) - 1))")
+PYTEST_ARGS ?=
+
+.PHONY: help install up stop urls psql sources pipeline summary demo test test-fast docs lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing pinned dependencies into $(VENV) (first time ~1 min) …"
+	@$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+	@echo "✓ $(VENV) ready"
+
+install: $(STAMP) ## create .venv and install the pinned dependencies
+
+up: $(STAMP) ## start the embedded PostgreSQL (unix socket), create schemas, migrate Airflow
+	@$(LW) up
+
+stop: $(STAMP) ## stop the embedded PostgreSQL
+	@$(LW) stop
+
+urls: $(STAMP) ## print WAREHOUSE_URL and SHOP_DB_URL
+	@$(LW) urls
+
+psql: up ## open psql on the warehouse
+	@$(LW) psql
+
+sources: up ## simulate sources: make sources DAYS=60 CUSTOMERS=3000 SEED=42 [START=2026-09-01]
+	@$(LW) sources --start $(START) --days $(DAYS) --customers $(CUSTOMERS) --seed $(SEED)
+
+pipeline: up ## run the DAGs over what is in the landing zone and shop: make pipeline FROM=… TO=…
+	@$(LW) pipeline --from $(FROM) --to $(TO)
+
+summary: up ## print what was loaded and quarantined between FROM and TO
+	@$(LW) summary --from $(FROM) --to $(TO)
+
+demo: up ## everything: simulate 60 days, run the pipeline, print the summary
+	@$(LW) sources --start $(START) --days $(DAYS) --customers $(CUSTOMERS) --seed $(SEED)
+	@$(LW) pipeline --from $(FROM) --to $(TO)
+
+test: $(STAMP) ## run the whole test suite (unit, integration, end-to-end)
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the tests that need no Airflow run
+	@$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+clean: stop ## stop the server and delete generated data (.warehouse, .airflow, data/)
+	rm -rf .warehouse .airflow data

@@ -1,0 +1,18 @@
+"""
+### Web analytics ingestion
+
+Loads the web events export (`web/events/dt=YYYY-MM-DD/*.jsonl[.gz]`, Segment / GA4 style)
+into `raw.web_events`. Duplicated and late events are kept as delivered; staging
+deduplicates them by `event_id`.
+
+- One run loads the date folders of its data interval (or of `date_from`…`date_to`).
+- A date folder is one unit: loading it again replaces it; nothing is half-written.
+- Bad rows go to `raw.quarantine` with file, line and rule; every file gets a row in
+  `raw.load_audit`. A file missing a required column is rejected, the rest still loads.
+- Emits the `raw_web` Asset that the warehouse DAG is scheduled on.
+"""
+
+# Airflow DAG file: the three landing-zone sources share one definition (dag_factories).
+from lifecycle_warehouse.dag_factories import file_ingest_dag
+
+web_ingest = file_ingest_dag("web", __doc__)

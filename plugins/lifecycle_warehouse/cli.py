@@ -1,0 +1,203 @@
+"""`lw`: the command behind the Makefile targets.
+
+    lw up | stop | urls | psql [DB] | sources | pipeline --from D --to D | summary | airflow … | dbt …
+
+Every command prints what it did and where the results are; errors say what to do next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from lifecycle_warehouse import bootstrap, embedded, settings
+
+console = Console(highlight=False, soft_wrap=True)
+
+INGESTION_DAGS = ("crm_ingest", "web_ingest", "marketing_ingest", "shop_ingest")
+WAREHOUSE_DAG = "warehouse"
+
+
+def _uses_embedded() -> bool:
+    """The embedded server is needed unless every database is given from outside."""
+    external = ("WAREHOUSE_URL", "SHOP_DB_URL", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    return not all(os.environ.get(variable) for variable in external)
+
+
+def cmd_up(args) -> int:
+    started = time.monotonic()
+    if _uses_embedded():
+        embedded.start(settings.pgdata_dir())
+        console.print(f"[green]✓[/] embedded PostgreSQL running (data: {settings.pgdata_dir()}, unix socket only)")
+    bootstrap.bootstrap(settings.warehouse_url())
+    console.print("[green]✓[/] warehouse schema `raw` ready")
+    _ensure_airflow_db()
+    console.print(f"[green]✓[/] Airflow metadata database ready ({time.monotonic() - started:.1f} s)")
+    return cmd_urls(args)
+
+
+def _ensure_airflow_db() -> None:
+    """`airflow db migrate` once per metadata database and Airflow version (it costs ~10 s)."""
+    from lifecycle_warehouse import runtime
+
+    env = runtime.environment()
+    from importlib.metadata import version
+
+    key = hashlib.sha256(
+        f"{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}|{version('apache-airflow')}".encode()
+    ).hexdigest()[:16]
+    marker = settings.airflow_home() / f".migrated-{key}"
+    if marker.exists():
+        return
+    settings.airflow_home().mkdir(parents=True, exist_ok=True)
+    console.print("  migrating Airflow's metadata database (first time only) …")
+    subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    marker.write_text(key)
+
+
+def cmd_stop(args) -> int:
+    if embedded.stop(settings.pgdata_dir()):
+        console.print(f"[green]✓[/] embedded PostgreSQL stopped ({settings.pgdata_dir()})")
+    else:
+        console.print("embedded PostgreSQL was not running")
+    return 0
+
+
+def cmd_urls(args) -> int:
+    for name, getter in (("WAREHOUSE_URL", settings.warehouse_url), ("SHOP_DB_URL", settings.shop_db_url)):
+        try:
+            console.print(f"{name}={getter()}")
+        except settings.ConfigurationError as error:
+            console.print(f"[red]{name}: {error}[/]")
+            return 1
+    return 0
+
+
+def cmd_psql(args) -> int:
+    url = settings.shop_db_url() if args.database == "shop" else settings.warehouse_url()
+    return embedded.run_psql(url)
+
+
+def cmd_sources(args) -> int:
+    from lifecycle_warehouse.simulator import SimulationConfig, simulate
+
+    config = SimulationConfig(
+        start=args.start,
+        days=args.days,
+        customers=args.customers,
+        seed=args.seed,
+        landing_dir=settings.landing_dir(),
+        shop_url=settings.shop_db_url(),
+        truth_file=settings.simulator_truth_file(),
+        progress=True,
+    )
+    started = time.monotonic()
+    result = simulate(config)
+    console.print(f"[green]✓[/] simulated {args.days} days from {args.start} for {args.customers} customers "
+                  f"(seed {args.seed}) in {time.monotonic() - started:.1f} s")
+    console.print(f"  landing zone: {settings.landing_dir()}")
+    console.print(f"  shop database: {settings.shop_db_url()}")
+    console.print(f"  planted rates: {settings.simulator_truth_file()}")
+    console.print(f"  {result}")
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    from lifecycle_warehouse import runtime
+
+    if args.date_to < args.date_from:
+        console.print(f"[red]TO ({args.date_to}) is before FROM ({args.date_from})[/]")
+        return 2
+    _ensure_airflow_db()
+    dags = list(INGESTION_DAGS)
+    if not args.ingest_only and (settings.PROJECT_ROOT / "dags" / f"{WAREHOUSE_DAG}.py").exists():
+        dags.append(WAREHOUSE_DAG)
+    console.print(f"Running {', '.join(dags)} for {args.date_from} … {args.date_to} (real Airflow runs)")
+    started = time.monotonic()
+    code = subprocess.call(
+        [sys.executable, "-m", "lifecycle_warehouse.airflow_runs",
+         "--from", args.date_from.isoformat(), "--to", args.date_to.isoformat(), *dags],
+        env=runtime.environment(),
+    )
+    elapsed = time.monotonic() - started
+    if code != 0:
+        console.print(f"[red]✗ pipeline failed after {elapsed:.0f} s[/]: the task log above names the failing "
+                      "task; rerun the same command once fixed (every load is idempotent).")
+        return code
+    console.print(f"[green]✓[/] pipeline finished in {elapsed:.0f} s")
+    return cmd_summary(args)
+
+
+def cmd_summary(args) -> int:
+    from lifecycle_warehouse import summary
+
+    summary.print_summary(console, settings.warehouse_url(), args.date_from, args.date_to)
+    return 0
+
+
+def _bin(name: str) -> str:
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def cmd_airflow(args) -> int:
+    from lifecycle_warehouse import runtime
+
+    return subprocess.call([_bin("airflow"), *args.rest], env=runtime.environment())
+
+
+def cmd_dbt(args) -> int:
+    from lifecycle_warehouse import dbt_runner
+
+    return dbt_runner.run(args.rest, check=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lw", description="Lifecycle Warehouse commands")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the embedded PostgreSQL, create schemas, migrate Airflow").set_defaults(func=cmd_up)
+    sub.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_stop)
+    sub.add_parser("urls", help="print WAREHOUSE_URL and SHOP_DB_URL").set_defaults(func=cmd_urls)
+    psql = sub.add_parser("psql", help="open psql on the warehouse (or the shop)")
+    psql.add_argument("database", nargs="?", choices=("warehouse", "shop"), default="warehouse")
+    psql.set_defaults(func=cmd_psql)
+
+    sources = sub.add_parser("sources", help="simulate the sources: landing zone + shop database")
+    sources.add_argument("--start", type=date.fromisoformat, default=date(2026, 9, 1))
+    sources.add_argument("--days", type=int, default=60)
+    sources.add_argument("--customers", type=int, default=3000)
+    sources.add_argument("--seed", type=int, default=42)
+    sources.set_defaults(func=cmd_sources)
+
+    for name, func, help_ in (("pipeline", cmd_pipeline, "run the DAGs over a date range"),
+                              ("summary", cmd_summary, "print what was loaded and quarantined")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--from", dest="date_from", type=date.fromisoformat, required=True)
+        p.add_argument("--to", dest="date_to", type=date.fromisoformat, required=True)
+        if name == "pipeline":
+            p.add_argument("--ingest-only", action="store_true", help="run the ingestion DAGs only")
+        p.set_defaults(func=func)
+
+    for name, func in (("airflow", cmd_airflow), ("dbt", cmd_dbt)):
+        p = sub.add_parser(name, help=f"run {name} with the project's environment", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=func)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except settings.ConfigurationError as error:
+        console.print(f"[red]✗ {error}[/]")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Run dbt against the warehouse: `python -m lifecycle_warehouse.dbt_runner build …`.
+
+dbt's profile (dbt_project/profiles.yml) reads libpq parts from LW_PG* variables; this
+module derives them from WAREHOUSE_URL so that one URL configures everything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from lifecycle_warehouse import settings
+
+DBT_PROJECT_DIR = settings.PROJECT_ROOT / "dbt_project"
+
+
+def profile_env(url: str) -> dict[str, str]:
+    """LW_PG* variables for dbt's profile from a libpq URL (TCP host or `?host=` socket dir)."""
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    host = query.get("host", [parsed.hostname or "localhost"])[0]
+    return {
+        "LW_PGHOST": host,
+        "LW_PGPORT": str(query.get("port", [parsed.port or 5432])[0]),
+        "LW_PGUSER": unquote(parsed.username or "postgres"),
+        "LW_PGPASSWORD": unquote(parsed.password or ""),
+        "LW_PGDATABASE": unquote(parsed.path.lstrip("/") or "postgres"),
+    }
+
+
+def dbt_env(url: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(profile_env(url or settings.warehouse_url()))
+    env.setdefault("DBT_PROFILES_DIR", str(DBT_PROJECT_DIR))
+    env.setdefault("DBT_PROJECT_DIR", str(DBT_PROJECT_DIR))
+    env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    return env
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def run(args: list[str], url: str | None = None, check: bool = True) -> int:
+    completed = subprocess.run([dbt_executable(), *args], env=dbt_env(url), cwd=DBT_PROJECT_DIR)
+    if check and completed.returncode != 0:
+        raise SystemExit(completed.returncode)
+    return completed.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:], check=False))
