@@ -1,0 +1,91 @@
+"""
+### Warehouse: dbt build, quality gate, publish to `analytics`
+
+Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw_web`,
+`raw_marketing`, `raw_shop`), then:
+
+1. **raw gate**: Great Expectations suites on the raw tables; an error blocks the run.
+2. **dbt build**, model by model (astronomer-cosmos, one task per model running
+   `dbt build --select <model>`: the model and its tests), so a failure names the model.
+   Staging and intermediate models, then the marts in schema `marts`.
+3. **marts gate**: suites on every BI relation in `marts` (keys, ranges, reconciliations).
+4. **publish**: the validated marts are swapped into `analytics` in one transaction.
+   When a gate fails, `analytics` keeps the last good version and the run fails.
+
+Emits the `analytics` Asset for downstream consumers (reports, exports).
+"""
+
+from airflow.sdk import dag, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+
+from lifecycle_warehouse import dbt_runner, warehouse_tasks
+from lifecycle_warehouse.orchestration import (
+    ANALYTICS_ASSET,
+    DEFAULT_ARGS,
+    RANGE_PARAMS,
+    RAW_ASSETS,
+    START_DATE,
+    run_dates,
+)
+
+DBT_DIR = dbt_runner.DBT_PROJECT_DIR
+
+
+@dag(
+    dag_id="warehouse",
+    schedule=(RAW_ASSETS["crm"] & RAW_ASSETS["web"] & RAW_ASSETS["marketing"] & RAW_ASSETS["shop"]),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params=RANGE_PARAMS,
+    tags=["warehouse", "dbt", "quality", "analytics"],
+    doc_md=__doc__,
+    user_defined_macros={"warehouse_profile_env": warehouse_tasks.warehouse_profile_env},
+)
+def warehouse():
+    @task
+    def raw_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
+        """Validate the raw tables before transforming them."""
+        _, end = run_dates(params, data_interval_start, data_interval_end)
+        return warehouse_tasks.quality_gate("raw", run_id, end)
+
+    dbt_build = DbtTaskGroup(
+        group_id="dbt_build",
+        project_config=ProjectConfig(
+            dbt_project_path=DBT_DIR,
+            manifest_path=DBT_DIR / "target" / "manifest.json",
+            project_name="lifecycle_warehouse",
+        ),
+        profile_config=ProfileConfig(
+            profile_name="lifecycle_warehouse",
+            target_name="default",
+            profiles_yml_filepath=DBT_DIR / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+        operator_args={
+            "install_deps": False,
+            "env": {
+                key: "{{ warehouse_profile_env('%s') }}" % key
+                for key in warehouse_tasks.PROFILE_ENV_KEYS
+            },
+        },
+    )
+
+    @task
+    def marts_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
+        """Validate the freshly built marts before BI can see them."""
+        _, end = run_dates(params, data_interval_start, data_interval_end)
+        return warehouse_tasks.quality_gate("marts", run_id, end)
+
+    @task(outlets=[ANALYTICS_ASSET])
+    def publish() -> None:
+        """Swap the validated marts into `analytics` atomically."""
+        warehouse_tasks.publish_marts()
+
+    raw_quality_gate() >> dbt_build >> marts_quality_gate() >> publish()
+
+
+warehouse()
