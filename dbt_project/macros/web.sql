@@ -1,0 +1,63 @@
+{#- Web analytics helpers: URL parsing and the marketing channel of a hit. -#}
+
+{% macro url_host(url) -%}
+    {#- Lower-cased host of an absolute URL without a leading `www.`; NULL otherwise. -#}
+    nullif(
+        regexp_replace(
+            lower(substring({{ url }} from '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]+)')),
+            '^www\.',
+            ''
+        ),
+        ''
+    )
+{%- endmacro %}
+
+
+{% macro channel_from_mapping(utm_source, utm_medium, referrer_domain) -%}
+    {#- Marketing channel of a hit, by the analyst-editable `channel_mapping` seed:
+        `direct` when the hit has no utm_source, no utm_medium and no (external) referrer;
+        else the channel of the first rule, by ascending `priority`, whose every non-empty
+        pattern matches (case-insensitive PostgreSQL regular expressions; an empty pattern
+        matches anything, a pattern never matches a missing value). NULL when no rule
+        matches: the seed ends with a catch-all rule, and tests fail if it is removed. -#}
+    case
+        when {{ utm_source }} is null and {{ utm_medium }} is null and {{ referrer_domain }} is null
+            then 'direct'
+        else (
+            select mapping.channel
+            from {{ ref('channel_mapping') }} as mapping
+            where
+                (mapping.utm_source is null or {{ utm_source }} ~* mapping.utm_source)
+                and (mapping.utm_medium is null or {{ utm_medium }} ~* mapping.utm_medium)
+                and (mapping.referrer_domain is null or {{ referrer_domain }} ~* mapping.referrer_domain)
+            order by mapping.priority
+            limit 1
+        )
+    end
+{%- endmacro %}
+
+
+{% macro channel_mapping_fingerprint() -%}
+    {#- md5 of the whole `channel_mapping` seed: incremental models store it to notice an
+        edit of the mapping and recompute the channels it affects. -#}
+    (
+        select md5(string_agg(
+            concat_ws('|', mapping.priority, mapping.utm_source, mapping.utm_medium,
+                mapping.referrer_domain, mapping.channel),
+            ',' order by mapping.priority, mapping.channel
+        ))
+        from {{ ref('channel_mapping') }} as mapping
+    )
+{%- endmacro %}
+
+
+{% macro lead_source_channel(lead_source) -%}
+    {#- Channel of a CRM lead source by the `lead_source_mapping` seed, matched on the
+        normalised value (lower case, runs of other characters as `_`). -#}
+    (
+        select mapping.channel
+        from {{ ref('lead_source_mapping') }} as mapping
+        where mapping.lead_source = {{ normalize_code(lead_source) }}
+        limit 1
+    )
+{%- endmacro %}
