@@ -17,7 +17,7 @@ FROM ?= $(START)
 TO ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(START)') + d.timedelta(days=$(DAYS) - 1))")
 PYTEST_ARGS ?=
 
-.PHONY: help install up stop urls psql sources pipeline summary demo test test-fast docs lint clean
+.PHONY: help install up stop urls psql sources pipeline summary demo test test-fast docs lint quality-report clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,16 @@ test: $(STAMP) ## run the whole test suite (unit, integration, end-to-end)
 
 test-fast: $(STAMP) ## the tests that need no Airflow run
 	@$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+docs: up ## build the dbt docs site (models, columns, lineage) and print its path
+	@$(LW) dbt docs generate --quiet
+	@echo "✓ dbt docs: $(CURDIR)/dbt_project/target/index.html (or serve it: .venv/bin/lw dbt docs serve)"
+
+quality-report: $(STAMP) ## print (and open, where a browser is set up) the Great Expectations Data Docs
+	@$(LW) quality-report
+
+lint: $(STAMP) ## sqlfluff on the dbt models
+	@$(BIN)/sqlfluff lint dbt_project/models
 
 clean: stop ## stop the server and delete generated data (.warehouse, .airflow, data/)
 	rm -rf .warehouse .airflow data

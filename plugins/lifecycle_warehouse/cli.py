@@ -106,7 +106,7 @@ def cmd_sources(args) -> int:
     console.print(f"  landing zone: {settings.landing_dir()}")
     console.print(f"  shop database: {settings.shop_db_url()}")
     console.print(f"  planted rates: {settings.simulator_truth_file()}")
-    console.print(f"  {result}")
+    console.print(result.summary())
     return 0
 
 

@@ -68,7 +68,7 @@ def fingerprints(url: str) -> dict[str, tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def loaded(instance):
-    instance.lw("sources", "--start", str(START), "--days", str(DAYS), "--customers", "80", "--seed", "7")
+    instance.lw("sources", "--start", str(START), "--days", str(DAYS), "--customers", "1500", "--seed", "7")
     result = instance.lw("pipeline", "--from", str(START), "--to", str(LAST), "--ingest-only")
     return result
 

@@ -64,8 +64,8 @@ class Rates:
     p_engaged: float = 0.60  # contact engages after acquisition
     engaged_mean_days: float = 45.0  # how long the engaged phase lasts (exponential)
     sessions_per_day_engaged: float = 0.22
-    sessions_per_day_customer: float = 0.07  # while an alive (not dropped-out) customer
-    sessions_per_day_base: float = 0.015  # every known web person, any time
+    sessions_per_day_customer: float = 0.05  # while an alive (not dropped-out) customer
+    sessions_per_day_base: float = 0.012  # every known web person, any time
     # Share of returning sessions that come from each traffic source (paid = retargeting / brand search).
     returning_sources: tuple[tuple[str, float], ...] = (
         ("direct", 0.40),
@@ -85,8 +85,8 @@ class Rates:
     # --- repeat purchases: BG/NBD (Fader, Hardie & Lee 2005), time in weeks ---------
     # lambda ~ Gamma(shape r, rate alpha) purchases/week; after each repeat purchase the
     # customer drops out with probability p ~ Beta(a, b).
-    bgnbd_r: float = 0.35
-    bgnbd_alpha: float = 10.0
+    bgnbd_r: float = 0.45
+    bgnbd_alpha: float = 8.0
     bgnbd_a: float = 0.8
     bgnbd_b: float = 2.5
     # --- spend per order: Gamma-Gamma (Fader & Hardie 2013), in USD -----------------
@@ -113,13 +113,14 @@ class Rates:
     order_channels_store: tuple[tuple[str, float], ...] = (("store", 0.75), ("marketplace", 0.25))
     # A valid order is preceded by a cancelled attempt (failed payment, changed mind).
     p_cancelled_attempt: float = 0.04
+    p_slow_payment: float = 0.08  # paid 1-5 days after ordering (bank transfer): pending meanwhile
     p_refund: float = 0.06  # of delivered orders
     p_partial_refund: float = 0.35  # of refunds: one line refunded, order stays delivered
     p_coupon: float = 0.15
     p_purchase_tracked: float = 0.95  # web order whose session reaches the web export (no ad blocker)
 
     # --- subscriptions ------------------------------------------------------------
-    p_subscribe: float = 0.08  # at a customer's first web/app order
+    p_subscribe: float = 0.12  # at a customer's first web/app order
     plans: tuple[tuple[str, float, float], ...] = (  # plan, weight, monthly price in USD
         ("basic", 0.55, 9.99),
         ("plus", 0.33, 19.99),
@@ -134,9 +135,9 @@ class Rates:
     p_bounce: float = 0.40  # browse session: one page_view and nothing else
     extra_pages_mean: float = 3.0  # further pages of a non-bounced browse session
     p_product_page: float = 0.55  # a further page is a product page (page_view + view_item)
-    p_add_to_cart: float = 0.28  # non-bounced browse session adds to cart
+    p_add_to_cart: float = 0.12  # non-bounced browse session adds to cart
     p_remove_from_cart: float = 0.15  # given add_to_cart
-    p_begin_checkout: float = 0.45  # given add_to_cart (browse sessions never purchase)
+    p_begin_checkout: float = 0.40  # given add_to_cart (browse sessions never purchase)
     engagement_time_median_s: float = 22.0
     engagement_time_sigma: float = 0.9  # lognormal sigma of page engagement time
 
@@ -161,6 +162,8 @@ class Rates:
     # --- surveys ------------------------------------------------------------------
     p_nps_response: float = 0.18  # per delivered order of a contact
     p_csat_response: float = 0.12
+    # Relationship NPS: once in the window, every contact who has bought is asked.
+    p_nps_relationship_response: float = 0.12
     loyal_min_orders: int = 3  # survey answered with at least this many valid orders: loyal distribution
     nps_loyal: tuple[float, ...] = (  # P(score = 0..10)
         0.01, 0.005, 0.005, 0.01, 0.01, 0.02, 0.04, 0.08, 0.17, 0.30, 0.35,
@@ -193,6 +196,15 @@ class Rates:
                 raise ValueError(f"Rates.{f.name} must be a probability in [0, 1], got {value}")
             if isinstance(value, (int, float)) and not f.name.startswith("p_") and value < 0:
                 raise ValueError(f"Rates.{f.name} must not be negative, got {value}")
+        for name in (
+            "pre_signup_window_days", "anonymous_return_mean_days", "engaged_mean_days",
+            "first_order_mean_days_engaged", "first_order_mean_days_not_engaged", "bgnbd_r", "bgnbd_alpha",
+            "bgnbd_a", "bgnbd_b", "gg_p", "gg_gamma", "engagement_time_median_s", "open_delay_mean_hours",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Rates.{name} must be positive, got {getattr(self, name)}")
+        if self.extra_pages_mean < 1:
+            raise ValueError(f"Rates.extra_pages_mean must be at least 1, got {self.extra_pages_mean}")
         for name in (
             "acquisition_channels", "device_types", "returning_sources", "order_channels_web",
             "order_channels_crm", "order_channels_store",

@@ -1,0 +1,55 @@
+"""`python -m lifecycle_warehouse.simulator`: write the landing zone, fill the shop
+database and write the truth file (defaults from lifecycle_warehouse.settings)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from lifecycle_warehouse import settings
+from lifecycle_warehouse.simulator.config import DEFAULT_START, SimulationConfig
+from lifecycle_warehouse.simulator.simulation import simulate
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m lifecycle_warehouse.simulator",
+        description="Simulate CRM, web, ad-spend files and the shop database of a fictitious company.",
+    )
+    parser.add_argument("--start", type=date.fromisoformat, default=DEFAULT_START,
+                        help=f"first day of the file window, YYYY-MM-DD (default {DEFAULT_START})")
+    parser.add_argument("--days", type=int, default=60, help="days of files to write (default 60)")
+    parser.add_argument("--customers", type=int, default=3000,
+                        help="persons who become known over history and window (default 3000)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    parser.add_argument("--history-days", type=int, default=730,
+                        help="days of shop history before --start (default 730)")
+    parser.add_argument("--landing-dir", type=Path, help="landing zone root (default: settings.landing_dir())")
+    parser.add_argument("--shop-url", help="shop database URL (default: SHOP_DB_URL or the embedded server)")
+    parser.add_argument("--truth-file", type=Path, help="truth JSON (default: settings.simulator_truth_file())")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = SimulationConfig(
+        start=args.start, days=args.days, customers=args.customers, seed=args.seed,
+        history_days=args.history_days, landing_dir=args.landing_dir, shop_url=args.shop_url,
+        truth_file=args.truth_file, progress=not args.no_progress,
+    )
+    try:
+        result = simulate(config)
+    except (ValueError, settings.ConfigurationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

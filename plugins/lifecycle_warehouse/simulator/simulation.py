@@ -1,0 +1,68 @@
+"""`simulate`: build the simulated world, write the landing zone and the shop database,
+and record the truth file."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from lifecycle_warehouse.simulator import crm, marketing, model, shop, truth, web
+from lifecycle_warehouse.simulator.clock import Clock
+from lifecycle_warehouse.simulator.config import SimulationConfig, SimulationResult
+from lifecycle_warehouse.simulator.writers import write_shop
+
+log = logging.getLogger(__name__)
+
+
+def simulate(config: SimulationConfig) -> SimulationResult:
+    """Write `config.days` days of CRM, web and ad-spend files from `config.start` into the
+    landing zone, fill the shop database with `config.history_days` of history up to the
+    end of the window, and write the truth file. Same config and seed: same bytes."""
+    started = time.perf_counter()
+    config.validate()
+    config = config.resolved()
+    rates = config.rates
+    clock = Clock(config.start, config.days, config.history_days)
+    landing = config.landing_dir
+
+    log.info("simulating %s persons, %s days from %s (seed %s)", config.customers, config.days, config.start,
+             config.seed)
+    phase = time.perf_counter()
+
+    def done(what: str) -> None:
+        nonlocal phase
+        now = time.perf_counter()
+        log.info("  %-28s %6.1f s", what, now - phase)
+        phase = now
+
+    world = model.build_world(config, clock)
+    done(f"people and orders ({len(world.orders):,} orders)")
+    crm_out = crm.write_crm(world, rates, config.seed, landing)
+    done(f"crm files ({sum(crm_out.rows.values()):,} rows)")
+    sessions, plan_stats = web.plan_sessions(world, rates, config.seed, crm_out.clicks)
+    done(f"web sessions ({len(sessions):,})")
+    web_out = web.write_events(world, sessions, rates, config.seed, landing, progress=config.progress)
+    web_seconds = time.perf_counter() - phase
+    done(f"web events ({web_out.rows:,})")
+    del sessions
+    ad_files, ad_stats = marketing.write_ad_spend(world, web_out.landings, config.seed, landing)
+    shop_counts = write_shop(config.shop_url, shop.shop_rows(world, tuple(name for name, _, _ in rates.plans)))
+    done("ad spend and shop database")
+
+    files = dict(crm_out.files)
+    rows = dict(crm_out.rows)
+    files["web/events"], rows["web/events"] = web_out.files, web_out.rows
+    files["marketing/ad_spend"], rows["marketing/ad_spend"] = ad_files.files, ad_files.total_rows
+    for table, n in shop_counts.items():
+        rows[f"shop/{table}"] = n
+    truth_doc = truth.build_truth(config, world, crm_out.stats, web_out.stats, plan_stats, ad_stats, files, rows)
+    truth.write_truth(config.truth_file, truth_doc)
+
+    elapsed = time.perf_counter() - started
+    return SimulationResult(
+        files=files,
+        rows=rows,
+        truth_file=config.truth_file,
+        elapsed_s=elapsed,
+        web_events_per_s=web_out.rows / web_seconds if web_seconds > 0 else 0.0,
+    )
