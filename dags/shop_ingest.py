@@ -37,7 +37,7 @@ def shop_ingest():
     @task(outlets=[RAW_ASSETS[SOURCE]])
     def summarize(results) -> dict:
         """Log rows extracted per table; mark the raw shop data as updated."""
-        return ingest_tasks.summarize_shop_extracts(list(results))
+        return ingest_tasks.summarize_shop_extracts([results[i] for i in range(len(results))])
 
     extracts = extract_table.expand(table=[t.table for t in contract.SHOP_TABLES])
     prepare_raw_schema() >> extracts

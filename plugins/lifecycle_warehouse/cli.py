@@ -20,7 +20,8 @@ from rich.console import Console
 
 from lifecycle_warehouse import bootstrap, embedded, settings
 
-console = Console(highlight=False, soft_wrap=True)
+# Wide enough for the summary tables when the output is a log or a pipe, not a terminal.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 
 INGESTION_DAGS = ("crm_ingest", "web_ingest", "marketing_ingest", "shop_ingest")
 WAREHOUSE_DAG = "warehouse"
@@ -117,6 +118,11 @@ def cmd_pipeline(args) -> int:
         console.print(f"[red]TO ({args.date_to}) is before FROM ({args.date_from})[/]")
         return 2
     _ensure_airflow_db()
+    # The warehouse DAG is rendered from dbt's manifest: rebuild it so that model changes
+    # show up (partial parsing makes this ~3 s).
+    from lifecycle_warehouse import dbt_runner
+
+    dbt_runner.run(["parse", "--quiet"])
     dags = list(INGESTION_DAGS)
     if not args.ingest_only and (settings.PROJECT_ROOT / "dags" / f"{WAREHOUSE_DAG}.py").exists():
         dags.append(WAREHOUSE_DAG)

@@ -30,7 +30,9 @@ def file_ingest_dag(source: str, doc_md: str):
         @task(outlets=[RAW_ASSETS[source]])
         def summarize(results) -> dict:
             """Log the run's totals and rejected files; mark the source's raw data as updated."""
-            return ingest_tasks.summarize_file_loads(source, list(results))
+            # Indexing (not iterating) the mapped results: iteration probes one XCom past
+            # the end, which Airflow logs as an error.
+            return ingest_tasks.summarize_file_loads(source, [results[i] for i in range(len(results))])
 
         loads = load_entity.expand(entity=entities)
         prepare_raw_schema() >> loads

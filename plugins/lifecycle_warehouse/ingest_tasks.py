@@ -6,6 +6,7 @@ import time) and returns a JSON-serialisable summary for XCom and the run's summ
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from datetime import date
 
@@ -14,6 +15,11 @@ import psycopg
 from lifecycle_warehouse import bootstrap, settings
 
 log = logging.getLogger(__name__)
+
+
+def _jsonable(result) -> dict:
+    """A loader's result dataclass as plain JSON types (dates, uuids as strings) for XCom."""
+    return json.loads(json.dumps(dataclasses.asdict(result), default=str))
 
 
 def prepare_raw_schema() -> None:
@@ -26,7 +32,7 @@ def load_files(source: str, entity: str, start: date, end: date) -> list[dict]:
     results = files.load_interval(
         settings.warehouse_url(), settings.landing_dir(), source, start, end, entities=[entity]
     )
-    return [dataclasses.asdict(r) for r in results]
+    return [_jsonable(r) for r in results]
 
 
 def extract_shop_table(table: str, end: date) -> dict:
@@ -36,7 +42,7 @@ def extract_shop_table(table: str, end: date) -> dict:
     result = shop.extract_table(
         settings.shop_db_url(), settings.warehouse_url(), table, interval_end_instant(end)
     )
-    return dataclasses.asdict(result)
+    return _jsonable(result)
 
 
 def summarize_file_loads(source: str, results: list[list[dict]]) -> dict:
