@@ -67,7 +67,7 @@ docs: up ## build the dbt docs site (models, columns, lineage) and print its pat
 	@echo "✓ dbt docs: $(CURDIR)/dbt_project/target/index.html (or serve it: .venv/bin/lw dbt docs serve)"
 
 quality-report: $(STAMP) ## print (and open, where a browser is set up) the Great Expectations Data Docs
-	@$(LW) quality-report
+	@$(BIN)/python -m lifecycle_warehouse.quality report --open
 
 lint: $(STAMP) ## sqlfluff on the dbt models
 	@$(BIN)/sqlfluff lint dbt_project/models

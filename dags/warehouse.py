@@ -9,7 +9,8 @@ Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw
    `dbt build --select <model>`: the model and its tests), so a failure names the model.
    Staging and intermediate models, then the marts in schema `marts`.
 3. **marts gate**: suites on every BI relation in `marts` (keys, ranges, reconciliations).
-4. **publish**: the validated marts are swapped into `analytics` in one transaction.
+4. **publish**: `analytics` gets the validated marts in one transaction (readers see
+   the old or the new version, never a mix).
    When a gate fails, `analytics` keeps the last good version and the run fails.
 
 Emits the `analytics` Asset for downstream consumers (reports, exports).
@@ -81,9 +82,9 @@ def warehouse():
         return warehouse_tasks.quality_gate("marts", run_id, end)
 
     @task(outlets=[ANALYTICS_ASSET])
-    def publish() -> None:
-        """Swap the validated marts into `analytics` atomically."""
-        warehouse_tasks.publish_marts()
+    def publish(run_id=None) -> dict:
+        """Replace `analytics` with the validated marts, atomically."""
+        return warehouse_tasks.publish_marts(run_id)
 
     raw_quality_gate() >> dbt_build >> marts_quality_gate() >> publish()
 

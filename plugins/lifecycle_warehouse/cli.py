@@ -40,9 +40,25 @@ def cmd_up(args) -> int:
         console.print(f"[green]✓[/] embedded PostgreSQL running (data: {settings.pgdata_dir()}, unix socket only)")
     bootstrap.bootstrap(settings.warehouse_url())
     console.print("[green]✓[/] warehouse schema `raw` ready")
+    _ensure_bi_reader()
     _ensure_airflow_db()
     console.print(f"[green]✓[/] Airflow metadata database ready ({time.monotonic() - started:.1f} s)")
     return cmd_urls(args)
+
+
+def _ensure_bi_reader() -> None:
+    """The read-only role BI tools use, when its password is in the environment."""
+    if not os.environ.get("BI_READER_PASSWORD"):
+        console.print("  BI_READER_PASSWORD is not set: role bi_reader not created "
+                      "(set it and rerun `make up` to let a BI tool read `analytics`)")
+        return
+    from lifecycle_warehouse.access import ensure_bi_reader, require_password_on_embedded
+
+    ensure_bi_reader(settings.warehouse_url())
+    if not os.environ.get("WAREHOUSE_URL"):
+        # pgserver trusts every password; make bi_reader's count.
+        require_password_on_embedded(settings.pgdata_dir())
+    console.print("[green]✓[/] role bi_reader can read `analytics` (and nothing else)")
 
 
 def _ensure_airflow_db() -> None:

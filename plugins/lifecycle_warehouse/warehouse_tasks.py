@@ -31,8 +31,10 @@ def quality_gate(stage: str, run_id: str, as_of: date) -> dict:
             "docs": str(result.docs_path)}
 
 
-def publish_marts() -> None:
-    """Swap the validated marts into `analytics` in one transaction."""
+def publish_marts(run_id: str) -> dict:
+    """Replace `analytics` with the validated marts in one transaction."""
     from lifecycle_warehouse.publish import publish
 
-    publish(settings.warehouse_url(), from_schema="marts", to_schema="analytics")
+    publication = publish(settings.warehouse_url(), from_schema="marts", to_schema="analytics", run_id=run_id)
+    log.info("published version %s of %d relations to analytics", publication.version, len(publication.relations))
+    return {"version": publication.version, "rows": dict(publication.relations)}

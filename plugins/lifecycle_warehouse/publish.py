@@ -1,0 +1,182 @@
+"""Publish: the last step of write-audit-publish. dbt writes the marts into the build schema
+(`marts`), the quality gate audits them there, and this module makes `analytics.<relation>`
+the validated copy of `marts.<relation>` for every BI relation, in one transaction.
+
+How the swap stays invisible to BI: the `analytics` tables keep their identity (and their
+grants); a publish deletes their rows and inserts the new ones in a single transaction.
+That is plain MVCC, so any reader, whatever its isolation level and however long its
+transaction, sees either the whole previous version or the whole new one: never a mix,
+never an empty table, never an error, and it never waits for the publish. (Swapping tables
+or schemas by renaming would make readers queue behind an exclusive lock, and a reader
+whose snapshot predates the swap would see the new tables empty.) Only a structural change
+(a new column, a changed type) takes a short exclusive lock on the affected table.
+
+`analytics.publications` gets one row per publish (version, run, row counts): BI can show
+"data as of", and the marts gate compares row counts with the published version.
+
+By default a publish refuses marts that the last marts gate run did not validate: the gate
+must have passed, and the tables must be the very ones it saw (same oid, row count and
+newest writing transaction, so that a mart rebuilt or changed in place since is refused).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from lifecycle_warehouse.quality import audit
+from lifecycle_warehouse.quality.suites import BUILD_SCHEMA, MART_RELATIONS
+
+log = logging.getLogger(__name__)
+
+PUBLISH_LOCK = "lifecycle_warehouse.publish"
+BI_SCHEMA = "analytics"
+# A structural change waits at most this long for BI queries on the table to finish.
+LOCK_TIMEOUT = "60s"
+
+
+class PublishRefused(RuntimeError):
+    """The marts cannot be published; `analytics` was left as it was."""
+
+
+@dataclass(frozen=True)
+class Publication:
+    version: int
+    relations: dict[str, int]  # relation -> rows published
+    published_at: datetime
+
+
+def _columns(conn: psycopg.Connection, schema: str, table: str) -> dict[str, str]:
+    """Column name -> SQL type, in column order ({} when the relation does not exist)."""
+    rows = conn.execute(
+        """
+        select a.attname, format_type(a.atttypid, a.atttypmod)
+        from pg_attribute a
+        join pg_class c on c.oid = a.attrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped
+        order by a.attnum
+        """,
+        (schema, table),
+    ).fetchall()
+    return dict(rows)
+
+
+def _last_passing_gate(conn: psycopg.Connection) -> tuple[str, dict]:
+    """The last marts gate run, which must have passed: (run id, what it validated)."""
+    last = conn.execute(
+        "select run_id, success, relations, finished_at from audit.gate_runs "
+        "where stage = 'marts' order by finished_at desc limit 1"
+    ).fetchone()
+    if last is None:
+        raise PublishRefused("no marts quality gate has run: run it before publishing")
+    run_id, success, validated, finished_at = last
+    if not success:
+        raise PublishRefused(
+            f"the last marts quality gate (run {run_id}, {finished_at:%Y-%m-%d %H:%M} UTC) failed: "
+            "analytics keeps its current version; see audit.suite_results for the failing expectations"
+        )
+    return run_id, validated
+
+
+def _check_same_tables(conn: psycopg.Connection, from_schema: str, relations: tuple[str, ...],
+                       run_id: str, validated: dict) -> None:
+    """The marts are the very tables, with the very rows, that the passing gate run validated."""
+    names = [f"{from_schema}.{relation}" for relation in relations]
+    for name, now in audit.relation_facts(conn, names).items():
+        if now["oid"] is None or now != validated.get(name):
+            raise PublishRefused(
+                f"{name} is not the table the last marts gate validated (run {run_id}): it was rebuilt "
+                "or changed since; run the marts gate again before publishing"
+            )
+
+
+def _sync_structure(conn: psycopg.Connection, source: sql.Composable, target: sql.Composable,
+                    from_schema: str, to_schema: str, relation: str) -> None:
+    """Create the analytics table, or bring its columns in line with the mart's."""
+    wanted = _columns(conn, from_schema, relation)
+    if not wanted:
+        raise PublishRefused(f"{from_schema}.{relation} does not exist: was the dbt build run?")
+    current = _columns(conn, to_schema, relation)
+    if not current:
+        conn.execute(sql.SQL("create table {} as select * from {} with no data").format(target, source))
+        return
+    dropped = [c for c in current if c not in wanted]
+    if dropped:
+        raise PublishRefused(
+            f"{from_schema}.{relation} lacks column(s) {', '.join(dropped)} that BI reads in "
+            f"{to_schema}.{relation}: renaming or removing a column needs a new model version "
+            "(docs/sources.md, section 3)"
+        )
+    for column, type_ in wanted.items():
+        if column not in current:
+            log.info("publish: adding column %s.%s.%s %s", to_schema, relation, column, type_)
+            conn.execute(sql.SQL("alter table {} add column {} {}").format(
+                target, sql.Identifier(column), sql.SQL(type_)))
+        elif current[column] != type_:
+            log.warning("publish: %s.%s.%s changes type %s -> %s (rewrites the table)",
+                        to_schema, relation, column, current[column], type_)
+            conn.execute(sql.SQL("alter table {} alter column {} type {} using {}::{}").format(
+                target, sql.Identifier(column), sql.SQL(type_), sql.Identifier(column), sql.SQL(type_)))
+
+
+def publish(
+    warehouse_url: str,
+    from_schema: str = BUILD_SCHEMA,
+    to_schema: str = BI_SCHEMA,
+    *,
+    relations: tuple[str, ...] = MART_RELATIONS,
+    run_id: str | None = None,
+    require_validated: bool = True,
+) -> Publication:
+    """Copy every BI relation from the build schema into `analytics`, in one transaction."""
+    if from_schema == to_schema:
+        raise ValueError("from_schema and to_schema must differ")
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        audit.ensure_schemas(conn)
+        with conn.transaction():
+            conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (PUBLISH_LOCK,))
+            conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(to_schema)))
+            conn.execute(audit.publications_ddl(to_schema))
+            if require_validated:
+                gate_run_id, validated = _last_passing_gate(conn)
+                run_id = run_id or gate_run_id
+            # Nobody rebuilds a mart while it is being checked and copied.
+            for relation in relations:
+                if conn.execute("select to_regclass(%s)", (f"{from_schema}.{relation}",)).fetchone()[0] is None:
+                    raise PublishRefused(f"{from_schema}.{relation} does not exist: was the dbt build run?")
+                conn.execute(sql.SQL("lock table {} in share mode").format(sql.Identifier(from_schema, relation)))
+            if require_validated:
+                _check_same_tables(conn, from_schema, relations, gate_run_id, validated)
+
+            counts: dict[str, int] = {}
+            for relation in relations:
+                source = sql.Identifier(from_schema, relation)
+                target = sql.Identifier(to_schema, relation)
+                _sync_structure(conn, source, target, from_schema, to_schema, relation)
+                columns = sql.SQL(", ").join(map(sql.Identifier, _columns(conn, from_schema, relation)))
+                conn.execute(sql.SQL("delete from {}").format(target))
+                cur = conn.execute(sql.SQL("insert into {} ({}) select {} from {}").format(
+                    target, columns, columns, source))
+                counts[relation] = cur.rowcount
+
+            version, published_at = conn.execute(
+                sql.SQL(
+                    "insert into {} (version, run_id, published_at, relations) "
+                    "select coalesce(max(version), 0) + 1, %s, now(), %s from {} "
+                    "returning version, published_at"
+                ).format(sql.Identifier(to_schema, "publications"), sql.Identifier(to_schema, "publications")),
+                (run_id, Jsonb(counts)),
+            ).fetchone()
+        # Fresh statistics for BI queries (outside the swap: ANALYZE only reads).
+        for relation in relations:
+            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(to_schema, relation)))
+    log.info("published version %d to %s: %s", version, to_schema,
+             ", ".join(f"{r} ({n} rows)" for r, n in counts.items()))
+    return Publication(version=version, relations=counts, published_at=published_at)

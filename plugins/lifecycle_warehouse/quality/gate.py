@@ -1,0 +1,431 @@
+"""Run a quality gate: the GX checkpoint of a stage (`raw` before dbt, `marts` after it)
+against the warehouse, then decide, record and report.
+
+- Every expectation runs as SQL in PostgreSQL (GX's SQLAlchemy engine); nothing is pulled
+  into pandas.
+- The gate's connections carry the run's data interval end as the session setting
+  `lw.data_interval_end` (and `timezone=UTC`, read-only transactions): checks compare with
+  it, never with now().
+- A failed expectation of severity `critical`, or a check that could not run, is an error:
+  the gate raises `QualityGateFailed` listing every one (suite, expectation, column, observed,
+  examples). Warnings are logged and recorded, and do not block.
+- Every result goes to `audit.validation_results` (see `audit`), and Data Docs are rebuilt
+  in `<project>/gx/uncommitted/data_docs/local_site/index.html`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timezone
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from lifecycle_warehouse.quality import audit, suites
+
+log = logging.getLogger(__name__)
+
+STAGES = suites.STAGES
+Stage = Literal["raw", "marts"]
+DOCS_INDEX = Path("uncommitted") / "data_docs" / "local_site" / "index.html"
+EXAMPLE_ROWS = 5
+# One gate at a time per process: the connection URL travels through an environment variable.
+_PROCESS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """The verdict of one expectation, in the words of a failure report."""
+
+    suite: str
+    expectation: str  # GX type, e.g. expect_column_values_to_be_unique
+    severity: str  # critical | warning | info
+    success: bool
+    column: str | None = None
+    description: str | None = None
+    observed: Any = None  # GX's result object
+    unexpected_count: int | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None  # the exception when the check could not run
+    expectation_id: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        """Blocks the gate: a failed critical expectation, or any check that could not run."""
+        return not self.success and (self.severity == suites.ERROR or self.error is not None)
+
+    @property
+    def is_warning(self) -> bool:
+        return not self.success and not self.is_error
+
+    def observed_text(self) -> str:
+        if self.error:
+            return f"could not run: {self.error}"
+        result = self.observed or {}
+        parts = []
+        if "observed_value" in result:
+            value = result["observed_value"]
+            if self.expectation == "unexpected_rows_expectation":
+                parts.append(f"{value} offending row{'s' if value != 1 else ''}")
+            else:
+                parts.append(f"observed {value!r}")
+        if result.get("unexpected_count") is not None:
+            total = result.get("element_count")
+            parts.append(f"{result['unexpected_count']} unexpected" + (f" of {total}" if total is not None else ""))
+            sample = result.get("partial_unexpected_list")
+            if sample:
+                parts.append(f"e.g. {sample[:EXAMPLE_ROWS]!r}")
+        if result.get("details", {}).get("mismatched"):
+            parts.append(f"mismatched {result['details']['mismatched']!r}")
+        if self.examples:
+            parts.append("e.g. " + "; ".join(_format_row(row) for row in self.examples))
+        return ", ".join(parts) or "failed"
+
+    def describe(self) -> str:
+        level = "ERROR" if self.is_error else "WARNING"
+        what = self.description or self.expectation
+        if self.description:
+            what = f"{self.description} [{self.expectation}]"
+        column = f" · column {self.column}" if self.column else ""
+        return f"{level} {self.suite} · {what}{column} · {self.observed_text()}"
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in row.items()) + "}"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    stage: str
+    run_id: str
+    data_interval_end: datetime
+    success: bool
+    failures: list[ExpectationOutcome]
+    warnings: list[ExpectationOutcome]
+    evaluated: int
+    docs_path: Path
+    gate_run_id: str
+
+    def report(self) -> str:
+        verdict = "passed" if self.success else "FAILED"
+        lines = [
+            f"Quality gate '{self.stage}' {verdict} for run {self.run_id} "
+            f"(data interval end {self.data_interval_end.isoformat()}): {self.evaluated} expectations, "
+            f"{len(self.failures)} error(s), {len(self.warnings)} warning(s)."
+        ]
+        lines += [o.describe() for o in self.failures + self.warnings]
+        lines.append(f"Data Docs: {self.docs_path.as_uri() if self.docs_path.is_absolute() else self.docs_path}")
+        return "\n".join(lines)
+
+
+class QualityGateFailed(RuntimeError):
+    """An error-severity expectation failed: nothing may be built or published from this data."""
+
+    def __init__(self, result: GateResult):
+        super().__init__(result.report())
+        self.result = result
+
+
+def interval_end_instant(value: date | datetime) -> datetime:
+    """A data interval end as an aware UTC instant (a date means its midnight, UTC)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=timezone.utc)
+    raise TypeError(f"data_interval_end must be a date or datetime, not {type(value).__name__}")
+
+
+def sqlalchemy_url(warehouse_url: str, data_interval_end: datetime) -> str:
+    """The SQLAlchemy URL GX connects with: psycopg 3 driver, and session settings that
+    carry the run's data interval end, UTC and read-only transactions."""
+    parts = urlsplit(warehouse_url)
+    if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+        raise ValueError(
+            f"WAREHOUSE_URL must be a postgresql:// URL (got scheme {parts.scheme!r}); "
+            "key=value connection strings are not supported by the quality gate"
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options = " ".join(value for key, value in query if key == "options")
+    session = (
+        f"-c lw.data_interval_end={data_interval_end.isoformat()} -c timezone=UTC "
+        "-c default_transaction_read_only=on"
+    )
+    query = [(k, v) for k, v in query if k not in ("options", "application_name")]
+    query += [("options", f"{options} {session}".strip()), ("application_name", "lw-quality-gate")]
+    return urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+@contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """GX logs its configuration at INFO and lossy decimal conversions at WARNING; the gate
+    reports what matters itself (every failure and warning, with the observed values)."""
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    if logger.getEffectiveLevel() < logging.ERROR:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+@contextmanager
+def _project_lock(gx_dir: Path) -> Iterator[None]:
+    """One gate at a time on a GX project: its file stores are not safe for concurrent writers."""
+    uncommitted = gx_dir / "uncommitted"
+    uncommitted.mkdir(parents=True, exist_ok=True)
+    with _PROCESS_LOCK, open(uncommitted / ".gate.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _checkpoint_relations(checkpoint) -> dict[str, Any]:
+    """`schema.table` -> validation definition, for every validation of a checkpoint."""
+    out = {}
+    for vd in checkpoint.validation_definitions:
+        asset = vd.data.data_asset
+        out[f"{asset.schema_name}.{asset.table_name}"] = vd
+    return out
+
+
+def _severity(config) -> str:
+    severity = getattr(config, "severity", None) or (config.meta or {}).get("severity") or suites.ERROR
+    return getattr(severity, "value", severity)
+
+
+def _exception(info) -> tuple[bool, str | None]:
+    """Whether a check raised, and why. GX reports either one exception or one per metric."""
+    if hasattr(info, "to_json_dict"):
+        info = info.to_json_dict()
+    info = info or {}
+    reports = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for report in reports:
+        if report.get("raised_exception") or report.get("exception_message"):
+            message = (report.get("exception_message") or "exception").strip()
+            return True, message.splitlines()[0][:500]
+    return False, None
+
+
+def _outcomes(checkpoint_result) -> list[ExpectationOutcome]:
+    outcomes = []
+    for suite_result in checkpoint_result.run_results.values():
+        for r in suite_result.results:
+            config = r.expectation_config
+            raised, message = _exception(r.exception_info)
+            result = r.result.to_json_dict() if hasattr(r.result, "to_json_dict") else dict(r.result or {})
+            unexpected = result.get("unexpected_count")
+            if unexpected is None and config.type == "unexpected_rows_expectation":
+                unexpected = result.get("observed_value")
+            outcomes.append(ExpectationOutcome(
+                suite=suite_result.suite_name,
+                expectation=config.type,
+                severity=_severity(config),
+                success=bool(r.success) and not raised,
+                column=config.kwargs.get("column") or (config.meta or {}).get("column")
+                or (", ".join(config.kwargs["column_list"]) if "column_list" in config.kwargs else None),
+                description=config.description,
+                observed=result,
+                unexpected_count=unexpected if isinstance(unexpected, int) else None,
+                error=message if raised else None,
+                expectation_id=config.id,
+            ))
+    return outcomes
+
+
+def _build_docs(context, checkpoint_result) -> None:
+    """Render this run's validation pages, the suites' pages and the index, in one pass."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    identifiers = []
+    for identifier, suite_result in checkpoint_result.run_results.items():
+        identifiers += [identifier, ExpectationSuiteIdentifier(name=suite_result.suite_name)]
+    context.build_data_docs(resource_identifiers=identifiers)
+
+
+def _examples(warehouse_url: str, end: datetime, query: str, relation: str) -> list[dict[str, Any]]:
+    """A few rows of a failed SQL check, fetched with the same session settings as GX's."""
+    schema, table = relation.split(".", 1)
+    try:
+        with psycopg.connect(warehouse_url, autocommit=True, options="-c default_transaction_read_only=on") as conn:
+            conn.execute("select set_config('lw.data_interval_end', %s, false), set_config('timezone', 'UTC', false)",
+                         (end.isoformat(),))
+            batch = sql.Identifier(schema, table).as_string(conn)
+            statement = f"select * from ({query.format(batch=batch)}) offending limit {EXAMPLE_ROWS}"
+            with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+                return list(cur.execute(statement).fetchall())
+    except psycopg.Error as error:  # examples are a courtesy; the verdict stands without them
+        log.warning("could not fetch examples for %s: %s", relation, error)
+        return []
+
+
+def run_gate(
+    warehouse_url: str,
+    stage: Stage,
+    run_id: str,
+    data_interval_end: date | datetime,
+    *,
+    project_root: Path | str | None = None,
+) -> GateResult:
+    """Validate every relation of `stage` with its suite; raise `QualityGateFailed` when an
+    error-severity expectation fails. `project_root` is the folder holding `gx/` (default:
+    the repo's `expectations/`)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
+    end = interval_end_instant(data_interval_end)
+    gx_dir = Path(project_root or suites.default_project_root()) / "gx"
+    if not (gx_dir / "great_expectations.yml").exists():
+        raise FileNotFoundError(
+            f"no Great Expectations project in {gx_dir} (great_expectations.yml missing): "
+            "run `python -m lifecycle_warehouse.quality generate`"
+        )
+    started = datetime.now(timezone.utc)
+    gate_run_id = str(uuid.uuid4())
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        audit.ensure_schemas(conn)
+
+    facts: dict[str, dict[str, Any]] = {}
+    try:
+        outcomes, facts = _validate(warehouse_url, stage, run_id, end, gx_dir, started)
+    except Exception as error:
+        # A gate that could not run is a failed gate: recorded, so that no publish follows it.
+        crashed = ExpectationOutcome(suite=f"{stage}_gate", expectation="gate_run", severity=suites.ERROR,
+                                     success=False, description="the gate runs",
+                                     error=f"{type(error).__name__}: {error}"[:500])
+        result = GateResult(stage=stage, run_id=run_id, data_interval_end=end, success=False, failures=[crashed],
+                            warnings=[], evaluated=0, docs_path=gx_dir / DOCS_INDEX, gate_run_id=gate_run_id)
+        _record(warehouse_url, result, [], facts, started)
+        raise
+
+    failures = [o for o in outcomes if o.is_error]
+    warnings = [o for o in outcomes if o.is_warning]
+    result = GateResult(
+        stage=stage, run_id=run_id, data_interval_end=end, success=not failures, failures=failures,
+        warnings=warnings, evaluated=len(outcomes), docs_path=gx_dir / DOCS_INDEX, gate_run_id=gate_run_id,
+    )
+    _record(warehouse_url, result, outcomes, facts, started)
+
+    for o in failures:
+        log.error(o.describe())
+    for o in warnings:
+        log.warning(o.describe())
+    log.info("Data Docs: %s", result.docs_path)
+    if failures:
+        raise QualityGateFailed(result)
+    log.info("quality gate '%s' passed: %d expectations, %d warning(s)", stage, len(outcomes), len(warnings))
+    return result
+
+
+def _validate(warehouse_url: str, stage: str, run_id: str, end: datetime, gx_dir: Path,
+              started: datetime) -> tuple[list[ExpectationOutcome], dict[str, dict[str, Any]]]:
+    """Run the stage's checkpoint; returns every expectation's outcome and what was validated."""
+    with (_project_lock(gx_dir), _environment(suites.CONNECTION_ENV, sqlalchemy_url(warehouse_url, end)),
+          _quiet("great_expectations")):
+        import great_expectations as gx
+
+        context = gx.get_context(mode="file", project_root_dir=str(gx_dir.parent))
+        try:
+            return _run_checkpoint(context, warehouse_url, stage, run_id, end, started)
+        finally:
+            _close_connections(context)
+
+
+def _close_connections(context) -> None:
+    """Dispose GX's connection pools: a worker process must not keep idle warehouse sessions."""
+    for datasource in context.data_sources.all().values():
+        execution_engine = getattr(datasource, "_execution_engine", None)
+        if execution_engine is not None:
+            execution_engine.close()
+        engine = getattr(datasource, "_engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
+def _run_checkpoint(context, warehouse_url: str, stage: str, run_id: str, end: datetime,
+                    started: datetime) -> tuple[list[ExpectationOutcome], dict[str, dict[str, Any]]]:
+    """Validate, build the Data Docs, and add offending rows to the failed SQL checks."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    checkpoint = context.checkpoints.get(suites.checkpoint_name(stage))
+    by_relation = _checkpoint_relations(checkpoint)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        facts = audit.relation_facts(conn, by_relation)
+
+    # GX runs every suite; a missing relation is reported once, not as one failure per
+    # expectation of its suite.
+    checkpoint_result = checkpoint.run(run_id=RunIdentifier(run_name=run_id, run_time=started))
+    missing = {by_relation[rel].suite.name: rel for rel, fact in facts.items() if fact["oid"] is None}
+    outcomes = [
+        ExpectationOutcome(suite=suite, expectation="relation_exists", severity=suites.ERROR, success=False,
+                           description=f"{rel} exists", error=f"relation {rel} does not exist")
+        for suite, rel in missing.items()
+    ]
+    outcomes += [o for o in _outcomes(checkpoint_result) if o.suite not in missing]
+    _build_docs(context, checkpoint_result)
+
+    # Offending rows of failed SQL checks make a failure self-explaining.
+    queries = {
+        e.id: (e.unexpected_rows_query, vd_rel)
+        for vd_rel, vd in by_relation.items() if facts[vd_rel]["oid"] is not None
+        for e in vd.suite.expectations if e.expectation_type == "unexpected_rows_expectation"
+    }
+    outcomes = [
+        _with_examples(o, warehouse_url, end, queries) if not o.success and o.error is None
+        and o.expectation_id in queries else o
+        for o in outcomes
+    ]
+    return outcomes, facts
+
+
+def _with_examples(outcome: ExpectationOutcome, warehouse_url: str, end: datetime, queries) -> ExpectationOutcome:
+    query, relation = queries[outcome.expectation_id]
+    return replace(outcome, examples=_examples(warehouse_url, end, query, relation))
+
+
+def _record(warehouse_url: str, result: GateResult, outcomes: list[ExpectationOutcome],
+            facts: dict[str, dict[str, Any]], started: datetime) -> None:
+    finished = datetime.now(timezone.utc)
+    run = {
+        "gate_run_id": result.gate_run_id, "run_id": result.run_id, "stage": result.stage,
+        "data_interval_end": result.data_interval_end, "success": result.success,
+        "expectations": result.evaluated, "errors": len(result.failures), "warnings": len(result.warnings),
+        "relations": facts, "docs_path": str(result.docs_path), "started_at": started, "finished_at": finished,
+    }
+    rows = [
+        {
+            "gate_run_id": result.gate_run_id, "run_id": result.run_id, "stage": result.stage, "suite": o.suite,
+            "expectation_id": o.expectation_id, "expectation": o.expectation, "description": o.description,
+            "column_name": o.column, "severity": o.severity, "success": o.success,
+            "unexpected_count": o.unexpected_count, "observed": o.observed, "examples": o.examples or None,
+            "error": o.error, "data_interval_end": result.data_interval_end, "checked_at": finished,
+        }
+        for o in outcomes
+    ]
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        audit.record_gate_run(conn, run, rows)

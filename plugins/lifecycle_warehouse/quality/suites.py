@@ -1,0 +1,1106 @@
+"""What the quality gate checks, as data, and the writer of the GX project in `expectations/gx/`.
+
+The Great Expectations project (suites, validation definitions, checkpoints and
+`great_expectations.yml`) is JSON/YAML under version control, generated from this module so
+that the raw suites follow the source contract (`contract.py`) and the thresholds of
+`dbt_project.yml`. Edit this module, then regenerate:
+
+    python -m lifecycle_warehouse.quality generate          # rewrite expectations/gx/
+    python -m lifecycle_warehouse.quality generate --check  # fail if the committed files are stale
+
+Severity: GX's own `severity` field. `critical` is an error (the gate blocks), `warning` is
+reported and recorded but does not block.
+
+Checks that depend on the run (timestamps not in the future, row counts of the run's
+latest delivery) read the run's data interval end from the session setting
+`lw.data_interval_end`, which the gate sets on its connections; they never use now(), so a
+rerun of the same interval gives the same verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+import uuid
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lifecycle_warehouse import contract, settings
+
+ERROR = "critical"
+WARNING = "warning"
+
+DATASOURCE = "warehouse"
+# The environment variable holding the SQLAlchemy URL of the warehouse while a gate runs
+# (set by the gate from WAREHOUSE_URL; never written to a file).
+CONNECTION_ENV = "LW_GX_WAREHOUSE_URL"
+BATCH_DEFINITION = "whole_table"
+STAGES = ("raw", "marts")
+BUILD_SCHEMA = "marts"
+LIFECYCLE_STAGES = ("awareness", "engagement", "conversion", "retention", "loyalty", "churned", "reactivated")
+ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "position_based")
+
+# The run's data interval end (exclusive) and its UTC date, as SQL.
+E = "current_setting('lw.data_interval_end')::timestamptz"
+E_DATE = f"(({E}) at time zone 'UTC')::date"
+BATCH = "{batch}"
+
+# A delivery of the run's last business date with fewer than COLLAPSE_RATIO x the rows of
+# the day before is a collapse, when the day before had at least COLLAPSE_MIN_ROWS rows
+# (below that, daily volumes are too small for a ratio to mean anything).
+COLLAPSE_RATIO = 0.1
+COLLAPSE_MIN_ROWS = 20
+# Entities whose daily volume is steady: a collapse is an error. Others (campaign sends,
+# new campaigns, surveys, loyalty) are bursty by nature: a collapse is a warning.
+STEADY_VOLUME_TABLES = ("web_events", "marketing_ad_spend", "crm_contacts")
+# Ids that are unique within one CRM delivery (across deliveries a record may change).
+CRM_DELIVERY_KEYS = {
+    "crm_contacts": "contact_id",
+    "crm_email_events": "event_id",
+    "crm_campaigns": "campaign_id",
+    "crm_survey_responses": "response_id",
+    "crm_loyalty_events": "loyalty_event_id",
+}
+# The column that names a record in failure examples, for entities not in CRM_DELIVERY_KEYS.
+RECORD_KEYS = {"web_events": "event_id"}
+# Date columns that say when something happened (timestamptz columns always do).
+EVENT_DATE_COLUMNS = {"marketing_ad_spend": ("date",)}
+# Shop timestamps that may legitimately lie ahead (a cancellation scheduled for the end of
+# the billing period): checked, but only as a warning.
+SHOP_FUTURE_TOLERATED = {"canceled_at"}
+# Marts are rebuilt from all of raw, so a rerun of an older interval legitimately holds
+# later data: a mart date after the run's interval end is reported, not blocking. (Raw
+# timestamps after it, on deliveries the run covers, are errors.)
+AFTER_INTERVAL = WARNING
+# A mart whose row count falls below this share of the last published version collapsed.
+MART_COLLAPSE_RATIO = 0.5
+# Validation results listed on the Data Docs index (about 50 gate runs of both stages).
+DOCS_INDEX_LIMIT = 1000
+# Money sums compared across relations may differ by rounding: one cent plus half a cent per row.
+MONEY_TOLERANCE = "0.01"
+
+
+def _dbt_vars() -> dict[str, Any]:
+    path = settings.PROJECT_ROOT / "dbt_project" / "dbt_project.yml"
+    return yaml.safe_load(path.read_text())["vars"]
+
+
+def valid_order_statuses() -> tuple[str, ...]:
+    """The order statuses that count as a valid order (dbt var `valid_order_statuses`)."""
+    return tuple(_dbt_vars()["valid_order_statuses"])
+
+
+def late_data_lookback_days() -> int:
+    return int(_dbt_vars()["late_data_lookback_days"])
+
+
+def _sql_list(values) -> str:
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
+def _sql(text: str) -> str:
+    return textwrap.dedent(text).strip()
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One GX expectation: its type (snake_case, as in the JSON), kwargs and severity."""
+
+    type: str
+    kwargs: dict[str, Any]
+    severity: str = ERROR
+    description: str | None = None
+    column: str | None = None  # the column a SQL check is about, for reports
+
+    def to_json(self, suite: str) -> dict[str, Any]:
+        meta: dict[str, Any] = {}
+        if self.column and "column" not in self.kwargs:
+            meta["column"] = self.column
+        body = {
+            "id": str(uuid.uuid5(_NAMESPACE, f"{suite}|{self.type}|{json.dumps(self.kwargs, sort_keys=True)}")),
+            "kwargs": self.kwargs,
+            "meta": meta,
+            "severity": self.severity,
+            "type": self.type,
+        }
+        if self.description:
+            body["description"] = self.description
+        return body
+
+
+@dataclass(frozen=True)
+class Suite:
+    """The expectations on one relation (`schema.table`)."""
+
+    stage: str
+    relation: str
+    expectations: tuple[Expectation, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        """GX names files after the suite and cannot read a name with dots back."""
+        return self.relation.replace(".", "_", 1)
+
+    @property
+    def schema(self) -> str:
+        return self.relation.split(".")[0]
+
+    @property
+    def table(self) -> str:
+        return self.relation.split(".")[1]
+
+
+_NAMESPACE = uuid.UUID("6f1d2c3e-9b0a-4c55-8e2f-2a7d61c0b9a1")
+
+
+# --- expectation builders ----------------------------------------------------------------
+
+
+def columns_present(columns, severity=ERROR) -> Expectation:
+    return Expectation("expect_table_columns_to_match_set",
+                       {"column_set": list(columns), "exact_match": False}, severity)
+
+
+def not_null(column, severity=ERROR) -> Expectation:
+    return Expectation("expect_column_values_to_not_be_null", {"column": column}, severity)
+
+
+def unique(column, severity=ERROR) -> Expectation:
+    return Expectation("expect_column_values_to_be_unique", {"column": column}, severity)
+
+
+def unique_together(columns, severity=ERROR) -> Expectation:
+    return Expectation("expect_compound_columns_to_be_unique", {"column_list": list(columns)}, severity)
+
+
+def in_set(column, values, severity=ERROR) -> Expectation:
+    return Expectation("expect_column_values_to_be_in_set",
+                       {"column": column, "value_set": list(values)}, severity)
+
+
+def between(column, min_value=None, max_value=None, severity=ERROR) -> Expectation:
+    kwargs: dict[str, Any] = {"column": column}
+    if min_value is not None:
+        kwargs["min_value"] = min_value
+    if max_value is not None:
+        kwargs["max_value"] = max_value
+    return Expectation("expect_column_values_to_be_between", kwargs, severity)
+
+
+def length_is(column, length, severity=ERROR) -> Expectation:
+    return Expectation("expect_column_value_lengths_to_equal", {"column": column, "value": length}, severity)
+
+
+def matches(column, regex, severity=ERROR) -> Expectation:
+    return Expectation("expect_column_values_to_match_regex", {"column": column, "regex": regex}, severity)
+
+
+def min_rows(count=1, severity=ERROR) -> Expectation:
+    return Expectation("expect_table_row_count_to_be_between", {"min_value": count}, severity)
+
+
+_SQL_KEYWORDS = {"where", "group", "order", "limit", "having", "union", "window", "offset"}
+
+
+def check_batch_aliases(query: str) -> None:
+    """GX renders `{batch}` as `(select …) AS subselect` in a query without JOIN, and as a bare
+    `(select …)` in one with JOIN: so a JOIN query must alias every `{batch}`, and any
+    other query must alias none."""
+    has_join = re.search(r"\bjoin\b", query, re.IGNORECASE) is not None
+    for follower in re.findall(r"\{batch\}(\s*\w*)", query):
+        word = follower.strip().lower()
+        aliased = bool(word) and follower[:1].isspace() and word not in _SQL_KEYWORDS
+        if aliased != has_join:
+            raise ValueError(
+                f"{'alias' if has_join else 'do not alias'} {{batch}} in a query "
+                f"{'with' if has_join else 'without'} JOIN: {query}")
+
+
+def no_rows(description: str, query: str, severity=ERROR, column: str | None = None) -> Expectation:
+    """A SQL check: the query selects the offending rows; any row fails the expectation.
+
+    `{batch}` is the relation under validation. The selected columns are what a failure
+    report shows as examples: keys and the values at fault, never personal data.
+    """
+    query = _sql(query)
+    check_batch_aliases(query)
+    return Expectation("unexpected_rows_expectation", {"unexpected_rows_query": query},
+                       severity, description, column)
+
+
+# --- raw suites, from the source contract ------------------------------------------------
+
+
+def _file_metadata_columns() -> list[str]:
+    from lifecycle_warehouse.bootstrap import FILE_METADATA_COLUMNS
+
+    return [name for name, _ in FILE_METADATA_COLUMNS]
+
+
+def _shop_metadata_columns() -> list[str]:
+    from lifecycle_warehouse.bootstrap import SHOP_METADATA_COLUMNS
+
+    return [name for name, _ in SHOP_METADATA_COLUMNS]
+
+
+def _column_expectations(columns) -> list[Expectation]:
+    out: list[Expectation] = []
+    for c in columns:
+        if c.required:
+            out.append(not_null(c.name))
+        if c.accepted:
+            out.append(in_set(c.name, c.accepted))
+        if c.length:
+            out.append(length_is(c.name, c.length))
+        if c.min_value is not None or c.max_value is not None:
+            out.append(between(c.name, c.min_value, c.max_value))
+    return out
+
+
+def raw_file_suite(entity: contract.FileEntity) -> Suite:
+    table = entity.raw_table
+    key = CRM_DELIVERY_KEYS.get(table)
+    example_key = key or RECORD_KEYS.get(table)
+    located = ", ".join(([example_key] if example_key else []) + ["_dt", "_file", "_line_number"])
+    exps: list[Expectation] = [columns_present([c.name for c in entity.columns] + _file_metadata_columns())]
+    exps += [not_null(c) for c in ("_batch_id", "_dt", "_file", "_line_number", "_loaded_at")]
+    exps += _column_expectations(entity.columns)
+    for check in entity.checks:
+        exps.append(no_rows(
+            f"contract rule: {check.rule}",
+            f"select {located} from {BATCH} where not ({check.sql})",
+        ))
+    if key:
+        exps.append(unique_together([key, "_dt"], severity=WARNING))
+
+    # Timestamps: a row delivered for business date D happened on D at the latest, and
+    # never after the run's data interval end. Only deliveries the run covers are checked.
+    for c in entity.columns:
+        if c.type == contract.TIMESTAMPTZ:
+            exps.append(no_rows(
+                f"{c.name} not after its delivery date nor the run's data interval end",
+                f"""
+                select {located}, {c.name} from {BATCH}
+                where _dt < {E_DATE}
+                  and {c.name} >= least((_dt + 1)::timestamp at time zone 'UTC', {E})
+                """,
+                column=c.name,
+            ))
+    for name in EVENT_DATE_COLUMNS.get(table, ()):
+        exps.append(no_rows(
+            f"{name} not after its delivery date",
+            f"select {located}, {name} from {BATCH} where _dt < {E_DATE} and {name} > _dt",
+            column=name,
+        ))
+    if table == "web_events":
+        days = late_data_lookback_days()
+        exps.append(no_rows(
+            f"web events at most {days} days older than their delivery (later ones miss the dbt look-back)",
+            f"""
+            select event_id, _dt, _file, _line_number, occurred_at from {BATCH}
+            where _dt < {E_DATE}
+              and occurred_at < (_dt - {days})::timestamp at time zone 'UTC'
+            """,
+            severity=WARNING, column="occurred_at",
+        ))
+
+    # Every delivery's latest load (raw.load_audit) is in the table, complete and alone:
+    # catches an emptied or truncated table, rows lost or loaded twice.
+    exps.append(no_rows(
+        "rows per delivery equal the rows loaded by its latest load (raw.load_audit)",
+        f"""
+        with audit_rows as (
+            select dt, batch_id, rows_loaded, loaded_at from raw.load_audit
+            where source = '{entity.source}' and entity = '{entity.entity}' and dt < {E_DATE}
+        ),
+        latest as (
+            select distinct on (dt) dt, batch_id from audit_rows
+            order by dt, loaded_at desc, batch_id desc
+        ),
+        expected as (
+            select l.dt, l.batch_id, sum(a.rows_loaded) as rows_expected
+            from latest l join audit_rows a on a.dt = l.dt and a.batch_id = l.batch_id
+            group by l.dt, l.batch_id
+        ),
+        present as (
+            select r._dt as dt, r._batch_id as batch_id, count(*) as rows_present
+            from {BATCH} r where r._dt < {E_DATE} group by r._dt, r._batch_id
+        )
+        select coalesce(e.dt, p.dt) as dt, e.batch_id as latest_batch_id,
+               p.batch_id as present_batch_id,
+               coalesce(e.rows_expected, 0) as rows_expected,
+               coalesce(p.rows_present, 0) as rows_present
+        from expected e full join present p on p.dt = e.dt and p.batch_id = e.batch_id
+        where coalesce(e.rows_expected, 0) <> coalesce(p.rows_present, 0)
+        """,
+    ))
+
+    exps.append(no_rows(
+        f"rows of the run's last delivery not below {COLLAPSE_RATIO:.0%} of the day before "
+        f"(when that day had at least {COLLAPSE_MIN_ROWS})",
+        f"""
+        select last_day, rows_last_day, rows_day_before from (
+            select {E_DATE} - 1 as last_day,
+                   count(*) filter (where _dt = {E_DATE} - 1) as rows_last_day,
+                   count(*) filter (where _dt = {E_DATE} - 2) as rows_day_before
+            from {BATCH} where _dt between {E_DATE} - 2 and {E_DATE} - 1
+        ) counts
+        where rows_day_before >= {COLLAPSE_MIN_ROWS}
+          and rows_last_day < {COLLAPSE_RATIO} * rows_day_before
+        """,
+        severity=ERROR if table in STEADY_VOLUME_TABLES else WARNING,
+    ))
+    return Suite("raw", f"raw.{table}", tuple(exps))
+
+
+def raw_shop_suite(shop: contract.ShopTable) -> Suite:
+    table = shop.raw_table
+    keys = ", ".join(shop.primary_key)
+    exps: list[Expectation] = [columns_present([c.name for c in shop.columns] + _shop_metadata_columns())]
+    exps += [not_null(c) for c in ("_batch_id", "_extracted_at")]
+    exps += _column_expectations(shop.columns)
+    exps.append(unique(shop.primary_key[0]) if len(shop.primary_key) == 1 else unique_together(shop.primary_key))
+    for c in shop.columns:
+        if c.type == contract.NUMERIC:
+            exps.append(between(c.name, min_value=0, severity=WARNING))
+    # Rows the run's extraction could have taken (updated up to its interval end) carry no
+    # timestamp after that end. Later updates are later runs' business: rerun-stable.
+    for c in shop.columns:
+        if c.type == contract.TIMESTAMPTZ and c.name != "updated_at":
+            exps.append(no_rows(
+                f"{c.name} not after the run's data interval end (rows updated by then)",
+                f"select {keys}, updated_at, {c.name} from {BATCH} "
+                f"where updated_at <= {E} and {c.name} > {E}",
+                severity=WARNING if c.name in SHOP_FUTURE_TOLERATED else ERROR,
+                column=c.name,
+            ))
+    # Shop rows are upserted, never deleted: the table never has fewer rows than an earlier
+    # gate run saw (audit.gate_runs), e.g. after being emptied by mistake.
+    exps.append(no_rows(
+        "row count never below what an earlier gate run saw (rows are upserted, never deleted)",
+        f"""
+        select rows_now, rows_seen_before from (
+            select (select count(*) from {BATCH}) as rows_now,
+                   (select max((relations -> 'raw.{table}' ->> 'row_count')::bigint)
+                    from audit.gate_runs
+                    where stage = 'raw' and data_interval_end <= {E}) as rows_seen_before
+        ) counts
+        where rows_now < rows_seen_before
+        """,
+    ))
+    return Suite("raw", f"raw.{table}", tuple(exps))
+
+
+def raw_suites() -> list[Suite]:
+    return [raw_file_suite(e) for e in contract.FILE_ENTITIES] + [raw_shop_suite(t) for t in contract.SHOP_TABLES]
+
+
+# --- mart suites: the BI relations of docs/sources.md section 3 ---------------------------
+
+MARTS = "marts"
+
+
+def _valid(alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return f"{prefix}status in ({_sql_list(valid_order_statuses())})"
+
+
+def _utc_date(expression: str) -> str:
+    return f"(({expression}) at time zone 'UTC')::date"
+
+
+def _collapse(table: str) -> list[Expectation]:
+    """The mart's row count against the version BI currently reads (analytics.publications)."""
+    query = f"""
+        select rows_now, rows_published from (
+            select (select count(*) from {BATCH}) as rows_now,
+                   (select (relations ->> '{table}')::bigint from analytics.publications
+                    order by version desc limit 1) as rows_published
+        ) counts
+        where rows_now < {{ratio}} * rows_published
+        """
+    return [
+        no_rows(f"row count not below {MART_COLLAPSE_RATIO:.0%} of the published version",
+                query.replace("{ratio}", str(MART_COLLAPSE_RATIO))),
+        no_rows("row count not below the published version", query.replace("{ratio}", "1"), severity=WARNING),
+    ]
+
+
+def _rates(columns, severity=ERROR) -> list[Expectation]:
+    return [between(c, 0, 1, severity) for c in columns]
+
+
+def _non_negative(columns, severity=ERROR) -> list[Expectation]:
+    return [between(c, min_value=0, severity=severity) for c in columns]
+
+
+def _ratio(table_key: str, column: str, numerator: str, denominator: str, severity=ERROR) -> Expectation:
+    """A ratio KPI is NULL (never 0, never an error) when its denominator is 0, and else equals
+    numerator / denominator. (It may be NULL with a non-zero denominator when the numerator's
+    source has no data, e.g. no ad spend reported for the day.)"""
+    return no_rows(
+        f"{column} = {numerator} / {denominator}, NULL when {denominator} is 0",
+        f"""
+        select {table_key}, {column}, {numerator}, {denominator} from {BATCH}
+        where case when coalesce({denominator}, 0) = 0 then {column} is not null
+                   else abs({column} - {numerator}::numeric / {denominator}) > 0.0001 * greatest(1, abs({column}))
+              end
+        """,
+        severity=severity, column=column,
+    )
+
+
+def _month_start(column: str) -> Expectation:
+    return no_rows(f"{column} is the first day of a month",
+                   f"select {column} from {BATCH} where {column} <> date_trunc('month', {column})::date",
+                   column=column)
+
+
+KPI_COUNTS = ("unique_visitors", "sessions", "new_contacts", "ad_impressions", "ad_clicks", "orders",
+              "new_customers", "active_customers", "referrals", "advocates")
+KPI_MONEY = ("ad_spend", "revenue", "refunds", "aov", "cac", "mrr")
+KPI_RATES = ("ad_ctr", "bounce_rate", "email_open_rate", "email_click_rate", "email_unsubscribe_rate",
+             "session_conversion_rate", "cart_abandonment_rate", "repeat_purchase_rate")
+KPI_DAILY_COLUMNS = (
+    "unique_visitors", "sessions", "new_contacts", "ad_impressions", "ad_clicks", "ad_spend", "ad_ctr",
+    "bounce_rate", "avg_engagement_time_s", "email_open_rate", "email_click_rate", "email_unsubscribe_rate",
+    "orders", "revenue", "refunds", "net_revenue", "aov", "new_customers", "session_conversion_rate",
+    "cart_abandonment_rate", "cac", "roas", "active_customers", "repeat_purchase_rate", "mrr",
+    "nps", "csat", "reward_redemption_rate", "referrals", "advocates",
+)
+MRR_MOVEMENTS = ("new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr")
+MRR_MOVEMENT_TYPES = ("new", "expansion", "contraction", "churned", "unchanged")
+KPI_MONTHLY_ONLY = ("churn_rate", "customer_retention_rate", "purchase_frequency", "new_mrr",
+                    "expansion_mrr", "contraction_mrr", "churned_mrr", "upsell_rate")
+# Daily KPIs that add up to the monthly value.
+KPI_ADDITIVE = ("orders", "revenue", "refunds", "net_revenue", "new_contacts", "ad_impressions",
+                "ad_clicks", "ad_spend", "new_customers", "referrals")
+
+
+def _kpi_common(key: str) -> list[Expectation]:
+    exps = _non_negative(KPI_COUNTS) + _non_negative(KPI_MONEY) + _non_negative(["roas", "avg_engagement_time_s"])
+    exps += _rates(KPI_RATES)
+    exps += [between("nps", -100, 100), between("csat", 0, 100),
+             between("reward_redemption_rate", min_value=0),
+             # Points redeemed in a period may exceed points earned in it (earned earlier).
+             between("reward_redemption_rate", max_value=1, severity=WARNING)]
+    exps += [
+        no_rows("net_revenue = revenue - refunds",
+                f"select {key}, revenue, refunds, net_revenue from {BATCH} "
+                f"where abs(coalesce(net_revenue, 0) - (coalesce(revenue, 0) - coalesce(refunds, 0))) > {MONEY_TOLERANCE}",
+                column="net_revenue"),
+        _ratio(key, "aov", "revenue", "orders"),
+        _ratio(key, "ad_ctr", "ad_clicks", "ad_impressions"),
+        _ratio(key, "cac", "ad_spend", "new_customers"),
+    ]
+    return exps
+
+
+def kpi_daily_suite() -> Suite:
+    exps = [columns_present(("date",) + KPI_DAILY_COLUMNS), min_rows(), not_null("date"), unique("date")]
+    exps += _collapse("kpi_daily")
+    exps += _kpi_common("date")
+    exps += [
+        no_rows("no KPI day at or after the run's data interval end",
+                f"select date from {BATCH} where date >= {E_DATE}", severity=AFTER_INTERVAL, column="date"),
+        no_rows("one row per day: no gaps between the first and the last day",
+                f"""
+                select missing_date from (
+                    select generate_series(min(date), max(date), interval '1 day')::date as missing_date
+                    from {BATCH}
+                ) days
+                where missing_date not in (select date from {BATCH})
+                """, severity=WARNING, column="date"),
+        no_rows("orders and revenue per day equal the valid orders of fct_orders on that day",
+                f"""
+                with orders as (
+                    select {_utc_date('ordered_at')} as date, count(*) as orders, sum(revenue) as revenue
+                    from {MARTS}.fct_orders where {_valid()} group by 1
+                )
+                select coalesce(k.date, o.date) as date, k.orders as kpi_orders, o.orders as fct_orders,
+                       k.revenue as kpi_revenue, o.revenue as fct_revenue
+                from {BATCH} k full join orders o on o.date = k.date
+                where coalesce(k.orders, 0) <> coalesce(o.orders, 0)
+                   or abs(coalesce(k.revenue, 0) - coalesce(o.revenue, 0))
+                      > {MONEY_TOLERANCE} + 0.005 * coalesce(o.orders, 0)
+                """, column="revenue"),
+        no_rows("new_customers per day equal the first valid orders of fct_orders on that day",
+                f"""
+                with firsts as (
+                    select {_utc_date('ordered_at')} as date, count(*) as new_customers
+                    from {MARTS}.fct_orders where is_first_order and {_valid()} group by 1
+                )
+                select coalesce(k.date, f.date) as date, k.new_customers as kpi_new_customers,
+                       f.new_customers as fct_first_orders
+                from {BATCH} k full join firsts f on f.date = k.date
+                where coalesce(k.new_customers, 0) <> coalesce(f.new_customers, 0)
+                """, column="new_customers"),
+    ]
+    return Suite("marts", f"{MARTS}.kpi_daily", tuple(exps))
+
+
+def kpi_monthly_suite() -> Suite:
+    exps = [columns_present(("month",) + KPI_DAILY_COLUMNS + KPI_MONTHLY_ONLY), min_rows(),
+            not_null("month"), unique("month"), _month_start("month")]
+    exps += _collapse("kpi_monthly")
+    exps += _kpi_common("month")
+    exps += _rates(["churn_rate", "upsell_rate"])
+    exps += [between("customer_retention_rate", min_value=0),
+             # (E - N) / S exceeds 1 when won-back customers outnumber the lost ones.
+             between("customer_retention_rate", max_value=1, severity=WARNING),
+             between("purchase_frequency", min_value=1)]
+    exps += _non_negative(MRR_MOVEMENTS)
+    movement_sums = ", ".join(f"sum({c}) as {c}" for c in MRR_MOVEMENTS)
+    movement_differs = " or ".join(
+        f"abs(coalesce(k.{c}, 0) - coalesce(m.{c}, 0)) > {MONEY_TOLERANCE}" for c in MRR_MOVEMENTS)
+    exps.append(no_rows(
+        "MRR movements of a month equal the sums of fct_mrr_movements (" + ", ".join(MRR_MOVEMENTS) + ")",
+        f"""
+        with movements as (
+            select month, {movement_sums} from {MARTS}.fct_mrr_movements group by month
+        )
+        select k.month, k.new_mrr, m.new_mrr as movements_new_mrr, k.churned_mrr,
+               m.churned_mrr as movements_churned_mrr
+        from {BATCH} k left join movements m on m.month = k.month
+        where {movement_differs}
+        """, column="new_mrr"))
+    exps.append(no_rows("no KPI month after the run's data interval end",
+                        f"select month from {BATCH} where month > date_trunc('month', {E_DATE} - 1)::date",
+                        severity=AFTER_INTERVAL, column="month"))
+    sums = ",\n                   ".join(f"sum({c}) as {c}" for c in KPI_ADDITIVE)
+    differs = "\n                   or ".join(
+        f"abs(coalesce(m.{c}, 0) - coalesce(d.{c}, 0)) > {MONEY_TOLERANCE}" for c in KPI_ADDITIVE)
+    exps.append(no_rows(
+        "additive KPIs of a month equal the sum of its days in kpi_daily (" + ", ".join(KPI_ADDITIVE) + ")",
+        f"""
+        with daily as (
+            select date_trunc('month', date)::date as month,
+                   {sums}
+            from {MARTS}.kpi_daily group by 1
+        )
+        select coalesce(m.month, d.month) as month,
+               m.orders as monthly_orders, d.orders as daily_orders,
+               m.revenue as monthly_revenue, d.revenue as daily_revenue
+        from {BATCH} m full join daily d on d.month = m.month
+        where m.month is null or d.month is null
+                   or {differs}
+        """))
+    return Suite("marts", f"{MARTS}.kpi_monthly", tuple(exps))
+
+
+def dim_customers_suite() -> Suite:
+    columns = ("customer_key", "contact_id", "shop_customer_id", "email_sha256", "country",
+               "acquisition_channel", "first_seen_at", "first_order_at", "last_order_at", "orders_count",
+               "net_revenue", "lifecycle_stage", "lifecycle_stage_since")
+    exps = [
+        columns_present(columns), min_rows(), *_collapse("dim_customers"),
+        not_null("customer_key"), unique("customer_key"),
+        unique("contact_id"), unique("shop_customer_id"),
+        # A hash, never an address: catches an email leaking into the BI layer.
+        matches("email_sha256", "^[0-9a-f]{64}$"),
+        not_null("lifecycle_stage"), in_set("lifecycle_stage", LIFECYCLE_STAGES),
+        not_null("lifecycle_stage_since"),
+        between("orders_count", min_value=0),
+        between("net_revenue", min_value=0, severity=WARNING),  # FX of refund day vs order day
+        no_rows("first_order_at <= last_order_at, both set exactly when orders_count > 0",
+                f"""
+                select customer_key, orders_count, first_order_at, last_order_at from {BATCH}
+                where (coalesce(orders_count, 0) > 0) <> (first_order_at is not null)
+                   or (first_order_at is null) <> (last_order_at is null)
+                   or first_order_at > last_order_at
+                """, column="first_order_at"),
+        no_rows("lifecycle_stage_since not after the run's data interval end",
+                f"select customer_key, lifecycle_stage_since from {BATCH} where lifecycle_stage_since > {E}",
+                severity=AFTER_INTERVAL, column="lifecycle_stage_since"),
+        no_rows("stage agrees with valid orders in fct_orders: none for awareness/engagement, "
+                "exactly one for conversion, two or more for retention, at least one otherwise",
+                f"""
+                with orders as (
+                    select customer_key, count(*) as valid_orders from {MARTS}.fct_orders
+                    where {_valid()} group by customer_key
+                )
+                select c.customer_key, c.lifecycle_stage, coalesce(o.valid_orders, 0) as valid_orders
+                from {BATCH} c left join orders o on o.customer_key = c.customer_key
+                where case c.lifecycle_stage
+                        when 'awareness' then coalesce(o.valid_orders, 0) <> 0
+                        when 'engagement' then coalesce(o.valid_orders, 0) <> 0
+                        when 'conversion' then coalesce(o.valid_orders, 0) <> 1
+                        when 'retention' then coalesce(o.valid_orders, 0) < 2
+                        else coalesce(o.valid_orders, 0) < 1
+                      end
+                """, column="lifecycle_stage"),
+        no_rows("orders_count and net_revenue equal the customer's valid orders in fct_orders",
+                f"""
+                with orders as (
+                    select customer_key, count(*) as valid_orders, sum(net_revenue) as net_revenue
+                    from {MARTS}.fct_orders where {_valid()} group by customer_key
+                )
+                select c.customer_key, c.orders_count, o.valid_orders, c.net_revenue, o.net_revenue as fct_net_revenue
+                from {BATCH} c left join orders o on o.customer_key = c.customer_key
+                where coalesce(c.orders_count, 0) <> coalesce(o.valid_orders, 0)
+                   or abs(coalesce(c.net_revenue, 0) - coalesce(o.net_revenue, 0))
+                      > {MONEY_TOLERANCE} + 0.005 * coalesce(o.valid_orders, 0)
+                """, severity=WARNING, column="orders_count"),
+    ]
+    return Suite("marts", f"{MARTS}.dim_customers", tuple(exps))
+
+
+def fct_orders_suite() -> Suite:
+    columns = ("order_id", "customer_key", "ordered_at", "status", "currency", "revenue",
+               "refunded_amount", "net_revenue", "is_first_order")
+    exps = [
+        columns_present(columns), min_rows(), *_collapse("fct_orders"),
+        not_null("order_id"), unique("order_id"),
+        not_null("ordered_at"), not_null("is_first_order"),
+        not_null("status"), in_set("status", contract.ORDER_STATUSES),
+        length_is("currency", 3),
+        *_non_negative(["revenue", "refunded_amount"]),
+        no_rows("ordered_at not after the run's data interval end",
+                f"select order_id, ordered_at from {BATCH} where ordered_at > {E}",
+                severity=AFTER_INTERVAL, column="ordered_at"),
+        no_rows("net_revenue = revenue - refunded_amount",
+                f"select order_id, revenue, refunded_amount, net_revenue from {BATCH} "
+                f"where abs(coalesce(net_revenue, 0) - (coalesce(revenue, 0) - coalesce(refunded_amount, 0))) "
+                f"> {MONEY_TOLERANCE}", column="net_revenue"),
+        no_rows("refunded_amount not above revenue",
+                f"select order_id, revenue, refunded_amount from {BATCH} "
+                f"where refunded_amount > revenue + {MONEY_TOLERANCE}",
+                severity=WARNING, column="refunded_amount"),
+        no_rows("every order's customer_key is in dim_customers (NULL for a guest order)",
+                f"select o.order_id, o.customer_key from {BATCH} o "
+                f"left join {MARTS}.dim_customers c on c.customer_key = o.customer_key "
+                f"where o.customer_key is not null and c.customer_key is null",
+                column="customer_key"),
+        no_rows("is_first_order marks exactly the earliest valid order of each customer",
+                f"""
+                select order_id, customer_key, is_first_order, is_valid_order from (
+                    select order_id, customer_key, is_first_order, {_valid()} as is_valid_order,
+                           row_number() over (partition by customer_key, {_valid()}
+                                              order by ordered_at, order_id) as valid_rank
+                    from {BATCH}
+                ) ranked
+                where is_first_order <> (is_valid_order and customer_key is not null and valid_rank = 1)
+                """, column="is_first_order"),
+    ]
+    return Suite("marts", f"{MARTS}.fct_orders", tuple(exps))
+
+
+def fct_lifecycle_transitions_suite() -> Suite:
+    exps = [
+        columns_present(("customer_key", "from_stage", "to_stage", "transitioned_at")),
+        min_rows(), *_collapse("fct_lifecycle_transitions"),
+        not_null("customer_key"), not_null("to_stage"), not_null("transitioned_at"),
+        in_set("to_stage", LIFECYCLE_STAGES), in_set("from_stage", LIFECYCLE_STAGES),
+        unique_together(["customer_key", "transitioned_at"]),
+        no_rows("from_stage differs from to_stage",
+                f"select customer_key, transitioned_at, from_stage, to_stage from {BATCH} where from_stage = to_stage",
+                column="to_stage"),
+        no_rows("transitioned_at not after the run's data interval end",
+                f"select customer_key, transitioned_at from {BATCH} where transitioned_at > {E}",
+                severity=AFTER_INTERVAL, column="transitioned_at"),
+        no_rows("every transition's customer_key is in dim_customers",
+                f"select t.customer_key, t.transitioned_at from {BATCH} t "
+                f"left join {MARTS}.dim_customers c on c.customer_key = t.customer_key where c.customer_key is null",
+                column="customer_key"),
+        no_rows("history is a chain: each from_stage is the previous transition's to_stage",
+                f"""
+                select customer_key, transitioned_at, from_stage, previous_to_stage from (
+                    select customer_key, transitioned_at, from_stage,
+                           lag(to_stage) over (partition by customer_key order by transitioned_at) as previous_to_stage
+                    from {BATCH}
+                ) chained
+                where previous_to_stage is not null and from_stage is distinct from previous_to_stage
+                """, column="from_stage"),
+        no_rows("the latest transition gives dim_customers' lifecycle_stage and lifecycle_stage_since",
+                f"""
+                with latest as (
+                    select distinct on (t.customer_key) t.customer_key, t.to_stage, t.transitioned_at
+                    from {BATCH} t order by t.customer_key, t.transitioned_at desc
+                )
+                select c.customer_key, c.lifecycle_stage, l.to_stage as latest_to_stage,
+                       c.lifecycle_stage_since, l.transitioned_at as latest_transitioned_at
+                from {MARTS}.dim_customers c left join latest l on l.customer_key = c.customer_key
+                where l.customer_key is null
+                   or c.lifecycle_stage is distinct from l.to_stage
+                   or c.lifecycle_stage_since is distinct from l.transitioned_at
+                """, column="to_stage"),
+    ]
+    return Suite("marts", f"{MARTS}.fct_lifecycle_transitions", tuple(exps))
+
+
+def lifecycle_funnel_suite() -> Suite:
+    exps = [
+        columns_present(("month", "stage", "customers", "entered", "exited", "conversion_to_next_rate")),
+        min_rows(), *_collapse("lifecycle_funnel"),
+        not_null("month"), not_null("stage"), unique_together(["month", "stage"]),
+        in_set("stage", LIFECYCLE_STAGES), _month_start("month"),
+        *_non_negative(["customers", "entered", "exited"]),
+        *_rates(["conversion_to_next_rate"]),
+        no_rows("no funnel month after the run's data interval end",
+                f"select month, stage from {BATCH} where month > date_trunc('month', {E_DATE} - 1)::date",
+                severity=AFTER_INTERVAL, column="month"),
+        no_rows("stocks and flows add up: customers at the end of a month = customers at the end "
+                "of the month before + entered - exited",
+                f"""
+                select month, stage, customers, previous_customers, entered, exited from (
+                    select month, stage, customers, entered, exited,
+                           lag(customers) over (partition by stage order by month) as previous_customers,
+                           lag(month) over (partition by stage order by month) as previous_month
+                    from {BATCH}
+                ) flows
+                where previous_month = (month - interval '1 month')::date
+                  and customers <> previous_customers + entered - exited
+                """, column="customers"),
+        no_rows("entered and exited per month and stage equal the transitions into and out of the stage",
+                f"""
+                with moves as (
+                    select date_trunc('month', transitioned_at at time zone 'UTC')::date as month,
+                           stage, sum(entered) as entered, sum(exited) as exited
+                    from (
+                        select transitioned_at, to_stage as stage, 1 as entered, 0 as exited
+                        from {MARTS}.fct_lifecycle_transitions
+                        union all
+                        select transitioned_at, from_stage, 0, 1
+                        from {MARTS}.fct_lifecycle_transitions where from_stage is not null
+                    ) t group by 1, 2
+                )
+                select coalesce(f.month, m.month) as month, coalesce(f.stage, m.stage) as stage,
+                       f.entered, m.entered as transitions_in, f.exited, m.exited as transitions_out
+                from {BATCH} f full join moves m on m.month = f.month and m.stage = f.stage
+                where coalesce(f.entered, 0) <> coalesce(m.entered, 0)
+                   or coalesce(f.exited, 0) <> coalesce(m.exited, 0)
+                """, column="entered"),
+        no_rows("customers per stage in the last month equal dim_customers' current stages",
+                f"""
+                with last_month as (
+                    select f.stage, f.customers from {BATCH} f
+                    where f.month = (select max(m.month) from {BATCH} m)
+                ),
+                current_stages as (
+                    select lifecycle_stage as stage, count(*) as customers
+                    from {MARTS}.dim_customers group by 1
+                )
+                select coalesce(l.stage, c.stage) as stage, l.customers as funnel_customers,
+                       c.customers as dim_customers
+                from last_month l full join current_stages c on c.stage = l.stage
+                where coalesce(l.customers, 0) <> coalesce(c.customers, 0)
+                """, severity=WARNING, column="customers"),
+    ]
+    return Suite("marts", f"{MARTS}.lifecycle_funnel", tuple(exps))
+
+
+def cohort_retention_suite() -> Suite:
+    exps = [
+        columns_present(("cohort_month", "months_since_first_order", "cohort_size", "active_customers",
+                         "retention_rate", "revenue_per_customer_cumulative")),
+        min_rows(), *_collapse("cohort_retention"),
+        not_null("cohort_month"), not_null("months_since_first_order"), not_null("cohort_size"),
+        unique_together(["cohort_month", "months_since_first_order"]), _month_start("cohort_month"),
+        between("months_since_first_order", min_value=0), between("cohort_size", min_value=1),
+        between("active_customers", min_value=0), *_rates(["retention_rate"]),
+        between("revenue_per_customer_cumulative", min_value=0, severity=WARNING),
+        no_rows("retention at month 0 is 1: the whole cohort ordered in its first month",
+                f"select cohort_month, cohort_size, active_customers, retention_rate from {BATCH} "
+                f"where months_since_first_order = 0 "
+                f"and (retention_rate is distinct from 1 or active_customers is distinct from cohort_size)",
+                column="retention_rate"),
+        no_rows("retention_rate = active_customers / cohort_size, active_customers <= cohort_size",
+                f"select cohort_month, months_since_first_order, cohort_size, active_customers, retention_rate "
+                f"from {BATCH} where active_customers > cohort_size "
+                f"or abs(retention_rate - active_customers::numeric / cohort_size) > 0.0001",
+                column="retention_rate"),
+        no_rows("cohort_size is the same in every row of a cohort",
+                f"select cohort_month, min(cohort_size) as min_size, max(cohort_size) as max_size "
+                f"from {BATCH} group by cohort_month having min(cohort_size) <> max(cohort_size)",
+                column="cohort_size"),
+        no_rows("no cohort month after the run's data interval end",
+                f"select cohort_month, months_since_first_order from {BATCH} "
+                f"where (cohort_month + make_interval(months => months_since_first_order))::date "
+                f"> date_trunc('month', {E_DATE} - 1)::date",
+                severity=AFTER_INTERVAL, column="months_since_first_order"),
+        no_rows("cohort sizes equal the customers whose first valid order in fct_orders is in that month",
+                f"""
+                with firsts as (
+                    select date_trunc('month', min(ordered_at) at time zone 'UTC')::date as cohort_month,
+                           customer_key
+                    from {MARTS}.fct_orders where {_valid()} group by customer_key
+                ),
+                cohorts as (select cohort_month, count(*) as customers from firsts group by 1),
+                sizes as (select distinct cohort_month, cohort_size from {BATCH} b)
+                select coalesce(s.cohort_month, c.cohort_month) as cohort_month, s.cohort_size,
+                       c.customers as first_order_customers
+                from sizes s full join cohorts c on c.cohort_month = s.cohort_month
+                where coalesce(s.cohort_size, 0) <> coalesce(c.customers, 0)
+                """, column="cohort_size"),
+        no_rows("revenue_per_customer_cumulative never decreases within a cohort",
+                f"""
+                select cohort_month, months_since_first_order, revenue_per_customer_cumulative, previous from (
+                    select cohort_month, months_since_first_order, revenue_per_customer_cumulative,
+                           lag(revenue_per_customer_cumulative) over (
+                               partition by cohort_month order by months_since_first_order) as previous
+                    from {BATCH}
+                ) r
+                where revenue_per_customer_cumulative < previous - {MONEY_TOLERANCE}
+                """, severity=WARNING, column="revenue_per_customer_cumulative"),
+    ]
+    return Suite("marts", f"{MARTS}.cohort_retention", tuple(exps))
+
+
+def channel_attribution_suite() -> Suite:
+    key = "month, channel, attribution_model"
+    exps = [
+        columns_present(("month", "channel", "attribution_model", "conversions", "revenue", "spend", "cac", "roas")),
+        min_rows(severity=WARNING), *_collapse("channel_attribution"),
+        not_null("month"), not_null("channel"), not_null("attribution_model"),
+        unique_together(["month", "channel", "attribution_model"]), _month_start("month"),
+        in_set("attribution_model", ATTRIBUTION_MODELS),
+        *_non_negative(["conversions", "revenue", "spend", "cac", "roas"]),
+        _ratio(key, "cac", "spend", "conversions"),
+        _ratio(key, "roas", "revenue", "spend"),
+        no_rows("each model distributes the same conversions and revenue in a month",
+                f"""
+                with totals as (
+                    select month, attribution_model, sum(conversions) as conversions, sum(revenue) as revenue
+                    from {BATCH} group by 1, 2
+                )
+                select month, min(conversions) as min_conversions, max(conversions) as max_conversions,
+                       min(revenue) as min_revenue, max(revenue) as max_revenue
+                from totals group by month
+                having max(conversions) - min(conversions) > 0.0001
+                    or max(revenue) - min(revenue) > {MONEY_TOLERANCE}
+                """, column="conversions"),
+        no_rows("spend of a channel and month is the same in every model",
+                f"select month, channel, min(spend) as min_spend, max(spend) as max_spend from {BATCH} "
+                f"group by month, channel having max(spend) - min(spend) > {MONEY_TOLERANCE}",
+                column="spend"),
+        no_rows("conversions of a month not above new customers in kpi_monthly",
+                f"""
+                select a.month, sum(a.conversions) as conversions, max(k.new_customers) as new_customers
+                from {BATCH} a left join {MARTS}.kpi_monthly k on k.month = a.month
+                where a.attribution_model = 'last_touch'
+                group by a.month
+                having sum(a.conversions) > coalesce(max(k.new_customers), 0) + 0.0001
+                """, severity=WARNING, column="conversions"),
+    ]
+    return Suite("marts", f"{MARTS}.channel_attribution", tuple(exps))
+
+
+def fct_mrr_movements_suite() -> Suite:
+    exps = [
+        columns_present(("month", "shop_customer_id", "customer_key", "mrr_start", "mrr_end", "movement_type")
+                        + MRR_MOVEMENTS),
+        # A shop without subscriptions has no movements.
+        min_rows(severity=WARNING), *_collapse("fct_mrr_movements"),
+        not_null("month"), not_null("shop_customer_id"), not_null("movement_type"),
+        unique_together(["month", "shop_customer_id"]), _month_start("month"),
+        in_set("movement_type", MRR_MOVEMENT_TYPES),
+        not_null("customer_key", severity=WARNING),
+        *_non_negative(("mrr_start", "mrr_end") + MRR_MOVEMENTS),
+        no_rows("mrr_end - mrr_start = new + expansion - contraction - churned",
+                f"select month, shop_customer_id, mrr_start, mrr_end, movement_type from {BATCH} "
+                f"where abs((mrr_end - mrr_start) - (new_mrr + expansion_mrr - contraction_mrr - churned_mrr)) "
+                f"> {MONEY_TOLERANCE}", column="mrr_end"),
+        no_rows("a customer's mrr_start is the mrr_end of the month before (0 without a row)",
+                f"""
+                select month, shop_customer_id, mrr_start, previous_mrr_end from (
+                    select month, shop_customer_id, mrr_start,
+                           case when lag(month) over w = (month - interval '1 month')::date
+                                then lag(mrr_end) over w else 0 end as previous_mrr_end
+                    from {BATCH}
+                    window w as (partition by shop_customer_id order by month)
+                ) chained
+                where abs(mrr_start - previous_mrr_end) > {MONEY_TOLERANCE}
+                """, column="mrr_start"),
+    ]
+    return Suite("marts", f"{MARTS}.fct_mrr_movements", tuple(exps))
+
+
+def mart_suites() -> list[Suite]:
+    return [
+        dim_customers_suite(), fct_orders_suite(), fct_lifecycle_transitions_suite(), kpi_daily_suite(),
+        kpi_monthly_suite(), lifecycle_funnel_suite(), cohort_retention_suite(), channel_attribution_suite(),
+        fct_mrr_movements_suite(),
+    ]
+
+
+# The BI relations: what the marts gate validates and `publish` copies into `analytics`.
+MART_RELATIONS: tuple[str, ...] = (
+    "dim_customers", "fct_orders", "fct_lifecycle_transitions", "kpi_daily", "kpi_monthly",
+    "lifecycle_funnel", "cohort_retention", "channel_attribution", "fct_mrr_movements",
+)
+
+
+def suites(stage: str | None = None) -> list[Suite]:
+    every = raw_suites() + mart_suites()
+    return [s for s in every if stage is None or s.stage == stage]
+
+
+# --- the GX project on disk --------------------------------------------------------------
+
+
+def default_project_root() -> Path:
+    """The folder holding the GX project (`<root>/gx/`)."""
+    return settings.PROJECT_ROOT / "expectations"
+
+
+def checkpoint_name(stage: str) -> str:
+    return f"{stage}_gate"
+
+
+def _id(kind: str, name: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}|{name}"))
+
+
+def _great_expectations_yml(all_suites: list[Suite]) -> str:
+    assets = {}
+    for s in all_suites:
+        assets[s.relation] = {
+            "type": "table",
+            "id": _id("asset", s.relation),
+            "batch_metadata": {},
+            "batch_definitions": {BATCH_DEFINITION: {"id": _id("batch_definition", s.relation), "partitioner": None}},
+            "table_name": s.table,
+            "schema_name": s.schema,
+        }
+    config = {
+        "config_version": 4.0,
+        "config_variables_file_path": "uncommitted/config_variables.yml",
+        "plugins_directory": "plugins/",
+        "stores": {
+            "expectations_store": {
+                "class_name": "ExpectationsStore",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "suppress_store_backend_id": True,
+                                  "base_directory": "expectations/"},
+            },
+            "validation_results_store": {
+                "class_name": "ValidationResultsStore",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                  "base_directory": "uncommitted/validations/"},
+            },
+            "checkpoint_store": {
+                "class_name": "CheckpointStore",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "suppress_store_backend_id": True,
+                                  "base_directory": "checkpoints/"},
+            },
+            "validation_definition_store": {
+                "class_name": "ValidationDefinitionStore",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "suppress_store_backend_id": True,
+                                  "base_directory": "validation_definitions/"},
+            },
+        },
+        "expectations_store_name": "expectations_store",
+        "validation_results_store_name": "validation_results_store",
+        "checkpoint_store_name": "checkpoint_store",
+        "data_docs_sites": {
+            "local_site": {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                  "base_directory": "uncommitted/data_docs/local_site/"},
+                # The index lists the latest results only, so that it stays quick to rebuild.
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                                       "validation_results_limit": DOCS_INDEX_LIMIT},
+            }
+        },
+        "analytics_enabled": False,
+        "progress_bars": {"globally": False, "metric_calculations": False},
+        "data_context_id": _id("data_context", "lifecycle_warehouse"),
+        "fluent_datasources": {
+            DATASOURCE: {
+                "type": "postgres",
+                "id": _id("datasource", DATASOURCE),
+                "assets": assets,
+                # Resolved from the environment when a gate runs; no URL is ever stored here.
+                "connection_string": "${" + CONNECTION_ENV + "}",
+            }
+        },
+    }
+    header = (
+        "# Great Expectations 1.x project of the quality gate. GENERATED by\n"
+        "# `python -m lifecycle_warehouse.quality generate` from plugins/lifecycle_warehouse/quality/suites.py:\n"
+        "# edit that module, not this file. The connection string comes from the environment\n"
+        f"# (${{{CONNECTION_ENV}}}, set by the gate from WAREHOUSE_URL); uncommitted/ is ignored by git.\n"
+    )
+    return header + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def project_files() -> dict[str, str]:
+    """Every generated file of the GX project, by path relative to `<root>/gx/`."""
+    all_suites = suites()
+    gx_version = version("great_expectations")
+    files: dict[str, str] = {"great_expectations.yml": _great_expectations_yml(all_suites),
+                             ".gitignore": "uncommitted/\n"}
+    for s in all_suites:
+        ids = [e.to_json(s.name)["id"] for e in s.expectations]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"suite {s.name} holds the same expectation twice")
+        suite_json = {
+            "expectations": [e.to_json(s.name) for e in s.expectations],
+            "id": _id("suite", s.name),
+            "meta": {"great_expectations_version": gx_version, "stage": s.stage, "relation": s.relation},
+            "name": s.name,
+            "notes": None,
+        }
+        files[f"expectations/{s.name}.json"] = json.dumps(suite_json, indent=2) + "\n"
+        vd = {
+            "data": {
+                "asset": {"id": _id("asset", s.relation), "name": s.relation},
+                "batch_definition": {"id": _id("batch_definition", s.relation), "name": BATCH_DEFINITION},
+                "datasource": {"id": _id("datasource", DATASOURCE), "name": DATASOURCE},
+            },
+            "id": _id("validation_definition", s.name),
+            "name": s.name,
+            "suite": {"id": _id("suite", s.name), "name": s.name},
+        }
+        files[f"validation_definitions/{s.name}.json"] = json.dumps(vd, indent=2) + "\n"
+    for stage in STAGES:
+        checkpoint = {
+            # Data Docs are built once per gate run by the gate (GX's UpdateDataDocsAction
+            # would rebuild the site once per validation definition).
+            "actions": [],
+            "id": _id("checkpoint", stage),
+            "name": checkpoint_name(stage),
+            "result_format": "SUMMARY",
+            "validation_definitions": [
+                {"id": _id("validation_definition", s.name), "name": s.name} for s in all_suites if s.stage == stage
+            ],
+        }
+        files[f"checkpoints/{checkpoint_name(stage)}.json"] = json.dumps(checkpoint, indent=2) + "\n"
+    return files
+
+
+_GENERATED_DIRS = ("expectations", "validation_definitions", "checkpoints")
+
+
+def stale_files(root: Path | None = None) -> list[str]:
+    """Generated files missing, different or left over in `<root>/gx/` (empty: up to date)."""
+    gx_dir = (root or default_project_root()) / "gx"
+    wanted = project_files()
+    stale = [path for path, text in wanted.items()
+             if not (gx_dir / path).exists() or (gx_dir / path).read_text() != text]
+    for folder in _GENERATED_DIRS:
+        for existing in sorted((gx_dir / folder).glob("*.json")) if (gx_dir / folder).exists() else []:
+            relative = f"{folder}/{existing.name}"
+            if relative not in wanted:
+                stale.append(relative)
+    return stale
+
+
+def write_project(root: Path | None = None) -> list[str]:
+    """(Re)write the GX project from this module; returns the paths that changed."""
+    gx_dir = (root or default_project_root()) / "gx"
+    changed = stale_files(root)
+    wanted = project_files()
+    for relative in changed:
+        path = gx_dir / relative
+        if relative in wanted:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(wanted[relative])
+        else:
+            path.unlink()
+    return changed

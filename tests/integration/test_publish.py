@@ -1,0 +1,206 @@
+"""Publishing the marts into `analytics`: one transaction, invisible to BI readers.
+
+The marts here are small hand-made tables whose content encodes a version number, so that
+a reader can tell which publish it sees and whether what it sees is one whole version.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from lifecycle_warehouse.access import ensure_bi_reader
+from lifecycle_warehouse.publish import PublishRefused, publish
+from lifecycle_warehouse.quality import audit
+from lifecycle_warehouse.quality.suites import MART_RELATIONS
+
+BI_PASSWORD = "test-only-password"
+
+
+def expected_rows(relation: str, version: int) -> int:
+    """Each version of each mart has its own row count."""
+    if relation == "fct_orders":
+        return 3000 + 100 * version
+    if relation == "kpi_daily":
+        return 10 + version
+    return 3 + version
+
+
+def make_marts(url: str, version: int, extra_column: str | None = None, drop_column: str | None = None) -> None:
+    """Rebuild schema `marts` as dbt would (new tables), every row stamped with `version`."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute("drop schema if exists marts cascade")
+        conn.execute("create schema marts")
+        for relation in MART_RELATIONS:
+            columns = ["g as id", f"{version} as version", "md5(g::text) as label", "g * 1.5 as amount"]
+            if extra_column:
+                columns.append(f"g as {extra_column}")
+            if drop_column:
+                columns = [c for c in columns if not c.endswith(f" {drop_column}")]
+            conn.execute(sql.SQL("create table {} as select {} from generate_series(1, %s) g").format(
+                sql.Identifier("marts", relation), sql.SQL(", ".join(columns))), (expected_rows(relation, version),))
+
+
+def content(url: str, schema: str, relation: str) -> str:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql.SQL("select md5(string_agg(x::text, '|' order by x::text)) from {} x").format(
+            sql.Identifier(schema, relation))).fetchone()[0]
+
+
+def oid(url: str, relation: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select %s::regclass::oid::bigint", (relation,)).fetchone()[0]
+
+
+def as_role(url: str, role: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.split("@", 1)[1]
+    return urlunsplit((parts.scheme, f"{role}:{password}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def test_publish_copies_every_mart_as_one_new_version(warehouse_url):
+    make_marts(warehouse_url, 1)
+    first = publish(warehouse_url, run_id="run-1", require_validated=False)
+    assert first.version == 1
+    assert first.relations == {r: expected_rows(r, 1) for r in MART_RELATIONS}
+    for relation in MART_RELATIONS:
+        assert content(warehouse_url, "analytics", relation) == content(warehouse_url, "marts", relation)
+    table_oid = oid(warehouse_url, "analytics.fct_orders")
+
+    make_marts(warehouse_url, 2)
+    second = publish(warehouse_url, run_id="run-2", require_validated=False)
+    assert second.version == 2
+    for relation in MART_RELATIONS:
+        assert content(warehouse_url, "analytics", relation) == content(warehouse_url, "marts", relation)
+    # The analytics tables keep their identity (and so their grants) across publishes.
+    assert oid(warehouse_url, "analytics.fct_orders") == table_oid
+    with psycopg.connect(warehouse_url) as conn:
+        log = conn.execute("select version, run_id, relations ->> 'kpi_daily' from analytics.publications "
+                           "order by version").fetchall()
+    assert log == [(1, "run-1", "11"), (2, "run-2", "12")]
+
+
+def test_publish_only_what_the_last_marts_gate_passed(warehouse_url):
+    make_marts(warehouse_url, 1)
+    with pytest.raises(PublishRefused, match="no marts quality gate has run"):
+        publish(warehouse_url)
+
+    def gate_run(success: bool, relations: dict) -> None:
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            audit.record_gate_run(conn, {
+                "gate_run_id": uuid.uuid4(), "run_id": "gate", "stage": "marts",
+                "data_interval_end": "2026-09-03", "success": success, "expectations": 1,
+                "errors": 0 if success else 1, "warnings": 0, "relations": relations, "docs_path": None,
+                "started_at": "now", "finished_at": "now"}, [])
+
+    with psycopg.connect(warehouse_url) as conn:
+        seen = audit.relation_facts(conn, [f"marts.{r}" for r in MART_RELATIONS])
+    gate_run(False, seen)
+    with pytest.raises(PublishRefused, match="failed"):
+        publish(warehouse_url)
+    make_marts(warehouse_url, 2)  # rebuilt after the gate
+    gate_run(True, seen)
+    with pytest.raises(PublishRefused, match="marts.dim_customers is not the table the last marts gate validated"):
+        publish(warehouse_url)
+    def validated_now() -> None:
+        with psycopg.connect(warehouse_url) as conn:
+            gate_run(True, audit.relation_facts(conn, [f"marts.{r}" for r in MART_RELATIONS]))
+
+    validated_now()
+    # Changed in place after the gate (as an incremental model is): same table, other rows.
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("update marts.kpi_daily set amount = 0 where id = 1")
+    with pytest.raises(PublishRefused, match="marts.kpi_daily is not the table the last marts gate validated"):
+        publish(warehouse_url)
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("select count(*) from analytics.publications").fetchone()[0] == 0
+    validated_now()
+    assert publish(warehouse_url).version == 1
+
+
+def test_publish_follows_added_columns_and_refuses_removed_ones(warehouse_url):
+    make_marts(warehouse_url, 1)
+    publish(warehouse_url, require_validated=False)
+    make_marts(warehouse_url, 2, extra_column="new_kpi")
+    publish(warehouse_url, require_validated=False)
+    assert content(warehouse_url, "analytics", "kpi_daily") == content(warehouse_url, "marts", "kpi_daily")
+    before = {r: content(warehouse_url, "analytics", r) for r in MART_RELATIONS}
+
+    make_marts(warehouse_url, 3, drop_column="label")
+    with pytest.raises(PublishRefused, match=r"marts.dim_customers lacks column\(s\) label, new_kpi that BI reads"):
+        publish(warehouse_url, require_validated=False)
+    assert {r: content(warehouse_url, "analytics", r) for r in MART_RELATIONS} == before
+
+
+def test_bi_reader_never_sees_a_half_published_state(warehouse_url):
+    """Readers as bi_reader query in a loop while the marts are rebuilt and published again
+    and again: no query fails, and every snapshot holds one whole version."""
+    ensure_bi_reader(warehouse_url, BI_PASSWORD)
+    make_marts(warehouse_url, 1)
+    publish(warehouse_url, require_validated=False)
+    reader_url = as_role(warehouse_url, "bi_reader", BI_PASSWORD)
+    stop = threading.Event()
+    errors: list[str] = []
+    seen: list[int] = []
+
+    def check(version, orders, orders_versions, days, days_versions) -> None:
+        wanted = (expected_rows("fct_orders", version), [version], expected_rows("kpi_daily", version), [version])
+        if (orders, orders_versions, days, days_versions) != wanted:
+            errors.append(f"mixed snapshot: version {version} with fct_orders {orders} rows of versions "
+                          f"{orders_versions}, kpi_daily {days} rows of versions {days_versions}")
+        seen.append(version)
+
+    def repeatable_read_reader() -> None:
+        """A BI session reading several relations in one snapshot, slowly."""
+        try:
+            with psycopg.connect(reader_url) as conn:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                while not stop.is_set():
+                    with conn.transaction():
+                        version = conn.execute("select max(version) from analytics.publications").fetchone()[0]
+                        time.sleep(0.01)
+                        orders = conn.execute("select count(*), array_agg(distinct version) "
+                                              "from analytics.fct_orders").fetchone()
+                        time.sleep(0.01)
+                        days = conn.execute("select count(*), array_agg(distinct version) "
+                                            "from analytics.kpi_daily").fetchone()
+                    check(version, *orders, *days)
+        except Exception as error:  # noqa: BLE001 - any error is a finding
+            errors.append(f"repeatable read reader: {error!r}")
+
+    def autocommit_reader() -> None:
+        """A dashboard's single statements, each its own snapshot."""
+        try:
+            with psycopg.connect(reader_url, autocommit=True) as conn:
+                while not stop.is_set():
+                    row = conn.execute(
+                        "select (select max(version) from analytics.publications),"
+                        " (select count(*) from analytics.fct_orders),"
+                        " (select array_agg(distinct version) from analytics.fct_orders),"
+                        " (select count(*) from analytics.kpi_daily),"
+                        " (select array_agg(distinct version) from analytics.kpi_daily)").fetchone()
+                    check(*row)
+        except Exception as error:  # noqa: BLE001
+            errors.append(f"autocommit reader: {error!r}")
+
+    readers = [threading.Thread(target=repeatable_read_reader), threading.Thread(target=autocommit_reader)]
+    for reader in readers:
+        reader.start()
+    try:
+        for version in range(2, 8):
+            make_marts(warehouse_url, version)
+            publish(warehouse_url, require_validated=False)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=30)
+    assert not errors, errors[:5]
+    assert len(set(seen)) >= 4, f"readers saw too few versions to prove anything: {sorted(set(seen))}"
+    assert seen.count(7) > 0 and len(seen) > 50
