@@ -46,3 +46,13 @@
         '{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}
     {%- endfor -%})
 {%- endmacro %}
+
+
+{% macro surrogate_key(columns) -%}
+    {#- md5 of the columns' text values, position-safe (NULL is a distinct marker). -#}
+    md5(concat_ws('|'
+        {%- for column in columns -%}
+            , coalesce(({{ column }})::text, '\N')
+        {%- endfor -%}
+    ))
+{%- endmacro %}

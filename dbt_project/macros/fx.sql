@@ -6,20 +6,33 @@
     (cross rate), so the seed needs one series per currency, not one per pair.
     The lookups are scalar subqueries on the seed's (currency, rate_date) index. -#}
 
+{% macro _fx_rates_renamed() -%}
+    {#- The seed with prefixed column names, so that a caller's unqualified `currency` or
+        `rate_date` cannot be captured by the lookup subquery. -#}
+    (
+        select
+            currency as fx_currency,
+            rate_date as fx_rate_date,
+            usd_per_unit as fx_usd_per_unit
+        from {{ ref('fx_rates') }}
+    )
+{%- endmacro %}
+
+
 {% macro fx_usd_per_unit(currency, at) -%}
     coalesce(
         (
-            select fx.usd_per_unit
-            from {{ ref('fx_rates') }} as fx
-            where fx.currency = upper({{ currency }}) and fx.rate_date <= ({{ at }})::date
-            order by fx.rate_date desc
+            select fx.fx_usd_per_unit
+            from {{ _fx_rates_renamed() }} as fx
+            where fx.fx_currency = upper({{ currency }}) and fx.fx_rate_date <= ({{ at }})::date
+            order by fx.fx_rate_date desc
             limit 1
         ),
         (
-            select fx.usd_per_unit
-            from {{ ref('fx_rates') }} as fx
-            where fx.currency = upper({{ currency }})
-            order by fx.rate_date asc
+            select fx.fx_usd_per_unit
+            from {{ _fx_rates_renamed() }} as fx
+            where fx.fx_currency = upper({{ currency }})
+            order by fx.fx_rate_date asc
             limit 1
         )
     )

@@ -3,11 +3,42 @@
     duplicates and re-delivered date folders inside that window are caught; a change to a
     delivery older than the window needs `--full-refresh`. -#}
 
-{% macro incremental_cutoff(column) -%}
-    {#- First value of `column` (a date) to reprocess: the latest one already in this
-        model, minus the lookback. Everything when the model is empty. -#}
+{% macro incremental_cutoff(column, relation=none) -%}
+    {#- First value of `column` (a date) to reprocess: the latest one already in the model
+        (`relation`, default this), minus the lookback. Everything when the model is empty. -#}
     (
         select coalesce(max({{ column }}), '-infinity'::date) - {{ var('late_data_lookback_days') }}
-        from {{ this }}
+        from {{ relation if relation is not none else this }}
+    )
+{%- endmacro %}
+
+
+{% macro get_incremental_replace_window_sql(arg_dict) -%}
+    {#- Incremental strategy `replace_window`: delete+insert by unique_key that also
+        deletes every stored row inside the late-data window (meta.window_column >=
+        incremental_cutoff), so rows that vanished from a re-delivered date folder go too.
+        The model must select every row of that window. The cutoff subquery sees the table
+        as it was when the model's select ran (nothing has changed it since), so both use
+        the same window. -#}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set unique_key = arg_dict['unique_key'] -%}
+    {%- set window_column = (config.get('meta') or {}).get('window_column') -%}
+    {%- if unique_key is not string or not window_column -%}
+        {{ exceptions.raise_compiler_error(
+            "incremental_strategy 'replace_window' needs a single-column unique_key and "
+            ~ "meta.window_column (model " ~ target ~ ")") }}
+    {%- endif -%}
+    {%- set dest_cols_csv = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+
+    delete from {{ target }} as replaced
+    where
+        replaced.{{ unique_key }} in (select distinct {{ unique_key }} from {{ source }})
+        or replaced.{{ window_column }} >= {{ incremental_cutoff(window_column, target) }};
+
+    insert into {{ target }} ({{ dest_cols_csv }})
+    (
+        select {{ dest_cols_csv }}
+        from {{ source }}
     )
 {%- endmacro %}

@@ -24,13 +24,23 @@
         when {{ utm_source }} is null and {{ utm_medium }} is null and {{ referrer_domain }} is null
             then 'direct'
         else (
-            select mapping.channel
-            from {{ ref('channel_mapping') }} as mapping
+            -- the rules' columns are renamed so that they cannot capture the caller's
+            -- unqualified utm_source / utm_medium / referrer_domain
+            select rules.mapped_channel
+            from (
+                select
+                    priority as rule_priority,
+                    utm_source as source_pattern,
+                    utm_medium as medium_pattern,
+                    referrer_domain as referrer_pattern,
+                    channel as mapped_channel
+                from {{ ref('channel_mapping') }}
+            ) as rules
             where
-                (mapping.utm_source is null or {{ utm_source }} ~* mapping.utm_source)
-                and (mapping.utm_medium is null or {{ utm_medium }} ~* mapping.utm_medium)
-                and (mapping.referrer_domain is null or {{ referrer_domain }} ~* mapping.referrer_domain)
-            order by mapping.priority
+                (rules.source_pattern is null or {{ utm_source }} ~* rules.source_pattern)
+                and (rules.medium_pattern is null or {{ utm_medium }} ~* rules.medium_pattern)
+                and (rules.referrer_pattern is null or {{ referrer_domain }} ~* rules.referrer_pattern)
+            order by rules.rule_priority
             limit 1
         )
     end
@@ -55,9 +65,14 @@
     {#- Channel of a CRM lead source by the `lead_source_mapping` seed, matched on the
         normalised value (lower case, runs of other characters as `_`). -#}
     (
-        select mapping.channel
-        from {{ ref('lead_source_mapping') }} as mapping
-        where mapping.lead_source = {{ normalize_code(lead_source) }}
+        select mapping.mapped_channel
+        from (
+            select
+                lead_source as mapped_lead_source,
+                channel as mapped_channel
+            from {{ ref('lead_source_mapping') }}
+        ) as mapping
+        where mapping.mapped_lead_source = {{ normalize_code(lead_source) }}
         limit 1
     )
 {%- endmacro %}

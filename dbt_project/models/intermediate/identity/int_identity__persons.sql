@@ -1,0 +1,244 @@
+{#- One row per person: identity resolution of CRM contacts, shop customers and web
+    anonymous ids. A person is anchored on, by precedence:
+    1. a CRM contact (every contact is a person; a web user_id is a contact_id, so a
+       user_id not in the CRM export yet is a person anchored on that contact_id too);
+    2. else a shop customer (with the customers sharing its email, see
+       int_identity__shop_customers);
+    3. else a web anonymous_id never seen with a user_id.
+    customer_key = person_key(<anchor type>, <anchor id>): deterministic and stable,
+    it does not change when more data about the person arrives.
+    acquisition_channel: the channel of the person's first session with campaign tags or
+    an external referrer, among the sessions that started before any other system knew
+    the person (all sessions for a web-only person); else the CRM lead source mapped by
+    the lead_source_mapping seed; else `direct`. -#}
+
+with
+
+contacts as (
+
+    select * from {{ ref('stg_crm__contacts') }}
+
+),
+
+shop_customers as (
+
+    select * from {{ ref('int_identity__shop_customers') }}
+
+),
+
+anonymous_ids as (
+
+    select * from {{ ref('int_identity__anonymous_ids') }}
+
+),
+
+sessions as (
+
+    select * from {{ ref('int_web__sessions') }}
+
+),
+
+tagged_sessions as (
+
+    select * from {{ ref('int_web__sessions') }}
+    where channel <> 'direct'
+
+),
+
+orders as (
+
+    select * from {{ ref('stg_shop__orders') }}
+
+),
+
+web_only_users as (
+
+    select distinct contact_id from anonymous_ids
+    where is_identified
+
+    except
+
+    select contact_id from contacts
+
+),
+
+anchors as (
+
+    select
+        {{ person_key('crm_contact', 'contact_id') }} as customer_key,
+        'crm_contact' as identity_type,
+        contact_id,
+        null as anonymous_id
+    from contacts
+
+    union all
+
+    select
+        {{ person_key('crm_contact', 'contact_id') }} as customer_key,
+        'web_user' as identity_type,
+        contact_id,
+        null as anonymous_id
+    from web_only_users
+
+    union all
+
+    select
+        customer_key,
+        'shop_customer' as identity_type,
+        null as contact_id,
+        null as anonymous_id
+    from shop_customers
+    where contact_id is null and is_primary
+
+    union all
+
+    select
+        customer_key,
+        'anonymous_visitor' as identity_type,
+        null as contact_id,
+        anonymous_id
+    from anonymous_ids
+    where not is_identified
+
+),
+
+shop_by_person as (
+
+    select
+        customer_key,
+        (array_agg(shop_customer_id) filter (where is_primary))[1] as shop_customer_id,
+        (array_agg(email_sha256) filter (where is_primary))[1] as email_sha256,
+        min(created_at) as first_shop_customer_created_at,
+        count(*) as shop_customers_count
+    from shop_customers
+    group by customer_key
+
+),
+
+orders_by_person as (
+
+    select
+        shop_customers.customer_key,
+        min(orders.ordered_at) as first_ordered_at
+    from orders
+    inner join shop_customers
+        on orders.shop_customer_id = shop_customers.shop_customer_id
+    group by shop_customers.customer_key
+
+),
+
+web_by_person as (
+
+    select
+        customer_key,
+        min(first_seen_at) as first_web_event_at,
+        count(*) as anonymous_ids_count
+    from anonymous_ids
+    group by customer_key
+
+),
+
+sessions_by_person as (
+
+    select
+        customer_key,
+        count(*) as sessions_count,
+        (
+            array_agg(country order by session_started_at asc, session_id asc)
+            filter (where country is not null)
+        )[1] as first_session_country
+    from sessions
+    group by customer_key
+
+),
+
+joined as (
+
+    select
+        anchors.customer_key,
+        anchors.identity_type,
+        anchors.contact_id,
+        shop_by_person.shop_customer_id,
+        anchors.anonymous_id,
+        coalesce(contacts.email_sha256, shop_by_person.email_sha256) as email_sha256,
+        -- when a system other than the web first knew the person
+        least(
+            contacts.created_at,
+            shop_by_person.first_shop_customer_created_at,
+            orders_by_person.first_ordered_at
+        ) as known_elsewhere_at,
+        web_by_person.first_web_event_at,
+        coalesce(contacts.country, sessions_by_person.first_session_country) as country,
+        contacts.lead_source,
+        {{ lead_source_channel('contacts.lead_source') }} as lead_source_channel,
+        contacts.created_at as crm_created_at,
+        contacts.contact_id is not null as is_crm_contact,
+        shop_by_person.shop_customer_id is not null as is_shop_customer,
+        coalesce(shop_by_person.shop_customers_count, 0) as shop_customers_count,
+        coalesce(web_by_person.anonymous_ids_count, 0) as anonymous_ids_count,
+        coalesce(sessions_by_person.sessions_count, 0) as sessions_count
+    from anchors
+    left join contacts
+        on anchors.contact_id = contacts.contact_id
+    left join shop_by_person
+        on anchors.customer_key = shop_by_person.customer_key
+    left join orders_by_person
+        on anchors.customer_key = orders_by_person.customer_key
+    left join web_by_person
+        on anchors.customer_key = web_by_person.customer_key
+    left join sessions_by_person
+        on anchors.customer_key = sessions_by_person.customer_key
+
+),
+
+acquisition_sessions as (
+
+    -- the first session with campaign tags or an external referrer that started before
+    -- any other system knew the person: a session after that (a newsletter click of a
+    -- contact imported last year) says how they came back, not how they were acquired
+    select
+        joined.customer_key,
+        (
+            array_agg(sessions.channel order by sessions.session_started_at asc, sessions.session_id asc)
+        )[1] as channel
+    from joined
+    inner join tagged_sessions as sessions
+        on joined.customer_key = sessions.customer_key
+    where joined.known_elsewhere_at is null or sessions.session_started_at <= joined.known_elsewhere_at
+    group by joined.customer_key
+
+),
+
+final as (
+
+    select
+        ---------- ids
+        joined.customer_key,
+        joined.identity_type,
+        joined.contact_id,
+        joined.shop_customer_id,
+        joined.anonymous_id,
+        joined.email_sha256,
+
+        ---------- attributes
+        least(joined.known_elsewhere_at, joined.first_web_event_at) as first_seen_at,
+        joined.country,
+        joined.lead_source,
+        coalesce(acquisition_sessions.channel, joined.lead_source_channel, 'direct') as acquisition_channel,
+        joined.crm_created_at,
+
+        ---------- flags and counts
+        joined.is_crm_contact,
+        joined.is_shop_customer,
+        not joined.is_crm_contact and not joined.is_shop_customer as is_web_only,
+        joined.shop_customers_count,
+        joined.anonymous_ids_count,
+        joined.sessions_count
+
+    from joined
+    left join acquisition_sessions
+        on joined.customer_key = acquisition_sessions.customer_key
+
+)
+
+select * from final

@@ -1,0 +1,218 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_window',
+        unique_key='session_id',
+        meta={'window_column': '_last_dt'},
+        indexes=[
+            {'columns': ['session_id'], 'unique': true},
+            {'columns': ['customer_key']},
+            {'columns': ['anonymous_id']},
+            {'columns': ['_last_dt']},
+        ],
+    )
+}}
+
+{#- Incremental by session: a run recomputes, from all of their events, the sessions that
+    (a) have an event delivered within var('late_data_lookback_days') days of the latest
+    delivery already summarised (new, late or re-delivered events; the same window as
+    int_web__events), (b) had such an event last time (it may have vanished), (c) belong
+    to an anonymous_id whose person changed (identified since), or (d) all sessions when
+    the channel_mapping seed changed. The strategy replace_window (macros/incremental.sql)
+    also deletes stored sessions of the window that no longer have any event. So the table
+    equals a full refresh, under the same condition as int_web__events. -#}
+
+with
+
+events as (
+
+    select * from {{ ref('int_web__events') }}
+
+),
+
+anonymous_ids as (
+
+    select * from {{ ref('int_identity__anonymous_ids') }}
+
+),
+
+{% if is_incremental() %}
+
+    window_events as (
+
+        select * from {{ ref('int_web__events') }}
+        where _dt >= {{ incremental_cutoff('_last_dt') }}
+
+    ),
+
+    existing_sessions as (
+
+        select * from {{ this }}
+
+    ),
+
+    sessions_to_update as (
+
+        select session_id from window_events
+
+        union
+
+        select session_id from existing_sessions
+        where _last_dt >= {{ incremental_cutoff('_last_dt') }}
+
+        union
+
+        select existing_sessions.session_id
+        from existing_sessions
+        inner join anonymous_ids
+            on existing_sessions.anonymous_id = anonymous_ids.anonymous_id
+        where existing_sessions.customer_key <> anonymous_ids.customer_key
+
+        union
+
+        select session_id from existing_sessions
+        where _channel_mapping_fingerprint is distinct from {{ channel_mapping_fingerprint() }}
+
+    ),
+
+{% endif %}
+
+session_events as (
+
+    select * from events
+    {% if is_incremental() %}
+        where session_id in (select session_id from sessions_to_update)
+    {% endif %}
+
+),
+
+landing_hits as (
+
+    -- the landing hit carries the session's traffic source: its first page_view, else
+    -- its first event with a page, else its first event
+    select
+        session_id,
+        page_url,
+        referrer,
+        referrer_domain,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        utm_content,
+        utm_term,
+        device_type,
+        country,
+        row_number() over (
+            partition by session_id
+            order by
+                case when event_name = 'page_view' then 0 when page_url is not null then 1 else 2 end,
+                occurred_at asc,
+                event_id asc
+        ) as landing_rank
+    from session_events
+
+),
+
+session_facts as (
+
+    select
+        session_id,
+        (array_agg(anonymous_id order by occurred_at asc, event_id asc))[1] as anonymous_id,
+        (
+            array_agg(user_id order by occurred_at asc, event_id asc)
+            filter (where user_id is not null)
+        )[1] as user_id,
+        min(occurred_at) as session_started_at,
+        max(occurred_at) as session_ended_at,
+        count(*) as events_count,
+        count(*) filter (where event_name = 'page_view') as page_views,
+        count(*) filter (where event_name = 'purchase') as purchases,
+        coalesce(sum(engagement_time_s), 0) as engagement_time_s,
+        coalesce(bool_or(event_name = 'view_item'), false) as has_view_item,
+        coalesce(bool_or(event_name = 'add_to_cart'), false) as has_add_to_cart,
+        coalesce(bool_or(event_name = 'begin_checkout'), false) as has_begin_checkout,
+        coalesce(bool_or(event_name = 'purchase'), false) as has_purchase,
+        coalesce(bool_or(event_name = 'sign_up'), false) as has_sign_up,
+        max(_dt) as _last_dt
+    from session_events
+    group by session_id
+
+),
+
+joined as (
+
+    select
+        session_facts.*,
+        landing_hits.page_url as landing_page_url,
+        landing_hits.referrer,
+        landing_hits.referrer_domain,
+        landing_hits.utm_source,
+        landing_hits.utm_medium,
+        landing_hits.utm_campaign,
+        landing_hits.utm_content,
+        landing_hits.utm_term,
+        landing_hits.device_type,
+        landing_hits.country,
+        anonymous_ids.customer_key
+    from session_facts
+    inner join landing_hits
+        on
+            session_facts.session_id = landing_hits.session_id
+            and landing_hits.landing_rank = 1
+    inner join anonymous_ids
+        on session_facts.anonymous_id = anonymous_ids.anonymous_id
+
+),
+
+final as (
+
+    select
+        ---------- ids
+        session_id,
+        customer_key,
+        anonymous_id,
+        user_id,
+
+        ---------- timing
+        session_started_at,
+        session_ended_at,
+        {{ utc_date('session_started_at') }} as session_date,
+        round(extract(epoch from session_ended_at - session_started_at))::integer as duration_s,
+
+        ---------- traffic source (landing hit)
+        landing_page_url,
+        referrer,
+        referrer_domain,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        utm_content,
+        utm_term,
+        {{ channel_from_mapping('utm_source', 'utm_medium', 'referrer_domain') }} as channel,
+        device_type,
+        country,
+
+        ---------- behaviour
+        events_count,
+        page_views,
+        purchases,
+        engagement_time_s,
+        page_views = 1
+        and not (has_add_to_cart or has_begin_checkout or has_purchase) as is_bounce,
+        page_views > 0 as has_page_view,
+        has_view_item,
+        has_add_to_cart,
+        has_begin_checkout,
+        has_purchase,
+        has_sign_up,
+        has_view_item or has_add_to_cart or has_begin_checkout or has_sign_up as has_engagement_signal,
+
+        ---------- metadata
+        _last_dt,
+        {{ channel_mapping_fingerprint() }} as _channel_mapping_fingerprint
+
+    from joined
+
+)
+
+select * from final
