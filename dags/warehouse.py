@@ -65,7 +65,14 @@ def warehouse():
             profiles_yml_filepath=DBT_DIR / "profiles.yml",
         ),
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            # A test that reads two models (relationships) runs once both are built.
+            should_detach_multiple_parents_tests=True,
+            # Per-model Assets would add nothing: the DAG's output is `analytics`.
+            emit_datasets=False,
+        ),
         operator_args={
             "install_deps": False,
             "env": {
