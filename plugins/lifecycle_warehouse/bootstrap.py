@@ -5,6 +5,8 @@ the first task of every ingestion DAG and by `lw bootstrap`; never at DAG parse 
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 from psycopg import sql
 
@@ -102,12 +104,41 @@ def raw_table_ddl() -> list[sql.Composed]:
     return statements
 
 
+_CREATED = re.compile(r"create (table|index) if not exists (\S+)(?: on (\S+?)\.)?", re.IGNORECASE)
+
+
+def _created_relations(conn: psycopg.Connection) -> list[str]:
+    """Qualified names of every table and index the DDL creates (an index lives in its
+    table's schema), read from the statements themselves so the list cannot drift."""
+    texts = [s.as_string(conn) for s in raw_table_ddl()] + [AUDIT_DDL]
+    names = []
+    for text in texts:
+        for kind, name, schema in _CREATED.findall(text):
+            names.append(f"{schema}.{name}" if kind.lower() == "index" and schema else name)
+    return names
+
+
+def raw_schema_complete(conn: psycopg.Connection) -> bool:
+    """True when every raw table and index already exists (one catalog query, no locks)."""
+    with conn.transaction():  # leaves the connection as it found it
+        missing = conn.execute(
+            "select count(*) from unnest(%s::text[]) as n where to_regclass(n) is null",
+            (_created_relations(conn),),
+        ).fetchone()[0]
+    return missing == 0
+
+
 def ensure_raw_schema(conn: psycopg.Connection) -> None:
     """Create the raw schema and its tables if missing, in one transaction.
 
     A transaction-scoped advisory lock serialises concurrent callers (parallel DAG runs),
-    which would otherwise race on `create ... if not exists`.
+    which would otherwise race on `create ... if not exists`. When everything exists it
+    returns after a catalog lookup: `create index if not exists` takes a SHARE lock on its
+    table before finding the index, so it would wait for every running load of that table
+    (every load writes raw.load_audit) and serialise parallel ingestion tasks.
     """
+    if raw_schema_complete(conn):
+        return
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('lifecycle_warehouse.bootstrap'))")
         conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW_SCHEMA)))

@@ -1,0 +1,460 @@
+"""The file loader against a real PostgreSQL 16: hand-written deliveries in tmp_path, exact
+rows, quarantine entries and audit rows."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+import time
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from lifecycle_warehouse import contract
+from lifecycle_warehouse.ingest import files
+
+DT = date(2024, 3, 1)
+UTC = timezone.utc
+
+CONTACTS_HEADER = (
+    "contact_id,email,first_name,last_name,phone,country,city,lead_source,lifecycle_stage,"
+    "created_at,updated_at"
+)
+EVENTS_HEADER = "event_id,contact_id,campaign_id,event_type,occurred_at,url"
+
+
+def deliver(landing: Path, source: str, entity: str, name: str, content: bytes | str,
+            dt: date = DT, gz: bool = False) -> Path:
+    folder = landing / source / entity / f"dt={dt.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = content.encode() if isinstance(content, str) else content
+    path = folder / name
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def load(url: str, landing: Path, source: str, entity: str, dt: date = DT) -> files.DeliveryResult:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return files.load_delivery(conn, landing, contract.file_entity(source, entity), dt)
+
+
+def rows(url: str, query: str, params: tuple = ()) -> list[dict]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        conn.execute("set timezone = 'UTC'")
+        return conn.execute(query, params).fetchall()
+
+
+def data_rows(url: str, table: str) -> list[dict]:
+    """Every column except those that differ between loads of the same data."""
+    return [
+        {k: v for k, v in r.items() if k not in ("_batch_id", "_loaded_at")}
+        for r in rows(url, f"select * from raw.{table} order by _file, _line_number")
+    ]
+
+
+def quarantine(url: str, entity: str | None = None) -> list[tuple]:
+    query = "select file, line_number, rule, raw_record from raw.quarantine"
+    if entity:
+        query += " where entity = %s"
+    query += " order by file, line_number"
+    return [tuple(r.values()) for r in rows(url, query, (entity,) if entity else ())]
+
+
+def snapshot(url: str) -> dict[str, list[dict]]:
+    return {
+        "contacts": rows(url, "select * from raw.crm_contacts order by _file, _line_number"),
+        "quarantine": rows(url, "select * from raw.quarantine order by file, line_number"),
+        "audit": rows(url, "select * from raw.load_audit order by loaded_at, file"),
+    }
+
+
+# --------------------------------------------------------------------------- happy path
+
+
+def test_loads_a_delivery_with_exact_typed_values(warehouse_url, tmp_path):
+    deliver(tmp_path, "crm", "contacts", "a.csv", "\n".join([
+        CONTACTS_HEADER,
+        "c1,ann@example.com,Ann,Lee,,DE,Berlin,organic,lead,2024-02-01T10:00:00Z,2024-03-01 08:30:00",
+        "c2,bob@example.com,Bob,,+49 30 1,FR,Paris,,customer,2024-02-02T10:00:00+02:00,2024-03-01T09:00:00Z",
+    ]) + "\n")
+    deliver(tmp_path, "crm", "contacts", "b.csv.gz", CONTACTS_HEADER + "\nc3,cy@example.com,,,,,,,,2024-01-01,2024-03-01T00:00:00Z\n", gz=True)
+    deliver(tmp_path, "crm", "contacts", "_SUCCESS", "")
+    deliver(tmp_path, "crm", "contacts", ".partial.csv", "garbage")
+
+    result = load(warehouse_url, tmp_path, "crm", "contacts")
+
+    assert result.batch_id is not None
+    assert [(f.file, f.status, f.rows_read, f.rows_loaded, f.rows_quarantined) for f in result.files] == [
+        ("crm/contacts/dt=2024-03-01/a.csv", "loaded", 2, 2, 0),
+        ("crm/contacts/dt=2024-03-01/b.csv.gz", "loaded", 1, 1, 0),
+    ]
+    got = data_rows(warehouse_url, "crm_contacts")
+    assert got[0] == {
+        "contact_id": "c1", "email": "ann@example.com", "first_name": "Ann", "last_name": "Lee",
+        "phone": None, "country": "DE", "city": "Berlin", "lead_source": "organic",
+        "lifecycle_stage": "lead",
+        "created_at": datetime(2024, 2, 1, 10, tzinfo=UTC),
+        "updated_at": datetime(2024, 3, 1, 8, 30, tzinfo=UTC),  # no offset = UTC
+        "_dt": DT, "_file": "crm/contacts/dt=2024-03-01/a.csv", "_line_number": 2, "_extra": None,
+    }
+    assert got[1]["created_at"] == datetime(2024, 2, 2, 8, tzinfo=UTC)  # +02:00 converted
+    assert (got[1]["last_name"], got[1]["lead_source"], got[1]["_line_number"]) == (None, None, 3)
+    assert got[2]["_file"] == "crm/contacts/dt=2024-03-01/b.csv.gz"
+    assert got[2]["created_at"] == datetime(2024, 1, 1, tzinfo=UTC)
+    audit = rows(warehouse_url, "select * from raw.load_audit order by file")
+    assert [(a["file"], a["status"], a["rows_read"], a["rows_loaded"], a["batch_id"]) for a in audit] == [
+        ("crm/contacts/dt=2024-03-01/a.csv", "loaded", 2, 2, result.batch_id),
+        ("crm/contacts/dt=2024-03-01/b.csv.gz", "loaded", 1, 1, result.batch_id),
+    ]
+    assert quarantine(warehouse_url) == []
+
+
+def test_typed_numbers_dates_and_extra_csv_columns(warehouse_url, tmp_path):
+    header = "date,channel,campaign_id,utm_source,utm_medium,utm_campaign,impressions,clicks,spend,currency,Ad Group,notes"
+    deliver(tmp_path, "marketing", "ad_spend", "spend.csv",
+            f"{header}\n2024-03-01,paid_search,cmp1,google,cpc,spring,12000,340,1234.56,EUR,brand,\n")
+    load(warehouse_url, tmp_path, "marketing", "ad_spend")
+    (row,) = data_rows(warehouse_url, "marketing_ad_spend")
+    assert (row["date"], row["impressions"], row["clicks"], row["spend"]) == (
+        date(2024, 3, 1), 12000, 340, Decimal("1234.56")
+    )
+    assert row["_extra"] == {"Ad Group": "brand", "notes": None}
+
+
+def test_jsonl_events_with_properties_extra_keys_and_blank_lines(warehouse_url, tmp_path):
+    lines = [
+        '{"event_id":"e1","event_name":"purchase","occurred_at":"2024-03-01T10:00:00Z","anonymous_id":"a1",'
+        '"user_id":"c1","session_id":"s1","device_type":"mobile","country":"DE",'
+        '"properties":{"order_id":"o1","value":19.9,"currency":"EUR"},"consent":true}',
+        "",
+        '{"event_id":"e2","event_name":"page_view","occurred_at":"2024-02-28T23:59:59","anonymous_id":"a2",'
+        '"session_id":"s2","properties":null,"user_id":null}',
+    ]
+    deliver(tmp_path, "web", "events", "part-0001.jsonl", "\n".join(lines) + "\n")
+    result = load(warehouse_url, tmp_path, "web", "events")
+    assert [(f.rows_read, f.rows_loaded, f.rows_quarantined) for f in result.files] == [(2, 2, 0)]
+    first, second = data_rows(warehouse_url, "web_events")
+    assert first["properties"] == {"order_id": "o1", "value": 19.9, "currency": "EUR"}
+    assert first["_extra"] == {"consent": True}
+    assert (first["user_id"], first["device_type"], first["_line_number"]) == ("c1", "mobile", 1)
+    assert second["occurred_at"] == datetime(2024, 2, 28, 23, 59, 59, tzinfo=UTC)
+    assert (second["properties"], second["user_id"], second["_extra"], second["_line_number"]) == (None, None, None, 3)
+
+
+def test_empty_files_are_valid_empty_deliveries(warehouse_url, tmp_path):
+    deliver(tmp_path, "crm", "email_events", "events.csv", EVENTS_HEADER + "\r\n")
+    deliver(tmp_path, "web", "events", "empty.jsonl", "")
+    for source, entity in [("crm", "email_events"), ("web", "events")]:
+        result = load(warehouse_url, tmp_path, source, entity)
+        assert [(f.status, f.rows_read, f.rows_loaded) for f in result.files] == [("loaded", 0, 0)]
+
+
+def test_missing_folder_is_no_delivery(warehouse_url, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="lifecycle_warehouse.ingest.files")
+    result = load(warehouse_url, tmp_path, "crm", "contacts")
+    assert (result.batch_id, result.files) == (None, [])
+    assert "no delivery" in caplog.text
+    assert rows(warehouse_url, "select count(*) as n from raw.load_audit") == [{"n": 0}]
+
+
+def test_load_interval_takes_dates_in_the_half_open_interval(warehouse_url, tmp_path):
+    for day in (1, 2, 3):
+        deliver(tmp_path, "crm", "campaigns", "c.csv",
+                f"campaign_id,name,channel,start_date,end_date,budget,currency\ncmp{day},Spring,email,,,,\n",
+                dt=date(2024, 3, day))
+    results = files.load_interval(warehouse_url, tmp_path, "crm", date(2024, 3, 1), date(2024, 3, 3),
+                                  entities=["campaigns"])
+    assert [(r.entity, r.dt, r.rows_loaded) for r in results] == [
+        ("campaigns", date(2024, 3, 1), 1), ("campaigns", date(2024, 3, 2), 1)
+    ]
+    assert [r["campaign_id"] for r in rows(warehouse_url, "select campaign_id from raw.crm_campaigns order by 1")] == ["cmp1", "cmp2"]
+    all_crm = files.load_interval(warehouse_url, tmp_path, "crm", date(2024, 3, 3), date(2024, 3, 4))
+    assert [r.entity for r in all_crm] == [e.entity for e in contract.file_entities("crm")]
+    assert [r.delivered for r in all_crm] == [e.entity == "campaigns" for e in contract.file_entities("crm")]
+    with pytest.raises(ValueError, match="unknown crm entity"):
+        files.load_interval(warehouse_url, tmp_path, "crm", DT, DT, entities=["nope"])
+
+
+# --------------------------------------------------------------------------- reloads
+
+
+def test_reload_leaves_identical_rows_and_does_not_duplicate_quarantine(warehouse_url, tmp_path):
+    deliver(tmp_path, "crm", "email_events", "events.csv", "\n".join([
+        EVENTS_HEADER,
+        "e1,c1,cmp1,open,2024-03-01T10:00:00Z,",
+        "e2,c1,cmp1,explode,2024-03-01T10:00:00Z,",
+        "e3,c2,cmp1,click,2024-03-01T11:00:00Z,https://x.example/?a=1",
+    ]))
+    first = load(warehouse_url, tmp_path, "crm", "email_events")
+    before_rows = data_rows(warehouse_url, "crm_email_events")
+    before_quarantine = quarantine(warehouse_url)
+    second = load(warehouse_url, tmp_path, "crm", "email_events")
+
+    assert first.batch_id != second.batch_id
+    assert data_rows(warehouse_url, "crm_email_events") == before_rows
+    assert len(before_rows) == 2
+    assert quarantine(warehouse_url) == before_quarantine
+    assert len(before_quarantine) == 1
+    batches = rows(warehouse_url, "select distinct _batch_id from raw.crm_email_events")
+    assert batches == [{"_batch_id": second.batch_id}]
+    assert rows(warehouse_url, "select count(*) as n from raw.load_audit") == [{"n": 2}]
+
+
+def test_redelivery_with_different_content_replaces_the_folder(warehouse_url, tmp_path):
+    old = deliver(tmp_path, "crm", "email_events", "v1.csv",
+                  f"{EVENTS_HEADER}\ne1,c1,cmp1,open,2024-03-01T10:00:00Z,\ne2,c1,cmp1,bad,2024-03-01T10:00:00Z,\n")
+    load(warehouse_url, tmp_path, "crm", "email_events")
+    old.unlink()
+    deliver(tmp_path, "crm", "email_events", "v2.csv", f"{EVENTS_HEADER}\ne9,c9,cmp9,click,2024-03-01T12:00:00Z,\n")
+    # Another day's delivery must survive the replacement.
+    deliver(tmp_path, "crm", "email_events", "other.csv",
+            f"{EVENTS_HEADER}\nx1,c1,cmp1,open,2024-03-02T10:00:00Z,\n", dt=date(2024, 3, 2))
+    load(warehouse_url, tmp_path, "crm", "email_events", date(2024, 3, 2))
+    load(warehouse_url, tmp_path, "crm", "email_events")
+
+    got = rows(warehouse_url, "select event_id, _file from raw.crm_email_events order by _dt, event_id")
+    assert got == [
+        {"event_id": "e9", "_file": "crm/email_events/dt=2024-03-01/v2.csv"},
+        {"event_id": "x1", "_file": "crm/email_events/dt=2024-03-02/other.csv"},
+    ]
+    assert quarantine(warehouse_url) == []
+
+
+def test_file_missing_a_required_column_is_rejected_and_the_rest_loads(warehouse_url, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="lifecycle_warehouse.ingest.files")
+    deliver(tmp_path, "crm", "email_events", "a.csv",
+            "event_id,campaign_id,event_type,occurred_at,url\ne1,cmp1,open,2024-03-01T10:00:00Z,\n")
+    deliver(tmp_path, "crm", "email_events", "b.csv", f"{EVENTS_HEADER}\ne2,c1,cmp1,open,2024-03-01T10:00:00Z,\n")
+    result = load(warehouse_url, tmp_path, "crm", "email_events")
+
+    rejected, loaded = result.files
+    assert (rejected.status, rejected.rows_loaded) == ("rejected", 0)
+    assert rejected.error == (
+        "crm/email_events/dt=2024-03-01/a.csv: missing column(s) in header: contact_id (required: contact_id)"
+    )
+    assert (loaded.status, loaded.rows_loaded) == ("loaded", 1)
+    audit = rows(warehouse_url, "select file, status, rows_read, rows_loaded, error from raw.load_audit order by file")
+    assert audit[0] == {"file": "crm/email_events/dt=2024-03-01/a.csv", "status": "rejected", "rows_read": 0,
+                        "rows_loaded": 0, "error": rejected.error}
+    assert (audit[1]["status"], audit[1]["rows_loaded"], audit[1]["error"]) == ("loaded", 1, None)
+    assert [r["event_id"] for r in rows(warehouse_url, "select event_id from raw.crm_email_events")] == ["e2"]
+    assert "a.csv: missing column(s) in header: contact_id" in caplog.text
+
+
+def test_unreadable_files_are_rejected_and_the_rest_loads(warehouse_url, tmp_path):
+    good = '{"event_id":"e1","event_name":"login","occurred_at":"2024-03-01T10:00:00Z","anonymous_id":"a","session_id":"s"}\n'
+    truncated = gzip.compress((good * 2000).encode())
+    deliver(tmp_path, "web", "events", "a.jsonl.gz", truncated[: len(truncated) // 2])
+    deliver(tmp_path, "web", "events", "b.jsonl.gz", b"this is not gzip")
+    deliver(tmp_path, "web", "events", "c.csv", "event_id\ne1\n")  # wrong format for web/events
+    deliver(tmp_path, "web", "events", "d.jsonl.gz", good, gz=True)
+    result = load(warehouse_url, tmp_path, "web", "events")
+
+    statuses = [(f.file.rsplit("/", 1)[1], f.status) for f in result.files]
+    assert statuses == [("a.jsonl.gz", "rejected"), ("b.jsonl.gz", "rejected"), ("c.csv", "rejected"), ("d.jsonl.gz", "loaded")]
+    a, b, c, _ = result.files
+    assert a.error.startswith("web/events/dt=2024-03-01/a.jsonl.gz: cannot read the file: Compressed file ended")
+    assert "Not a gzipped file" in b.error
+    assert c.error.endswith("c.csv: is a CSV file but web/events is delivered as JSONL")
+    # Nothing of the truncated file's readable first half was kept.
+    assert [r["_file"] for r in rows(warehouse_url, "select _file from raw.web_events")] == [
+        "web/events/dt=2024-03-01/d.jsonl.gz"
+    ]
+
+
+# --------------------------------------------------------------------------- bad records
+
+
+def test_csv_bad_record_corpus(warehouse_url, tmp_path):
+    body = (
+        b"\xef\xbb\xbf" + CONTACTS_HEADER.encode() + b"\r\n"                                    # 1 (BOM)
+        b"c1,a@x.io,,,,DE,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z\r\n"                # 2 good
+        b"c2,b@x.io,,,,DE,,,lead,yesterday-ish,2024-03-01T10:00:00Z\r\n"                        # 3 timestamp
+        b"c3,c@x.io,,,,DE,,,vip,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z\r\n"                  # 4 enum
+        b",d@x.io,,,,DE,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z\r\n"                   # 5 required
+        b"c5,e@x.io,,,,DE,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z,surplus\r\n"         # 6 field count
+        b"c6,f@x.io,Jos\xe9,,,DE,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z\r\n"          # 7 not UTF-8
+        b'c7,g@x.io,"multi\r\nline",,,DE,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z\r\n'  # 8-9 good
+        b"c8,h@x.io,,,,DEU,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z\r\n"                # 10 length
+        b"c10,j@x.io,,,,DE,,,lead,now,2024-03-01T10:00:00Z\r\n"                                 # 11 'now'
+        b'c9,i@x.io,"never closed,,,DE,,,lead,2024-03-01,2024-03-01\r\n'                        # 12 malformed
+    )
+    deliver(tmp_path, "crm", "contacts", "bad.csv", body)
+    result = load(warehouse_url, tmp_path, "crm", "contacts")
+
+    (file,) = result.files
+    assert (file.status, file.rows_read, file.rows_loaded, file.rows_quarantined) == ("loaded", 10, 2, 8)
+    assert file.rows_read == file.rows_loaded + file.rows_quarantined
+    name = "crm/contacts/dt=2024-03-01/bad.csv"
+    assert quarantine(warehouse_url) == [
+        (name, 3, "created_at: not a timestamp", "c2,b@x.io,,,,DE,,,lead,yesterday-ish,2024-03-01T10:00:00Z"),
+        (name, 4, "lifecycle_stage: unknown value 'vip'", "c3,c@x.io,,,,DE,,,vip,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z"),
+        (name, 5, "contact_id: required", ",d@x.io,,,,DE,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z"),
+        (name, 6, "expected 11 fields, found 12", "c5,e@x.io,,,,DE,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z,surplus"),
+        (name, 7, "not valid UTF-8", "c6,f@x.io,Jos\\xe9,,,DE,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z"),
+        (name, 10, "country: must be 2 characters long", "c8,h@x.io,,,,DEU,,,lead,2024-03-01T10:00:00Z,2024-03-01T10:00:00Z"),
+        (name, 11, "created_at: not a timestamp", "c10,j@x.io,,,,DE,,,lead,now,2024-03-01T10:00:00Z"),
+        (name, 12, "malformed CSV: unexpected end of data", 'c9,i@x.io,"never closed,,,DE,,,lead,2024-03-01,2024-03-01'),
+    ]
+    good = rows(warehouse_url, "select contact_id, first_name, _line_number from raw.crm_contacts order by _line_number")
+    assert good == [
+        {"contact_id": "c1", "first_name": None, "_line_number": 2},
+        {"contact_id": "c7", "first_name": "multi\r\nline", "_line_number": 8},
+    ]
+
+
+def test_numbers_checks_and_bounds_are_quarantined_with_their_rule(warehouse_url, tmp_path):
+    deliver(tmp_path, "crm", "survey_responses", "s.csv", "\n".join([
+        "response_id,contact_id,survey_type,score,submitted_at,comment",
+        "r1,c1,nps,10,2024-03-01T10:00:00Z,great",
+        "r2,c1,nps,11,2024-03-01T10:00:00Z,",
+        "r3,c1,csat,0,2024-03-01T10:00:00Z,",
+        "r4,c1,nps,ten,2024-03-01T10:00:00Z,",
+        "r5,c1,csat,5,2024-03-01T10:00:00Z,\"nul \x00 inside\"",
+    ]) + "\n")
+    deliver(tmp_path, "marketing", "ad_spend", "a.csv", "\n".join([
+        "date,channel,campaign_id,utm_source,utm_medium,utm_campaign,impressions,clicks,spend,currency",
+        "2024-03-01,display,,,,,100,1,-5,USD",
+        "2024-03-01,display,,,,,100,1,NaN,USD",
+        "2024-03-01,display,,,,,1.5,1,5,USD",
+        "03/01/2024,display,,,,,100,1,5,USD",
+        "2024-03-01,display,,,,,100,1,5.25,USD",
+    ]) + "\n")
+    load(warehouse_url, tmp_path, "crm", "survey_responses")
+    load(warehouse_url, tmp_path, "marketing", "ad_spend")
+
+    assert [(line, rule) for _, line, rule, _ in quarantine(warehouse_url, "survey_responses")] == [
+        (3, "score: nps must be 0–10"),
+        (4, "score: csat must be 1–5"),
+        (5, "score: not an integer"),
+        (6, "contains a NUL character"),
+    ]
+    assert quarantine(warehouse_url, "survey_responses")[3][3] == 'r5,c1,csat,5,2024-03-01T10:00:00Z,"nul \\x00 inside"'
+    assert [(line, rule) for _, line, rule, _ in quarantine(warehouse_url, "ad_spend")] == [
+        (2, "spend: must be at least 0"),
+        (3, "spend: not a number"),
+        (4, "impressions: not an integer"),
+        (5, "date: not a date"),
+    ]
+    assert rows(warehouse_url, "select spend from raw.marketing_ad_spend") == [{"spend": Decimal("5.25")}]
+
+
+def test_jsonl_bad_record_corpus(warehouse_url, tmp_path):
+    ok = '"event_name":"login","occurred_at":"2024-03-01T10:00:00Z","anonymous_id":"a","session_id":"s"'
+    lines = [
+        b'{"event_id":"e1",' + ok.encode(),                                   # 1 good
+        b'[{"event_id":"e2"}]',                                                # 2 array
+        b'{"event_id":"e3",' + ok.encode(),                                   # 3 truncated: no closing brace
+        b"",                                                                   # 4 blank
+        b'{"event_id":"e5","properties":"x",' + ok.encode() + b"}",           # 5 properties not an object
+        b'{"event_id":"e6","device_type":"watch",' + ok.encode() + b"}",      # 6 enum
+        b'{"event_id":"e7","event_name":"login","occurred_at":"2024-13-45T10:00:00Z","anonymous_id":"a","session_id":"s"}',  # 7
+        b'{"event_id":"e8","page_title":"caf\xe9",' + ok.encode() + b"}",     # 8 not UTF-8
+        b'{"event_id":"e9","page_title":"nul \\u0000",' + ok.encode() + b"}",  # 9 jsonb refuses \u0000
+        b'{"event_id":"e10","session_id":null,"event_name":"login","occurred_at":"2024-03-01T10:00:00Z","anonymous_id":"a"}',  # 10
+        b'"just a string"',                                                    # 11
+        b'{"event_id":"e12",' + ok.encode() + b"}",                           # 12 good
+    ]
+    lines[0] += b"}"
+    deliver(tmp_path, "web", "events", "e.jsonl", b"\r\n".join(lines) + b"\r\n")
+    (file,) = load(warehouse_url, tmp_path, "web", "events").files
+    assert (file.rows_read, file.rows_loaded, file.rows_quarantined) == (11, 2, 9)
+    name = "web/events/dt=2024-03-01/e.jsonl"
+    got = quarantine(warehouse_url)
+    assert [(line, rule) for _, line, rule, _ in got] == [
+        (2, "not a JSON object"),
+        (3, "not valid JSON"),
+        (5, "properties: not a JSON object"),
+        (6, "device_type: unknown value 'watch'"),
+        (7, "occurred_at: not a timestamp"),
+        (8, "not valid UTF-8"),
+        (9, "not valid JSON"),
+        (10, "session_id: required"),
+        (11, "not a JSON object"),
+    ]
+    assert {g[0] for g in got} == {name}
+    raw = {line: record for _, line, _, record in got}
+    assert raw[3] == '{"event_id":"e3",' + ok
+    assert raw[8] == '{"event_id":"e8","page_title":"caf\\xe9",' + ok + "}"
+    assert raw[9] == '{"event_id":"e9","page_title":"nul \\u0000",' + ok + "}"
+    assert [r["_line_number"] for r in rows(warehouse_url, "select _line_number from raw.web_events order by 1")] == [1, 12]
+
+
+# --------------------------------------------------------------------------- atomicity and concurrency
+
+
+def test_failure_mid_load_leaves_everything_as_before(warehouse_url, tmp_path, monkeypatch):
+    deliver(tmp_path, "crm", "contacts", "a.csv",
+            f"{CONTACTS_HEADER}\nc1,a@x.io,,,,DE,,,lead,2024-03-01,2024-03-01\nc2,b@x.io,,,,DE,,,vip,2024-03-01,2024-03-01\n")
+    load(warehouse_url, tmp_path, "crm", "contacts")
+    before = snapshot(warehouse_url)
+    assert len(before["contacts"]) == 1 and len(before["quarantine"]) == 1
+
+    deliver(tmp_path, "crm", "contacts", "a.csv", f"{CONTACTS_HEADER}\nc3,c@x.io,,,,DE,,,lead,2024-03-01,2024-03-01\n")
+    deliver(tmp_path, "crm", "contacts", "b.csv", f"{CONTACTS_HEADER}\nc4,d@x.io,,,,DE,,,lead,2024-03-01,2024-03-01\n")
+    real_load_file = files._load_file
+    calls = []
+
+    def fail_on_second_file(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 2:
+            raise RuntimeError("disk on fire")
+        return real_load_file(*args, **kwargs)
+
+    monkeypatch.setattr(files, "_load_file", fail_on_second_file)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        load(warehouse_url, tmp_path, "crm", "contacts")
+    assert len(calls) == 2  # the first file had been loaded inside the transaction
+    assert snapshot(warehouse_url) == before
+
+
+def test_loads_of_the_same_folder_are_serialised(warehouse_url, tmp_path):
+    deliver(tmp_path, "crm", "contacts", "a.csv", f"{CONTACTS_HEADER}\nc1,a@x.io,,,,DE,,,lead,2024-03-01,2024-03-01\n")
+    entity = contract.file_entity("crm", "contacts")
+    load(warehouse_url, tmp_path, "crm", "contacts")  # creates the raw schema
+    with psycopg.connect(warehouse_url) as holder:
+        holder.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (files.lock_key(entity, DT),))
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def run():
+            try:
+                load(warehouse_url, tmp_path, "crm", "contacts")
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        assert not done.wait(1.0), "the load did not wait for the lock held on its (entity, dt)"
+        holder.rollback()  # releases the lock
+    worker.join(30)
+    assert done.is_set() and not errors
+    assert len(rows(warehouse_url, "select * from raw.crm_contacts")) == 1
+    assert len(rows(warehouse_url, "select * from raw.load_audit")) == 2
+
+
+def test_loads_of_other_folders_run_while_a_load_is_open(warehouse_url, tmp_path):
+    """The raw-schema check at the start of every load must not wait for other loads' open
+    transactions (as `create index if not exists` on a busy table would)."""
+    deliver(tmp_path, "crm", "contacts", "a.csv", f"{CONTACTS_HEADER}\nc1,a@x.io,,,,DE,,,lead,2024-03-01,2024-03-01\n")
+    deliver(tmp_path, "crm", "campaigns", "c.csv", "campaign_id,name,channel,start_date,end_date,budget,currency\ncmp1,S,email,,,,\n")
+    load(warehouse_url, tmp_path, "crm", "contacts")
+    with psycopg.connect(warehouse_url) as busy:  # a load of another folder, not yet committed
+        busy.execute("insert into raw.load_audit (batch_id, source, entity, status) values (gen_random_uuid(), 'crm', 'contacts', 'loaded')")
+        busy.execute("insert into raw.crm_campaigns (campaign_id, name, channel, _batch_id, _dt, _file, _line_number, _loaded_at) values ('x', 'x', 'email', gen_random_uuid(), '2024-01-01', 'f', 2, now())")
+        outcome: list[object] = []
+        worker = threading.Thread(target=lambda: outcome.append(load(warehouse_url, tmp_path, "crm", "campaigns")))
+        worker.start()
+        worker.join(15)
+        finished = not worker.is_alive()
+        busy.rollback()
+    worker.join(30)
+    assert finished, "the load waited for another transaction on raw.load_audit / raw.crm_campaigns"
+    assert outcome[0].rows_loaded == 1

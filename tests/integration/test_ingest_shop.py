@@ -1,0 +1,217 @@
+"""Incremental shop extraction against real PostgreSQL: a shop database with its own column
+types (integer ids, numeric(12,2), varchar, timestamp without time zone) and a warehouse."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from lifecycle_warehouse import contract
+from lifecycle_warehouse.ingest import SourceUnavailableError, shop
+
+UTC = timezone.utc
+
+SHOP_DDL = """
+create table customers (
+    customer_id integer primary key, email varchar(200), created_at timestamptz,
+    updated_at timestamptz not null, internal_note text);
+create table orders (
+    order_id bigint primary key, customer_id integer, status varchar(20), currency char(3),
+    subtotal numeric(12,2), discount numeric(12,2), shipping numeric(12,2), tax numeric(12,2),
+    total numeric(12,2), coupon_code text, channel text,
+    ordered_at timestamp, updated_at timestamp not null);
+create table order_items (
+    order_id bigint, line_number smallint, sku text, product_name text, category text,
+    quantity integer, unit_price numeric(12,2), updated_at timestamptz not null,
+    primary key (order_id, line_number));
+create table refunds (
+    refund_id integer primary key, order_id bigint, amount numeric(12,2), reason text,
+    refunded_at timestamptz, updated_at timestamptz not null);
+create table subscriptions (
+    subscription_id integer primary key, customer_id integer, plan text, status text,
+    mrr numeric(12,2), currency text, started_at timestamptz, canceled_at timestamptz,
+    updated_at timestamptz not null);
+"""
+
+
+def t(day: int, hour: int = 0, month: int = 3, year: int = 2024) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
+
+
+@pytest.fixture
+def shop_db(shop_url):
+    with psycopg.connect(shop_url, autocommit=True) as conn:
+        conn.execute(SHOP_DDL)
+        conn.execute("set timezone = 'UTC'")
+        conn.execute(
+            "insert into customers values"
+            " (1, 'a@x.io', '2019-05-01', '2019-05-01', 'vip'),"
+            " (2, 'b@x.io', '2024-02-27', '2024-02-27', null),"
+            " (3, 'c@x.io', '2024-03-02 12:00', '2024-03-02 12:00', null)"  # after the first interval
+        )
+        conn.execute(
+            "insert into orders values"
+            " (10, 1, 'paid', 'EUR', 100, 0, 5, 19, 124, null, 'web', '2019-05-02 10:00', '2019-05-02 10:00'),"
+            " (11, 2, 'pending', 'USD', 50, 5, 0, 0, 45, 'SPRING', 'app', '2024-02-28 09:00', '2024-02-28 09:00')"
+        )
+    return shop_url
+
+
+def shop_exec(url: str, statement: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("set timezone = 'UTC'")
+        conn.execute(statement)
+
+
+def raw(url: str, table: str, key: str) -> list[dict]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return conn.execute(f"select * from raw.shop_{table} order by {key}").fetchall()
+
+
+def data(url: str, table: str, key: str) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("_batch_id", "_extracted_at")} for r in raw(url, table, key)]
+
+
+def watermark(url: str, table: str) -> datetime | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "select watermark from raw.extract_watermarks where source_table = %s", (shop.watermark_key(table),)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def test_first_run_takes_all_history_up_to_interval_end(shop_db, warehouse_url):
+    result = shop.extract_table(shop_db, warehouse_url, "orders", t(2))
+    assert (result.rows_extracted, result.rows_upserted, result.since, result.watermark_before) == (2, 2, None, None)
+    assert data(warehouse_url, "orders", "order_id") == [
+        {"order_id": 10, "customer_id": 1, "status": "paid", "currency": "EUR", "subtotal": Decimal("100.00"),
+         "discount": Decimal("0.00"), "shipping": Decimal("5.00"), "tax": Decimal("19.00"), "total": Decimal("124.00"),
+         "coupon_code": None, "channel": "web", "ordered_at": datetime(2019, 5, 2, 10, tzinfo=UTC),
+         "updated_at": datetime(2019, 5, 2, 10, tzinfo=UTC)},  # timestamp without zone read as UTC
+        {"order_id": 11, "customer_id": 2, "status": "pending", "currency": "USD", "subtotal": Decimal("50.00"),
+         "discount": Decimal("5.00"), "shipping": Decimal("0.00"), "tax": Decimal("0.00"), "total": Decimal("45.00"),
+         "coupon_code": "SPRING", "channel": "app", "ordered_at": datetime(2024, 2, 28, 9, tzinfo=UTC),
+         "updated_at": datetime(2024, 2, 28, 9, tzinfo=UTC)},
+    ]
+    assert watermark(warehouse_url, "orders") == datetime(2024, 2, 28, 9, tzinfo=UTC)
+
+    customers = shop.extract_table(shop_db, warehouse_url, "customers", t(2))
+    assert [r["customer_id"] for r in data(warehouse_url, "customers", "customer_id")] == [1, 2]  # 3 is later
+    assert customers.watermark_after == t(27, month=2)
+    with psycopg.connect(warehouse_url, row_factory=dict_row) as conn:
+        audit = conn.execute("select * from raw.load_audit order by loaded_at, entity").fetchall()
+    assert [(a["source"], a["entity"], a["file"], a["status"], a["rows_read"], a["rows_loaded"], a["rows_quarantined"])
+            for a in audit] == [
+        ("shop", "orders", "shop:public.orders", "loaded", 2, 2, 0),
+        ("shop", "customers", "shop:public.customers", "loaded", 2, 2, 0),
+    ]
+    assert audit[0]["dt"] == t(2).date() and audit[0]["batch_id"] == result.batch_id
+
+
+def test_later_update_is_upserted_and_watermark_moves_forward(shop_db, warehouse_url):
+    shop.extract_table(shop_db, warehouse_url, "orders", t(2))
+    shop_exec(shop_db, "update orders set status = 'shipped', updated_at = '2024-03-02 15:00' where order_id = 11")
+    shop_exec(shop_db, "insert into orders (order_id, customer_id, status, updated_at) values (12, 1, 'paid', '2024-03-02 16:00')")
+
+    result = shop.extract_table(shop_db, warehouse_url, "orders", t(3))
+
+    assert result.since == datetime(2024, 2, 25, 9, tzinfo=UTC)  # watermark - 3 days overlap
+    assert (result.rows_extracted, result.rows_upserted) == (2, 2)
+    got = {r["order_id"]: (r["status"], r["updated_at"]) for r in data(warehouse_url, "orders", "order_id")}
+    assert got == {
+        10: ("paid", datetime(2019, 5, 2, 10, tzinfo=UTC)),
+        11: ("shipped", datetime(2024, 3, 2, 15, tzinfo=UTC)),
+        12: ("paid", datetime(2024, 3, 2, 16, tzinfo=UTC)),
+    }
+    assert result.watermark_before == datetime(2024, 2, 28, 9, tzinfo=UTC)
+    assert watermark(warehouse_url, "orders") == result.watermark_after == datetime(2024, 3, 2, 16, tzinfo=UTC)
+
+    # Re-running an earlier interval never moves the watermark back.
+    again = shop.extract_table(shop_db, warehouse_url, "orders", t(2, 16))  # sees order 11 only
+    assert (again.rows_extracted, again.rows_upserted) == (1, 0)
+    assert watermark(warehouse_url, "orders") == datetime(2024, 3, 2, 16, tzinfo=UTC)
+
+
+def test_rerun_is_idempotent(shop_db, warehouse_url):
+    shop.extract_table(shop_db, warehouse_url, "orders", t(3))
+    first = data(warehouse_url, "orders", "order_id")
+    first_batches = {r["order_id"]: r["_batch_id"] for r in raw(warehouse_url, "orders", "order_id")}
+    second = shop.extract_table(shop_db, warehouse_url, "orders", t(3))
+    assert second.rows_extracted == 1  # order 11 is inside the overlap window
+    assert second.rows_upserted == 0  # ...but unchanged, so left alone
+    assert data(warehouse_url, "orders", "order_id") == first
+    assert {r["order_id"]: r["_batch_id"] for r in raw(warehouse_url, "orders", "order_id")} == first_batches
+
+
+def test_an_older_version_never_overwrites_a_newer_one(shop_db, warehouse_url):
+    shop_exec(shop_db, "update orders set status = 'delivered', updated_at = '2024-03-01 12:00' where order_id = 11")
+    shop.extract_table(shop_db, warehouse_url, "orders", t(2))
+    # The shop (e.g. restored from a lagging replica) now shows an older version of the row.
+    shop_exec(shop_db, "update orders set status = 'paid', updated_at = '2024-02-29 12:00' where order_id = 11")
+    result = shop.extract_table(shop_db, warehouse_url, "orders", t(2))
+    assert result.rows_extracted == 1 and result.rows_upserted == 0
+    (row,) = [r for r in data(warehouse_url, "orders", "order_id") if r["order_id"] == 11]
+    assert (row["status"], row["updated_at"]) == ("delivered", datetime(2024, 3, 1, 12, tzinfo=UTC))
+
+
+def test_same_timestamp_with_changed_content_is_taken(shop_db, warehouse_url):
+    shop.extract_table(shop_db, warehouse_url, "orders", t(2))
+    shop_exec(shop_db, "update orders set coupon_code = 'FIXED' where order_id = 11")  # updated_at untouched
+    result = shop.extract_table(shop_db, warehouse_url, "orders", t(2))
+    assert result.rows_upserted == 1
+    assert [r["coupon_code"] for r in data(warehouse_url, "orders", "order_id")] == [None, "FIXED"]
+
+
+def test_extract_all_covers_every_contract_table(shop_db, warehouse_url):
+    shop_exec(shop_db, "insert into order_items values (10, 1, 'SKU1', 'Mug', 'home', 2, 9.5, '2019-05-02 10:00+00')")
+    results = shop.extract_all(shop_db, warehouse_url, t(3))
+    assert [r.table for r in results] == [s.table for s in contract.SHOP_TABLES]
+    assert {r.table: r.rows_extracted for r in results} == {
+        "customers": 3, "orders": 2, "order_items": 1, "refunds": 0, "subscriptions": 0
+    }
+    (item,) = data(warehouse_url, "order_items", "order_id, line_number")
+    assert (item["line_number"], item["quantity"], item["unit_price"]) == (1, 2, Decimal("9.50"))
+    assert watermark(warehouse_url, "refunds") is None  # nothing seen yet
+
+
+def test_shop_is_read_in_read_only_transactions_by_a_select_only_role(shop_db, warehouse_url, monkeypatch):
+    with psycopg.connect(shop_db, autocommit=True) as conn:
+        conn.execute("create role shop_reader login")
+        conn.execute("grant select on all tables in schema public to shop_reader")
+        conn.execute("revoke create on schema public from public")
+    reader_url = shop_db + "&user=shop_reader"
+    opened: list[psycopg.Connection] = []
+    real_connect = shop.connect
+
+    def spy(url, variable, **kwargs):
+        conn = real_connect(url, variable, **kwargs)
+        if variable == "SHOP_DB_URL":
+            opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(shop, "connect", spy)
+    results = shop.extract_all(reader_url, warehouse_url, t(3))
+    assert sum(r.rows_extracted for r in results) == 5
+    assert opened and all(conn.read_only for conn in opened)
+
+
+def test_unreachable_shop_names_the_setting_without_the_password(warehouse_url, tmp_path):
+    url = f"postgresql://reader:Sup3rSecret@/shop?host={tmp_path}&port=1&connect_timeout=2"
+    with pytest.raises(SourceUnavailableError) as caught:
+        shop.extract_table(url, warehouse_url, "orders", t(2))
+    message = str(caught.value)
+    assert "SHOP_DB_URL" in message and "dbname=shop" in message
+    assert "Sup3rSecret" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_shop_table_missing_a_contract_column_fails_clearly(shop_url, warehouse_url):
+    shop_exec(shop_url, "create table refunds (refund_id integer primary key, amount numeric, updated_at timestamptz)")
+    with pytest.raises(shop.ShopSchemaError, match=r"public\.refunds does not match the contract"):
+        shop.extract_table(shop_url, warehouse_url, "refunds", t(2))
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("select count(*) from raw.load_audit").fetchone()[0] == 0
