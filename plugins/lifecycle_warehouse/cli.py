@@ -139,9 +139,10 @@ def cmd_pipeline(args) -> int:
     from lifecycle_warehouse import dbt_runner
 
     dbt_runner.run(["parse", "--quiet"])
-    dags = list(INGESTION_DAGS)
-    if not args.ingest_only and (settings.PROJECT_ROOT / "dags" / f"{WAREHOUSE_DAG}.py").exists():
-        dags.append(WAREHOUSE_DAG)
+    if args.dag:
+        dags = args.dag
+    else:
+        dags = list(INGESTION_DAGS) + ([] if args.ingest_only else [WAREHOUSE_DAG])
     console.print(f"Running {', '.join(dags)} for {args.date_from} … {args.date_to} (real Airflow runs)")
     started = time.monotonic()
     code = subprocess.call(
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--to", dest="date_to", type=date.fromisoformat, required=True)
         if name == "pipeline":
             p.add_argument("--ingest-only", action="store_true", help="run the ingestion DAGs only")
+            p.add_argument("--dag", action="append", choices=(*INGESTION_DAGS, WAREHOUSE_DAG),
+                           help="run only this DAG (repeatable); default: every DAG, ingestion first")
         p.set_defaults(func=func)
 
     for name, func in (("airflow", cmd_airflow), ("dbt", cmd_dbt)):

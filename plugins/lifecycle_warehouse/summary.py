@@ -90,4 +90,64 @@ def print_summary(console: Console, warehouse_url: str, date_from: date, date_to
             console.print(quarantine)
         for file, error in conn.execute(REJECTED_FILES, window):
             console.print(f"[red]rejected[/] {file}: {error}")
+        if _exists(conn, "analytics.kpi_monthly"):
+            _print_headline_kpis(console, conn, date_from, date_to)
     console.print("Details: `make psql`, then `select * from raw.load_audit` / `raw.quarantine`.")
+
+
+# (column of analytics.kpi_monthly, label, format) — the KPIs a manager asks for first.
+HEADLINE_KPIS = (
+    ("revenue", "revenue", "money"),
+    ("orders", "orders", "int"),
+    ("aov", "average order value", "money"),
+    ("new_customers", "new customers", "int"),
+    ("active_customers", "active customers (month end)", "int"),
+    ("repeat_purchase_rate", "repeat purchase rate", "pct"),
+    ("churn_rate", "churn rate", "pct"),
+    ("customer_retention_rate", "customer retention rate", "pct"),
+    ("session_conversion_rate", "session conversion rate", "pct"),
+    ("email_open_rate", "email open rate", "pct"),
+    ("nps", "NPS", "num"),
+    ("csat", "CSAT", "num"),
+    ("mrr", "MRR (month end)", "money"),
+)
+
+
+def _format(value, kind: str) -> str:
+    if value is None:
+        return "–"
+    if kind == "money":
+        return f"{value:,.2f}"
+    if kind == "pct":
+        return f"{100 * value:.1f} %"
+    if kind == "int":
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
+
+
+def _print_headline_kpis(console: Console, conn: psycopg.Connection, date_from: date, date_to: date) -> None:
+    """Headline KPIs of the window's months, and where people are in the lifecycle, read
+    from `analytics` (what BI sees: only published, validated data)."""
+    available = {r[0] for r in conn.execute(
+        "select column_name from information_schema.columns "
+        "where table_schema = 'analytics' and table_name = 'kpi_monthly'"
+    )}
+    kpis = [k for k in HEADLINE_KPIS if k[0] in available]
+    query = sql.SQL("select month, {} from analytics.kpi_monthly where month >= %s and month <= %s order by month").format(
+        sql.SQL(", ").join(sql.Identifier(k[0]) for k in kpis)
+    )
+    rows = conn.execute(query, (date_from.replace(day=1), date_to)).fetchall()
+    if not rows:
+        return
+    table = Table(title="Headline KPIs (analytics.kpi_monthly, reporting currency)")
+    table.add_column("KPI")
+    for row in rows:
+        table.add_column(row[0].strftime("%Y-%m"), justify="right")
+    for index, (_, label, kind) in enumerate(kpis, start=1):
+        table.add_row(label, *(_format(row[index], kind) for row in rows))
+    console.print(table)
+    if _exists(conn, "analytics.dim_customers"):
+        stages = conn.execute(
+            "select lifecycle_stage, count(*) from analytics.dim_customers group by 1 order by 2 desc"
+        ).fetchall()
+        console.print("Lifecycle stages now: " + " · ".join(f"{stage} {count:,}" for stage, count in stages))
