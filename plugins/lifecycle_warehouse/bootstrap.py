@@ -5,8 +5,6 @@ the first task of every ingestion DAG and by `lw bootstrap`; never at DAG parse 
 
 from __future__ import annotations
 
-import re
-
 import psycopg
 from psycopg import sql
 
@@ -28,7 +26,9 @@ SHOP_METADATA_COLUMNS = (
     ("_extracted_at", "timestamptz not null"),
 )
 
-AUDIT_DDL = """
+# (qualified name, statement) of the load bookkeeping tables and their indexes.
+AUDIT_RELATIONS: tuple[tuple[str, str], ...] = (
+    ("raw.load_audit", """
 create table if not exists raw.load_audit (
     batch_id uuid not null,
     source text not null,
@@ -41,9 +41,10 @@ create table if not exists raw.load_audit (
     rows_quarantined bigint not null default 0,
     error text,
     loaded_at timestamptz not null default now()
-);
-create index if not exists load_audit_source_entity_dt on raw.load_audit (source, entity, dt);
-
+)"""),
+    ("raw.load_audit_source_entity_dt",
+     "create index if not exists load_audit_source_entity_dt on raw.load_audit (source, entity, dt)"),
+    ("raw.quarantine", """
 create table if not exists raw.quarantine (
     batch_id uuid not null,
     source text not null,
@@ -54,15 +55,16 @@ create table if not exists raw.quarantine (
     rule text not null,
     raw_record text,
     quarantined_at timestamptz not null default now()
-);
-create index if not exists quarantine_source_entity_dt on raw.quarantine (source, entity, dt);
-
+)"""),
+    ("raw.quarantine_source_entity_dt",
+     "create index if not exists quarantine_source_entity_dt on raw.quarantine (source, entity, dt)"),
+    ("raw.extract_watermarks", """
 create table if not exists raw.extract_watermarks (
     source_table text primary key,
     watermark timestamptz not null,
     updated_at timestamptz not null default now()
-);
-"""
+)"""),
+)
 
 
 def _columns_sql(columns, metadata) -> sql.Composed:
@@ -72,50 +74,40 @@ def _columns_sql(columns, metadata) -> sql.Composed:
     return sql.SQL(",\n    ").join(parts)
 
 
-def raw_table_ddl() -> list[sql.Composed]:
-    """`create table if not exists` statements for every raw table of the contract."""
-    statements = []
+def raw_relations() -> list[tuple[str, sql.Composable]]:
+    """(qualified name, `create … if not exists` statement) of every table and index of
+    the raw schema: one table per contract entity, the load bookkeeping, their indexes."""
+    relations: list[tuple[str, sql.Composable]] = []
     for entity in contract.FILE_ENTITIES:
         table = sql.Identifier(RAW_SCHEMA, entity.raw_table)
-        statements.append(
+        relations.append((
+            f"{RAW_SCHEMA}.{entity.raw_table}",
             sql.SQL("create table if not exists {} (\n    {}\n)").format(
                 table, _columns_sql(entity.columns, FILE_METADATA_COLUMNS)
-            )
-        )
-        statements.append(
-            sql.SQL("create index if not exists {} on {} (_dt)").format(
-                sql.Identifier(f"{entity.raw_table}__dt"), table
-            )
-        )
+            ),
+        ))
+        index = f"{entity.raw_table}__dt"
+        relations.append((
+            f"{RAW_SCHEMA}.{index}",
+            sql.SQL("create index if not exists {} on {} (_dt)").format(sql.Identifier(index), table),
+        ))
     for shop in contract.SHOP_TABLES:
         table = sql.Identifier(RAW_SCHEMA, shop.raw_table)
-        statements.append(
+        relations.append((
+            f"{RAW_SCHEMA}.{shop.raw_table}",
             sql.SQL("create table if not exists {} (\n    {},\n    primary key ({})\n)").format(
                 table,
                 _columns_sql(shop.columns, SHOP_METADATA_COLUMNS),
                 sql.SQL(", ").join(map(sql.Identifier, shop.primary_key)),
-            )
-        )
-        statements.append(
-            sql.SQL("create index if not exists {} on {} (updated_at)").format(
-                sql.Identifier(f"{shop.raw_table}__updated_at"), table
-            )
-        )
-    return statements
-
-
-_CREATED = re.compile(r"create (table|index) if not exists (\S+)(?: on (\S+?)\.)?", re.IGNORECASE)
-
-
-def _created_relations(conn: psycopg.Connection) -> list[str]:
-    """Qualified names of every table and index the DDL creates (an index lives in its
-    table's schema), read from the statements themselves so the list cannot drift."""
-    texts = [s.as_string(conn) for s in raw_table_ddl()] + [AUDIT_DDL]
-    names = []
-    for text in texts:
-        for kind, name, schema in _CREATED.findall(text):
-            names.append(f"{schema}.{name}" if kind.lower() == "index" and schema else name)
-    return names
+            ),
+        ))
+        index = f"{shop.raw_table}__updated_at"
+        relations.append((
+            f"{RAW_SCHEMA}.{index}",
+            sql.SQL("create index if not exists {} on {} (updated_at)").format(sql.Identifier(index), table),
+        ))
+    relations.extend((name, sql.SQL(statement)) for name, statement in AUDIT_RELATIONS)
+    return relations
 
 
 def raw_schema_complete(conn: psycopg.Connection) -> bool:
@@ -123,7 +115,7 @@ def raw_schema_complete(conn: psycopg.Connection) -> bool:
     with conn.transaction():  # leaves the connection as it found it
         missing = conn.execute(
             "select count(*) from unnest(%s::text[]) as n where to_regclass(n) is null",
-            (_created_relations(conn),),
+            ([name for name, _ in raw_relations()],),
         ).fetchone()[0]
     return missing == 0
 
@@ -142,9 +134,8 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('lifecycle_warehouse.bootstrap'))")
         conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW_SCHEMA)))
-        for statement in raw_table_ddl():
+        for _, statement in raw_relations():
             conn.execute(statement)
-        conn.execute(AUDIT_DDL)
 
 
 def bootstrap(url: str) -> None:
