@@ -52,7 +52,8 @@ pipeline: up ## run the DAGs over what is in the landing zone and shop: make pip
 summary: up ## print what was loaded and quarantined between FROM and TO
 	@$(LW) summary --from $(FROM) --to $(TO)
 
-demo: up ## everything: simulate 60 days, run the pipeline, print the summary
+demo: up ## everything: fresh warehouse, simulate 60 days, run the pipeline, print the summary
+	@$(LW) reset
 	@$(LW) sources --start $(START) --days $(DAYS) --customers $(CUSTOMERS) --seed $(SEED)
 	@$(LW) pipeline --from $(FROM) --to $(TO)
 

@@ -13,9 +13,10 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
+import psycopg
 from rich.console import Console
 
 from lifecycle_warehouse import bootstrap, embedded, settings
@@ -78,6 +79,22 @@ def _ensure_airflow_db() -> None:
     console.print("  migrating Airflow's metadata database (first time only) …")
     subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     marker.write_text(key)
+
+
+def cmd_reset(args) -> int:
+    """Empty the embedded warehouse (a new `warehouse` database): `make demo` regenerates
+    every source from scratch, so the watermarks and rows of an earlier demo must go too."""
+    if os.environ.get("WAREHOUSE_URL"):
+        console.print("[red]✗ refusing to reset: WAREHOUSE_URL points at a server the project does not own[/]")
+        return 2
+    admin_url = embedded.start(settings.pgdata_dir())
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("drop database if exists warehouse with (force)")
+        conn.execute("create database warehouse")
+    bootstrap.bootstrap(settings.warehouse_url())
+    _ensure_bi_reader()
+    console.print("[green]✓[/] embedded warehouse emptied (new database `warehouse`, schema `raw` ready)")
+    return 0
 
 
 def cmd_stop(args) -> int:
@@ -188,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the embedded PostgreSQL, create schemas, migrate Airflow").set_defaults(func=cmd_up)
     sub.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_stop)
+    sub.add_parser("reset", help="empty the embedded warehouse (new `warehouse` database)").set_defaults(func=cmd_reset)
     sub.add_parser("urls", help="print WAREHOUSE_URL and SHOP_DB_URL").set_defaults(func=cmd_urls)
     psql = sub.add_parser("psql", help="open psql on the warehouse (or the shop)")
     psql.add_argument("database", nargs="?", choices=("warehouse", "shop"), default="warehouse")

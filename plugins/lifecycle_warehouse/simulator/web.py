@@ -607,7 +607,7 @@ def write_events(world: World, sessions: list[tuple], rates: Rates, seed: int, l
         "sessions_with_add_to_cart": with_cart,
         "sessions_with_purchase": with_purchase,
         "sessions_with_add_to_cart_and_purchase": with_cart_and_purchase,
-        "cart_abandonment_rate": round(1 - with_purchase / with_cart, 6) if with_cart else None,
+        "cart_abandonment_rate": round(1 - with_cart_and_purchase / with_cart, 6) if with_cart else None,
         "session_conversion_rate": round(with_purchase / n_sessions, 6) if n_sessions else None,
         "page_views": page_views,
         "avg_engagement_time_s": round(engagement_sum / page_views / 1000, 6) if page_views else None,
