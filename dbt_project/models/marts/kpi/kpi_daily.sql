@@ -314,7 +314,8 @@ loyalty_days as (
     select
         occurred_date as date_day,
         sum(abs(points)) filter (where event_type = 'earned') as points_earned,
-        sum(abs(points)) filter (where event_type = 'redeemed') as points_redeemed,
+        -- 0, not null, on a day with earnings and no redemption: the rate is then 0
+        coalesce(sum(abs(points)) filter (where event_type = 'redeemed'), 0) as points_redeemed,
         count(*) filter (where event_type = 'referral') as referrals
     from loyalty_events
     group by occurred_date
