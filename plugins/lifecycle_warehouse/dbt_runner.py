@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -45,8 +46,17 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def run(args: list[str], url: str | None = None, check: bool = True) -> int:
-    completed = subprocess.run([dbt_executable(), *args], env=dbt_env(url), cwd=DBT_PROJECT_DIR)
+def run(
+    args: list[str],
+    url: str | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run `dbt <args>` in the project; `env` adds or overrides variables (e.g. a private
+    DBT_TARGET_PATH / DBT_LOG_PATH, so that concurrent runs do not share target/)."""
+    full_env = dbt_env(url)
+    full_env.update(env or {})
+    completed = subprocess.run([dbt_executable(), *args], env=full_env, cwd=DBT_PROJECT_DIR)
     if check and completed.returncode != 0:
         raise SystemExit(completed.returncode)
     return completed.returncode

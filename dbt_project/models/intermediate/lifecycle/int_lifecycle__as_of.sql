@@ -54,6 +54,12 @@ ad_spends as (
 
 ),
 
+shop_customers as (
+
+    select * from {{ ref('stg_shop__customers') }}
+
+),
+
 subscriptions as (
 
     select * from {{ ref('stg_shop__subscriptions') }}
@@ -108,6 +114,15 @@ source_bounds as (
         min(created_date) as first_date,
         max(created_date) as last_date
     from contacts
+
+    union all
+
+    -- a shop account opened before its first order makes its person first seen then
+    -- (int_identity__persons.first_seen_at), so it belongs to the horizon too
+    select
+        min({{ utc_date('created_at') }}) as first_date,
+        max({{ utc_date('created_at') }}) as last_date
+    from shop_customers
 
     union all
 
