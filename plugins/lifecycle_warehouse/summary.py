@@ -90,9 +90,24 @@ def print_summary(console: Console, warehouse_url: str, date_from: date, date_to
             console.print(quarantine)
         for file, error in conn.execute(REJECTED_FILES, window):
             console.print(f"[red]rejected[/] {file}: {error}")
+        if _exists(conn, "audit.gate_runs"):
+            _print_gates(console, conn)
         if _exists(conn, "analytics.kpi_monthly"):
             _print_headline_kpis(console, conn, date_from, date_to)
     console.print("Details: `make psql`, then `select * from raw.load_audit` / `raw.quarantine`.")
+
+
+def _print_gates(console: Console, conn: psycopg.Connection) -> None:
+    """The latest quality gate of each stage: passed or not, with its expectation counts."""
+    for stage, success, expectations, errors, warnings, docs in conn.execute(
+        """
+        select distinct on (stage) stage, success, expectations, errors, warnings, docs_path
+        from audit.gate_runs order by stage, finished_at desc
+        """
+    ):
+        mark = "[green]✓ passed[/]" if success else "[red]✗ failed[/]"
+        console.print(f"Quality gate {stage}: {mark} ({expectations} expectations, {errors} errors, "
+                      f"{warnings} warnings){'  — Data Docs: ' + docs if docs else ''}")
 
 
 # (column of analytics.kpi_monthly, label, format) — the KPIs a manager asks for first.
