@@ -22,11 +22,20 @@ def warehouse_profile_env(key: str) -> str:
 
 
 def quality_gate(stage: str, run_id: str, as_of: date) -> dict:
-    """Validate a layer (`raw` before dbt, `marts` after); raises when an error-level
-    expectation fails, after logging every failing expectation."""
-    from lifecycle_warehouse.quality import run_gate
+    """Validate a layer (`raw` before dbt, `marts` after); fails the task when an
+    error-level expectation fails, after logging every failing expectation.
 
-    result = run_gate(settings.warehouse_url(), stage=stage, run_id=run_id, data_interval_end=as_of)
+    A failed verdict fails at once, without retries: the same data would fail the same
+    way. Retries stay for what can pass on a second try (a database that was restarting).
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from lifecycle_warehouse.quality import QualityGateFailed, run_gate
+
+    try:
+        result = run_gate(settings.warehouse_url(), stage=stage, run_id=run_id, data_interval_end=as_of)
+    except QualityGateFailed as failed:
+        raise AirflowFailException(str(failed)) from failed
     return {"stage": stage, "success": result.success, "warnings": len(result.warnings),
             "docs": str(result.docs_path)}
 
