@@ -6,6 +6,7 @@ end; tests never touch the developer's own warehouse in `.warehouse/`.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,11 @@ import pytest
 from psycopg import sql
 
 from lifecycle_warehouse import embedded
+
+
+# pgserver logs from an atexit hook, after pytest has closed the streams its log capture
+# writes to ("--- Logging error ---" at the end of every run); its info lines add nothing.
+logging.getLogger("pgserver").propagate = False
 
 
 @pytest.fixture(scope="session")
