@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dag_ids", nargs="+")
     args = parser.parse_args(argv)
     outcomes = run_dags(args.dag_ids, args.date_from, args.date_to)
-    failed = [o for o in outcomes if o[1] != "success"] or len(outcomes) < len(args.dag_ids)
-    return 1 if failed else 0
+    # run_dags stops at the first failed DAG, so success means every DAG ran and succeeded.
+    succeeded = len(outcomes) == len(args.dag_ids) and all(o[1] == "success" for o in outcomes)
+    return 0 if succeeded else 1
 
 
 if __name__ == "__main__":

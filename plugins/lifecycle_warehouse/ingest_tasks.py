@@ -10,8 +10,6 @@ import json
 import logging
 from datetime import date
 
-import psycopg
-
 from lifecycle_warehouse import bootstrap, settings
 
 log = logging.getLogger(__name__)
@@ -67,19 +65,6 @@ def summarize_file_loads(source: str, results: list[list[dict]]) -> dict:
             source, totals["rows_quarantined"],
         )
     return totals
-
-
-def quarantine_overview(warehouse_url: str, source: str, start: date, end: date) -> list[tuple]:
-    """(entity, rule, rows) of the run's quarantine, most frequent first."""
-    with psycopg.connect(warehouse_url) as conn:
-        return conn.execute(
-            """
-            select entity, rule, count(*) from raw.quarantine
-            where source = %s and dt >= %s and dt < %s
-            group by entity, rule order by count(*) desc, entity, rule
-            """,
-            (source, start, end),
-        ).fetchall()
 
 
 def summarize_shop_extracts(results: list[dict]) -> dict:
