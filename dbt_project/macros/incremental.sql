@@ -5,11 +5,21 @@
 
 {% macro incremental_cutoff(column, relation=none) -%}
     {#- First value of `column` (a date) to reprocess: the latest one already in the model
-        (`relation`, default this), minus the lookback. Everything when the model is empty. -#}
-    (
+        (`relation`, default this), minus the lookback. Everything when the model is empty.
+        At run time it is looked up once and written as a literal, so that the planner
+        knows how few rows the window holds and reads it through the _dt indexes; a unit
+        test (whose `this` is a fixture, not a table) keeps the subquery. -#}
+    {%- set relation = relation if relation is not none else this -%}
+    {%- set cutoff_sql -%}
         select coalesce(max({{ column }}), '-infinity'::date) - {{ var('late_data_lookback_days') }}
-        from {{ relation if relation is not none else this }}
-    )
+        from {{ relation }}
+    {%- endset -%}
+    {%- if execute and model.resource_type != 'unit_test' -%}
+        {%- set cutoff = run_query('select (' ~ cutoff_sql ~ ')::text').columns[0].values()[0] -%}
+        '{{ cutoff }}'::date
+    {%- else -%}
+        ({{ cutoff_sql }})
+    {%- endif -%}
 {%- endmacro %}
 
 

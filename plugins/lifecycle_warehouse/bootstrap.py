@@ -21,6 +21,10 @@ FILE_METADATA_COLUMNS = (
     ("_loaded_at", "timestamptz not null"),
     ("_extra", "jsonb"),  # columns beyond the contract (schema drift), by header name
 )
+# Extra lookup indexes of raw file tables, (raw table, column). stg_web__events keeps an
+# event's first delivery by looking up its other deliveries by event_id, so that an
+# incremental run of int_web__events reads only its window of raw.web_events.
+RAW_LOOKUP_INDEXES = (("web_events", "event_id"),)
 SHOP_METADATA_COLUMNS = (
     ("_batch_id", "uuid not null"),
     ("_extracted_at", "timestamptz not null"),
@@ -90,6 +94,14 @@ def raw_relations() -> list[tuple[str, sql.Composable]]:
         relations.append((
             f"{RAW_SCHEMA}.{index}",
             sql.SQL("create index if not exists {} on {} (_dt)").format(sql.Identifier(index), table),
+        ))
+    for raw_table, column in RAW_LOOKUP_INDEXES:
+        index = f"{raw_table}__{column}"
+        relations.append((
+            f"{RAW_SCHEMA}.{index}",
+            sql.SQL("create index if not exists {} on {} ({})").format(
+                sql.Identifier(index), sql.Identifier(RAW_SCHEMA, raw_table), sql.Identifier(column)
+            ),
         ))
     for shop in contract.SHOP_TABLES:
         table = sql.Identifier(RAW_SCHEMA, shop.raw_table)

@@ -1,15 +1,57 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_window',
+        unique_key='anonymous_id',
+        meta={'window_column': '_last_dt'},
+        indexes=[
+            {'columns': ['anonymous_id'], 'unique': true},
+            {'columns': ['customer_key']},
+            {'columns': ['_last_dt']},
+        ],
+    )
+}}
+
 {#- Identity stitching of web browsers/devices. An anonymous_id seen with a user_id (a CRM
     contact_id, set after sign_up / login / identify) belongs to that contact's person:
     all its events, earlier ones included. When one anonymous_id was used by several
     user_ids (a shared computer), the user_id of its earliest identified event wins (ties:
     lowest event_id), so the mapping never depends on what arrives last. An anonymous_id
-    never seen with a user_id is a person of its own (an awareness-stage visitor). -#}
+    never seen with a user_id is a person of its own (an awareness-stage visitor).
+
+    Incremental by anonymous_id: a run recomputes, from all of their events (an index
+    lookup in int_web__events), the anonymous_ids that have an event delivered within
+    var('late_data_lookback_days') days of the latest delivery already stitched, and those
+    that had one last time (it may have vanished from a re-delivered folder). No other
+    anonymous_id can change: its events are outside the window. The strategy replace_window
+    (macros/incremental.sql) deletes those of the window that no longer have any event, so
+    the table equals a full refresh under the same condition as int_web__events. -#}
 
 with
+
+{% if is_incremental() %}
+
+    touched_anonymous_ids as (
+
+        -- an event delivered in the window now, or last time (it may have vanished)
+        select anonymous_id from {{ ref('int_web__events') }}
+        where _dt >= {{ incremental_cutoff('_last_dt') }}
+
+        union
+
+        select anonymous_id from {{ this }}
+        where _last_dt >= {{ incremental_cutoff('_last_dt') }}
+
+    ),
+
+{% endif %}
 
 events as (
 
     select * from {{ ref('int_web__events') }}
+    {% if is_incremental() %}
+        where anonymous_id in (select anonymous_id from touched_anonymous_ids)
+    {% endif %}
 
 ),
 
@@ -20,7 +62,8 @@ anonymous_ids as (
         min(occurred_at) as first_seen_at,
         max(occurred_at) as last_seen_at,
         count(*) as events_count,
-        count(distinct user_id) as user_ids_count
+        count(distinct user_id) as user_ids_count,
+        max(_dt) as _last_dt
     from events
     group by anonymous_id
 
@@ -67,7 +110,8 @@ final as (
         anonymous_ids.user_ids_count,
         anonymous_ids.first_seen_at,
         anonymous_ids.last_seen_at,
-        anonymous_ids.events_count
+        anonymous_ids.events_count,
+        anonymous_ids._last_dt
     from anonymous_ids
     left join first_identification
         on anonymous_ids.anonymous_id = first_identification.anonymous_id

@@ -20,7 +20,8 @@ refunds as (
 
 web_events as (
 
-    select * from {{ ref('int_web__events_stitched') }}
+    -- min and max of event_date are index lookups here (every event has a person)
+    select * from {{ ref('int_web__events') }}
 
 ),
 

@@ -57,15 +57,19 @@ sessions as (
 
 ),
 
-web_signals as (
+-- A session's engagement signal events (view_item, add_to_cart, begin_checkout, sign_up)
+-- as one condition from its first to its last signal: a session lasts far less than the
+-- engagement window, so the union of the events' windows is the same before the person's
+-- first order, and after it the condition no longer decides the stage. Reading sessions,
+-- not events, keeps this model off the event-grain tables.
+web_signal_sessions as (
 
     select
         customer_key,
-        occurred_at
-    from {{ ref('int_web__events_stitched') }}
-    where
-        customer_key is not null
-        and event_name in ('view_item', 'add_to_cart', 'begin_checkout', 'sign_up')
+        first_engagement_signal_at,
+        last_engagement_signal_at
+    from {{ ref('int_web__sessions') }}
+    where customer_key is not null and first_engagement_signal_at is not null
 
 ),
 
@@ -144,14 +148,16 @@ single_signals as (
 
     select
         customer_key,
-        occurred_at as signaled_at
-    from web_signals
+        first_engagement_signal_at as signaled_at,
+        last_engagement_signal_at as last_signaled_at
+    from web_signal_sessions
 
     union all
 
     select
         persons.customer_key,
-        email_clicks.occurred_at as signaled_at
+        email_clicks.occurred_at as signaled_at,
+        email_clicks.occurred_at as last_signaled_at
     from email_clicks
     inner join persons on email_clicks.contact_id = persons.contact_id
 
@@ -159,7 +165,8 @@ single_signals as (
 
     select
         customer_key,
-        submitted_at as signaled_at
+        submitted_at as signaled_at,
+        submitted_at as last_signaled_at
     from contact_survey_responses
 
 ),
@@ -287,7 +294,7 @@ conditions as (
         single_signals.customer_key,
         'engaged' as condition,
         single_signals.signaled_at as starts_at,
-        single_signals.signaled_at + {{ engagement_window }} as ends_at,
+        single_signals.last_signaled_at + {{ engagement_window }} as ends_at,
         'engagement_signal' as start_reason,
         'engagement_window_expired' as end_reason
     from single_signals

@@ -9,6 +9,7 @@
             {'columns': ['session_id']},
             {'columns': ['anonymous_id']},
             {'columns': ['_dt']},
+            {'columns': ['event_date']},
         ],
     )
 }}

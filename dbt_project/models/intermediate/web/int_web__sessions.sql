@@ -22,6 +22,8 @@
     also deletes stored sessions of the window that no longer have any event. So the table
     equals a full refresh, under the same condition as int_web__events. -#}
 
+{%- set engagement_signal_events = "('view_item', 'add_to_cart', 'begin_checkout', 'sign_up')" %}
+
 with
 
 events as (
@@ -62,16 +64,27 @@ anonymous_ids as (
 
         union
 
+        -- an anonymous_id's person changes only with an event of the window, so only the
+        -- anonymous_ids stitched in this window are compared (not every stored session)
         select existing_sessions.session_id
         from existing_sessions
         inner join anonymous_ids
             on existing_sessions.anonymous_id = anonymous_ids.anonymous_id
-        where existing_sessions.customer_key <> anonymous_ids.customer_key
+        where
+            anonymous_ids._last_dt >= {{ incremental_cutoff('_last_dt') }}
+            and existing_sessions.customer_key <> anonymous_ids.customer_key
 
         union
 
+        -- every stored session carries the fingerprint of the run that last recomputed all
+        -- of them, so one row tells whether the seed changed since
         select session_id from existing_sessions
-        where _channel_mapping_fingerprint is distinct from {{ channel_mapping_fingerprint() }}
+        where (
+            select sample._channel_mapping_fingerprint
+            from {{ this }} as sample
+            order by sample.session_id
+            limit 1
+        ) is distinct from {{ channel_mapping_fingerprint() }}
 
     ),
 
@@ -133,6 +146,10 @@ session_facts as (
         coalesce(bool_or(event_name = 'begin_checkout'), false) as has_begin_checkout,
         coalesce(bool_or(event_name = 'purchase'), false) as has_purchase,
         coalesce(bool_or(event_name = 'sign_up'), false) as has_sign_up,
+        min(occurred_at) filter (where event_name in {{ engagement_signal_events }})
+            as first_engagement_signal_at,
+        max(occurred_at) filter (where event_name in {{ engagement_signal_events }})
+            as last_engagement_signal_at,
         max(_dt) as _last_dt
     from session_events
     group by session_id
@@ -206,6 +223,8 @@ final as (
         has_purchase,
         has_sign_up,
         has_view_item or has_add_to_cart or has_begin_checkout or has_sign_up as has_engagement_signal,
+        first_engagement_signal_at,
+        last_engagement_signal_at,
 
         ---------- metadata
         _last_dt,

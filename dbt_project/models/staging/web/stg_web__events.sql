@@ -6,28 +6,25 @@ source as (
 
 ),
 
-deliveries as (
-
-    -- at-least-once delivery: the same event_id may arrive in several files; keep the
-    -- first delivery (earliest date folder, then load, file and line)
-    select
-        *,
-        row_number() over (
-            partition by event_id
-            order by _dt asc, _loaded_at asc, _file asc, _line_number asc
-        ) as delivery_rank
-    from source
-
-),
-
 first_deliveries as (
 
+    -- at-least-once delivery: the same event_id may arrive in several files; keep the
+    -- first delivery (earliest date folder, then load, file and line). An anti-join
+    -- rather than row_number(): a filter on _dt then reaches the raw table's index, so
+    -- int_web__events' incremental run reads its window, not every delivery ever made
+    -- (raw.web_events is indexed on event_id for this lookup). `earlier` reads the source
+    -- itself: a CTE used twice would be materialised, and the filter could not reach it.
     select
-        *,
-        {{ url_host('page_url') }} as page_host,
-        {{ url_host('referrer') }} as referrer_host
-    from deliveries
-    where delivery_rank = 1
+        source.*,
+        {{ url_host('source.page_url') }} as page_host,
+        {{ url_host('source.referrer') }} as referrer_host
+    from source
+    left join {{ source('web', 'events') }} as earlier
+        on
+            source.event_id = earlier.event_id
+            and (earlier._dt, earlier._loaded_at, earlier._file, earlier._line_number)
+            < (source._dt, source._loaded_at, source._file, source._line_number)
+    where earlier.event_id is null
 
 ),
 
