@@ -16,8 +16,10 @@ SEED ?= 42
 FROM ?= $(START)
 TO ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(START)') + d.timedelta(days=$(DAYS) - 1))")
 PYTEST_ARGS ?=
+# Options of `lw bench` (make bench BENCH_ARGS="--customers 1000 --histories 10,40").
+BENCH_ARGS ?=
 
-.PHONY: help install up stop urls psql sources pipeline summary demo test test-fast docs lint quality-report clean
+.PHONY: help install up stop urls psql sources pipeline summary demo test test-fast docs lint quality-report bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +71,9 @@ docs: up ## build the dbt docs site (models, columns, lineage) and print its pat
 
 quality-report: $(STAMP) ## print (and open, where a browser is set up) the Great Expectations Data Docs
 	@$(BIN)/python -m lifecycle_warehouse.quality report --open
+
+bench: $(STAMP) ## daily-run cost vs. history length, on its own server: bench/results.md [BENCH_ARGS=…]
+	@$(LW) bench $(BENCH_ARGS)
 
 lint: $(STAMP) ## sqlfluff on the dbt models
 	@$(BIN)/sqlfluff lint dbt_project/models

@@ -1,6 +1,6 @@
 """`lw`: the command behind the Makefile targets.
 
-    lw up | stop | urls | psql [DB] | sources | pipeline --from D --to D | summary | airflow … | dbt …
+    lw up | stop | urls | psql [DB] | sources | pipeline --from D --to D | summary | bench | airflow … | dbt …
 
 Every command prints what it did and where the results are; errors say what to do next.
 """
@@ -183,6 +183,13 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def _histories(text: str) -> tuple[int, ...]:
+    """argparse type of `lw bench --histories` (imports the bench module only when used)."""
+    from lifecycle_warehouse.bench import parse_histories
+
+    return parse_histories(text)
+
+
 def _bin(name: str) -> str:
     candidate = Path(sys.executable).with_name(name)
     return str(candidate) if candidate.exists() else name
@@ -198,6 +205,31 @@ def cmd_dbt(args) -> int:
     from lifecycle_warehouse import dbt_runner
 
     return dbt_runner.run(args.rest, check=False)
+
+
+def cmd_bench(args) -> int:
+    """Measure how a daily run's cost grows with history (docs/benchmark.md)."""
+    from lifecycle_warehouse import bench
+
+    config = bench.BenchConfig(
+        customers=args.customers,
+        histories=args.histories,
+        seed=args.seed,
+        start=args.start,
+        threads=args.threads,
+        **({"out_dir": args.out.resolve()} if args.out else {}),
+    )
+    started = time.monotonic()
+    try:
+        results = bench.run_bench(config, report=console.print)
+    except bench.BenchError as error:
+        console.print(f"[red]✗ {error}[/]")
+        return 1
+    json_path, md_path = bench.write_results(results, config.out_dir)
+    console.print(bench.rich_table(results))
+    console.print(bench.how_to_read(results))
+    console.print(f"[green]✓[/] benchmark finished in {time.monotonic() - started:.0f} s: {md_path}, {json_path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +249,19 @@ def main(argv: list[str] | None = None) -> int:
     sources.add_argument("--customers", type=int, default=3000)
     sources.add_argument("--seed", type=int, default=42)
     sources.set_defaults(func=cmd_sources)
+
+    bench = sub.add_parser("bench", help="measure how a daily run's cost grows with history (docs/benchmark.md)")
+    bench.add_argument("--customers", type=int, default=3000)
+    bench.add_argument("--histories", type=_histories, default="30,120",
+                       help="days of history before the measured day, comma-separated (default 30,120)")
+    bench.add_argument("--seed", type=int, default=42)
+    bench.add_argument("--start", type=date.fromisoformat, default=date(2026, 6, 1),
+                       help="first simulated day (default 2026-06-01)")
+    bench.add_argument("--threads", type=int, default=1,
+                       help="dbt threads (default 1: per-model times are not shared with parallel nodes)")
+    bench.add_argument("--out", type=Path, default=None,
+                       help="folder for results.json and results.md (default: bench/ in the repo)")
+    bench.set_defaults(func=cmd_bench)
 
     for name, func, help_ in (("pipeline", cmd_pipeline, "run the DAGs over a date range"),
                               ("summary", cmd_summary, "print what was loaded and quarantined")):

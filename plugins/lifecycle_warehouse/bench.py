@@ -1,0 +1,490 @@
+"""`lw bench`: how the cost of a daily run grows with the history already in the warehouse.
+
+Evidence for the requirement "a daily run costs in proportion to the day's data, not to all
+history". For each history length H it simulates H + 1 days of sources, loads days 1..H
+into `raw` and builds the warehouse once (the history), then loads day H + 1 and times the
+incremental `dbt build` a daily run does, model by model. Results go to
+`<out>/results.json` (machine-readable) and `<out>/results.md` (a table per model with the
+ratio of the daily seconds at the longest and the shortest history).
+
+Nothing here asserts speed: it measures and writes. It runs on its own embedded PostgreSQL
+(`.warehouse/bench-pgdata`), its own landing zones and its own dbt target folder, so it
+touches neither the developer's warehouse nor `dbt_project/target`. Airflow is not
+involved: the loads call the same functions as the ingestion DAGs' tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from rich.table import Table
+
+from lifecycle_warehouse import bootstrap, contract, embedded, settings
+
+DEFAULT_HISTORIES = (30, 120)
+DEFAULT_START = date(2026, 6, 1)
+
+# Kinds of dbt nodes, by the first part of their unique_id, whose seconds are summed.
+NODE_KINDS = ("model", "test", "unit_test", "seed")
+# dbt statuses of a node that failed or did not run because something upstream failed: the
+# build's times then mislead. (`warn` is a passing test of severity warn; exposures: no-op.)
+FAILED_STATUSES = ("error", "fail", "runtime error", "skipped")
+
+# Relations counted after the daily run, to show how much history each H holds.
+COUNTED_RELATIONS = ("raw.web_events", "intermediate.int_web__events", "marts.kpi_daily")
+
+Report = Callable[[str], None]
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not produce a measurement (a load or a dbt build failed)."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    customers: int = 3000
+    histories: tuple[int, ...] = DEFAULT_HISTORIES
+    seed: int = 42
+    start: date = DEFAULT_START
+    out_dir: Path = field(default_factory=lambda: settings.PROJECT_ROOT / "bench")
+    # One dbt thread: a node's execution_time then measures that node, not the nodes
+    # that happened to run beside it on the machine's two cores.
+    threads: int = 1
+    # Where the bench keeps its server, landing zones and dbt target: next to the
+    # project's embedded server (`.warehouse/`, ignored by git).
+    work_dir: Path = field(default_factory=lambda: settings.pgdata_dir().parent)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.work_dir / "bench-pgdata"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return self.work_dir / "bench-target"
+
+    def landing_dir(self, history_days: int) -> Path:
+        return self.work_dir / f"bench-landing-{history_days}"
+
+    def truth_file(self, history_days: int) -> Path:
+        return self.work_dir / f"bench-truth-{history_days}.json"
+
+
+# --- pure parts: parsing, summarising, rendering (unit-tested) ---------------------------
+
+
+def parse_histories(text: str) -> tuple[int, ...]:
+    """`"30,120"` -> (30, 120): distinct positive day counts, ascending."""
+    try:
+        days = {int(part) for part in text.split(",") if part.strip()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of day counts: {text!r}") from None
+    if not days:
+        raise argparse.ArgumentTypeError("give at least one history length, e.g. 30,120")
+    if min(days) < 1:
+        raise argparse.ArgumentTypeError(f"history lengths must be at least 1 day: {text!r}")
+    return tuple(sorted(days))
+
+
+def node_kind(unique_id: str) -> str:
+    """`model.lifecycle_warehouse.kpi_daily` -> `model` (test, unit_test, seed, …)."""
+    return unique_id.split(".", 1)[0]
+
+
+def node_name(unique_id: str) -> str:
+    """`model.lifecycle_warehouse.kpi_daily` -> `kpi_daily` (drops kind and package)."""
+    return unique_id.split(".", 2)[-1]
+
+
+def summarise_run_results(run_results: Mapping) -> dict:
+    """Seconds per model and per kind of node from a dbt `run_results.json` document."""
+    models: dict[str, float] = {}
+    seconds = dict.fromkeys(NODE_KINDS, 0.0)
+    counts = dict.fromkeys(NODE_KINDS, 0)
+    failed: list[str] = []
+    for result in run_results.get("results", []):
+        unique_id = result["unique_id"]
+        kind = node_kind(unique_id)
+        elapsed = float(result.get("execution_time") or 0.0)
+        if kind == "model":
+            models[node_name(unique_id)] = elapsed
+        if kind in seconds:
+            seconds[kind] += elapsed
+            counts[kind] += 1
+        if result.get("status") in FAILED_STATUSES:
+            failed.append(f"{unique_id}: {result.get('status')}")
+    return {
+        "dbt_elapsed_seconds": run_results.get("elapsed_time"),
+        "models": models,
+        **{f"{kind}_seconds": seconds[kind] for kind in NODE_KINDS},
+        "node_counts": counts,
+        "failed": failed,
+    }
+
+
+def ratio(smallest: float | None, largest: float | None) -> float | None:
+    """largest / smallest, or None when it means nothing (a missing or zero base)."""
+    if smallest is None or largest is None or smallest <= 0:
+        return None
+    return largest / smallest
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def _row(label: str, values: Sequence[float | int | None]) -> list[str]:
+    """A table row: label, one value per history (shortest first), ratio last/first."""
+    return [label, *(_number(v) for v in values), _number(ratio(values[0], values[-1]))]
+
+
+def model_rows(results: Mapping) -> list[list[str]]:
+    """Daily-run seconds of every model at each history, slowest (at the longest
+    history) first, with the ratio longest / shortest."""
+    runs = results["histories"]
+    names = {name for run in runs for name in run["daily_build"]["models"]}
+
+    def seconds(name: str) -> list[float | None]:
+        return [run["daily_build"]["models"].get(name) for run in runs]
+
+    ordered = sorted(names, key=lambda name: (-(seconds(name)[-1] or 0.0), name))
+    return [_row(name, seconds(name)) for name in ordered]
+
+
+def total_rows(results: Mapping) -> list[list[str]]:
+    """The totals of each history: daily build and load, then the history's full build."""
+    runs = results["histories"]
+
+    def values(getter: Callable[[Mapping], float | int | None]) -> list[float | int | None]:
+        return [getter(run) for run in runs]
+
+    return [
+        _row("daily `dbt build`, wall (s)", values(lambda r: r["daily_build"]["wall_seconds"])),
+        _row("daily: sum of model seconds", values(lambda r: r["daily_build"]["model_seconds"])),
+        _row("daily: sum of data-test seconds", values(lambda r: r["daily_build"]["test_seconds"])),
+        _row("daily: sum of unit-test seconds", values(lambda r: r["daily_build"]["unit_test_seconds"])),
+        _row("daily: sum of seed seconds", values(lambda r: r["daily_build"]["seed_seconds"])),
+        _row("daily: load of the day (s)", values(lambda r: r["day_load"]["seconds"])),
+        _row("daily: rows loaded for the day", values(lambda r: r["day_load"]["rows"])),
+        _row("history: load (s)", values(lambda r: r["history_load"]["seconds"])),
+        _row("history: rows loaded", values(lambda r: r["history_load"]["rows"])),
+        _row("history: full `dbt build`, wall (s)", values(lambda r: r["full_build"]["wall_seconds"])),
+    ]
+
+
+def context_rows(results: Mapping) -> list[list[str]]:
+    """Rows of a few relations after the daily run: how much history each H holds."""
+    runs = results["histories"]
+    return [_row(relation, [run["row_counts"].get(relation) for run in runs]) for relation in COUNTED_RELATIONS]
+
+
+def header(results: Mapping, first: str) -> list[str]:
+    return [first, *(f"H={run['history_days']}" for run in results["histories"]), "ratio"]
+
+
+def history_growth(results: Mapping) -> float | None:
+    """How many times longer the longest history is than the shortest."""
+    days = [run["history_days"] for run in results["histories"]]
+    return ratio(days[0], days[-1]) if days else None
+
+
+def how_to_read(results: Mapping) -> str:
+    growth = history_growth(results)
+    return (
+        f"Each H column is one daily incremental run after H days of history; ratio = its seconds at "
+        f"the longest history / at the shortest. History grew {_number(growth)}×: a ratio near 1 means the "
+        f"cost does not grow with history, a ratio near {_number(growth)} means it scans all history. "
+        "Ratios of nodes that take under ~0.1 s are noise; the machine is shared, so compare "
+        "orders of magnitude."
+    )
+
+
+def _markdown_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    aligns = ["---", *("---:" for _ in head[1:])]
+    return [
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join(aligns) + " |",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def render_markdown(results: Mapping) -> str:
+    """results.md: parameters, how to read, the per-model table, totals and context."""
+    env, params = results["environment"], results["parameters"]
+    histories = ", ".join(str(h) for h in params["histories"])
+    lines = [
+        "# Daily run cost vs. length of history",
+        "",
+        (
+            f"`lw bench` at {results['generated_at']}: {params['customers']:,} customers, seed {params['seed']}, "
+            f"start {params['start']}, histories {histories} days, dbt threads {params['threads']}; "
+            f"{env['cpu_count']} CPUs, PostgreSQL {env['postgres_version']}, dbt-core {env['dbt_core_version']}, "
+            f"dbt-postgres {env['dbt_postgres_version']}."
+        ),
+        "",
+        f"**How to read.** {how_to_read(results)}",
+        "",
+        "## Daily run, seconds per model",
+        "",
+        *_markdown_table(header(results, "model"), model_rows(results)),
+        "",
+        "## Totals",
+        "",
+        *_markdown_table(header(results, ""), total_rows(results)),
+        "",
+        "## Context: rows after the daily run",
+        "",
+        *_markdown_table(header(results, "relation"), context_rows(results)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def rich_table(results: Mapping) -> Table:
+    """The per-model table and the totals, for the terminal."""
+    table = Table(title="Daily run seconds by history length (H = days already loaded)")
+    for n, column in enumerate(header(results, "model / total")):
+        table.add_column(column, justify="left" if n == 0 else "right")
+    for row in model_rows(results):
+        table.add_row(*row)
+    table.add_section()
+    for row in total_rows(results):
+        table.add_row(*row)
+    return table
+
+
+def write_results(results: Mapping, out_dir: Path) -> tuple[Path, Path]:
+    """Write results.json and results.md; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "results.json", out_dir / "results.md"
+    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    md_path.write_text(render_markdown(results))
+    return json_path, md_path
+
+
+# --- measuring: server, sources, loads, dbt ----------------------------------------------
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then restore them: the package's
+    functions find the warehouse, shop and landing zone through settings (env first)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _database_url(admin_url: str, database: str) -> str:
+    return admin_url.replace("/postgres?", f"/{database}?")
+
+
+def _recreate_databases(admin_url: str) -> tuple[str, str]:
+    """Empty `warehouse` and `shop` databases on the bench server; returns their URLs."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for database in ("warehouse", "shop"):
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+    return _database_url(admin_url, "warehouse"), _database_url(admin_url, "shop")
+
+
+def _warm_imports() -> None:
+    """Import the loaders (and Airflow's SDK, via orchestration) before anything is timed:
+    a first import costs seconds that no daily run pays."""
+    from lifecycle_warehouse import ingest_tasks, orchestration  # noqa: F401
+    from lifecycle_warehouse.ingest import files, shop  # noqa: F401
+
+
+def _simulate_sources(config: BenchConfig, history_days: int) -> dict:
+    """H + 1 days of files in the bench landing zone and the shop database filled."""
+    from lifecycle_warehouse.simulator import SimulationConfig, simulate
+
+    landing = config.landing_dir(history_days)
+    shutil.rmtree(landing, ignore_errors=True)  # our own folder: no files of an older bench
+    started = time.perf_counter()
+    result = simulate(SimulationConfig(
+        start=config.start,
+        days=history_days + 1,
+        customers=config.customers,
+        seed=config.seed,
+        landing_dir=landing,
+        shop_url=settings.shop_db_url(),
+        truth_file=config.truth_file(history_days),
+        progress=False,
+    ))
+    return {"seconds": time.perf_counter() - started, "rows": dict(result.rows)}
+
+
+def _load_interval(start: date, end: date) -> dict:
+    """Load business dates [start, end) into raw as the ingestion DAGs' tasks do: every
+    file entity of the contract, then every shop table up to the end of the interval."""
+    from lifecycle_warehouse import ingest_tasks
+
+    rows: dict[str, int] = {}
+    started = time.perf_counter()
+    for entity in contract.FILE_ENTITIES:
+        deliveries = ingest_tasks.load_files(entity.source, entity.entity, start, end)
+        rows[f"{entity.source}/{entity.entity}"] = sum(
+            f["rows_loaded"] for delivery in deliveries for f in delivery["files"]
+        )
+    for table in contract.SHOP_TABLES:
+        extract = ingest_tasks.extract_shop_table(table.table, end)
+        rows[f"shop/{table.table}"] = extract["rows_upserted"]
+    return {"seconds": time.perf_counter() - started, "rows": sum(rows.values()), "rows_by_entity": rows}
+
+
+def _dbt(config: BenchConfig, args: list[str], url: str) -> int:
+    """dbt with the bench's own target and log folders (others use dbt_project/target)."""
+    from lifecycle_warehouse import dbt_runner
+
+    env = {
+        "DBT_TARGET_PATH": str(config.dbt_target_dir),
+        "DBT_LOG_PATH": str(config.dbt_target_dir / "logs"),
+    }
+    return dbt_runner.run(args, url=url, check=False, env=env)
+
+
+def _dbt_build(config: BenchConfig, url: str, what: str) -> dict:
+    """One timed `dbt build` (incremental unless the warehouse is empty) and its
+    run_results summarised; fails when a node failed, since its times would mislead."""
+    run_results_file = config.dbt_target_dir / "run_results.json"
+    run_results_file.unlink(missing_ok=True)  # never read an older invocation's results
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    code = _dbt(config, ["build", "--quiet", "--threads", str(config.threads)], url)
+    wall = time.perf_counter() - started
+    summary = summarise_run_results(json.loads(run_results_file.read_text())) if run_results_file.exists() else None
+    if code != 0 or summary is None or summary["failed"]:
+        failed = "; ".join((summary or {}).get("failed", [])[:10]) or "see dbt's output above"
+        raise BenchError(f"{what}: `dbt build` failed (exit {code}): {failed}")
+    return {"wall_seconds": wall, "load_average_1m_before": load_before, **summary}
+
+
+def _row_counts(url: str) -> dict[str, int | None]:
+    with psycopg.connect(url) as conn:
+        counts = {}
+        for relation in COUNTED_RELATIONS:
+            exists = conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
+            query = sql.SQL("select count(*) from {}").format(sql.Identifier(*relation.split(".")))
+            counts[relation] = conn.execute(query).fetchone()[0] if exists else None
+    return counts
+
+
+def _bench_history(config: BenchConfig, admin_url: str, history_days: int, report: Report) -> dict:
+    """Everything measured for one history length H, on fresh databases."""
+    warehouse_url, shop_url = _recreate_databases(admin_url)
+    measured_day = config.start + timedelta(days=history_days)
+    variables = {
+        "WAREHOUSE_URL": warehouse_url,
+        "SHOP_DB_URL": shop_url,
+        "LANDING_DIR": str(config.landing_dir(history_days)),
+    }
+    with _environment(variables):
+        bootstrap.bootstrap(warehouse_url)
+        report(f"H={history_days}: simulating {history_days + 1} days from {config.start} …")
+        simulation = _simulate_sources(config, history_days)
+        report(f"H={history_days}: loading the history {config.start} … {measured_day - timedelta(days=1)} …")
+        history_load = _load_interval(config.start, measured_day)
+        report(f"H={history_days}: full `dbt build` of the history …")
+        full_build = _dbt_build(config, warehouse_url, f"H={history_days}, full build")
+        report(f"H={history_days}: loading the measured day {measured_day} and the daily `dbt build` …")
+        day_load = _load_interval(measured_day, measured_day + timedelta(days=1))
+        daily_build = _dbt_build(config, warehouse_url, f"H={history_days}, daily build")
+        report(f"H={history_days}: daily build {daily_build['wall_seconds']:.1f} s wall "
+               f"(full build {full_build['wall_seconds']:.1f} s)")
+        return {
+            "history_days": history_days,
+            "measured_day": measured_day.isoformat(),
+            "simulation": simulation,
+            "history_load": history_load,
+            "full_build": full_build,
+            "day_load": day_load,
+            "daily_build": daily_build,
+            "row_counts": _row_counts(warehouse_url),
+        }
+
+
+def _environment_info(admin_url: str) -> dict:
+    with psycopg.connect(admin_url) as conn:
+        postgres_version = conn.execute("show server_version").fetchone()[0]
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python_version": platform.python_version(),
+        "postgres_version": postgres_version,
+        "dbt_core_version": version("dbt-core"),
+        "dbt_postgres_version": version("dbt-postgres"),
+    }
+
+
+def _parameters(config: BenchConfig) -> dict:
+    parameters = asdict(config)
+    parameters.update(start=config.start.isoformat(), out_dir=str(config.out_dir), work_dir=str(config.work_dir),
+                      histories=list(config.histories))
+    return parameters
+
+
+def _quiet_loggers() -> None:
+    """Importing Airflow's SDK turns on INFO logging for everything: keep the server's and
+    the loaders' per-file lines out of the bench's output (warnings still show)."""
+    for name in ("pgserver", "lifecycle_warehouse"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _stop_server(pgdata: Path) -> None:
+    """Release this process's pgserver handle, then stop the server. Without the release,
+    pgserver's exit hook would look for the handle that `embedded.stop` already dropped
+    and print a KeyError traceback at exit."""
+    import pgserver
+
+    pgserver.get_server(pgdata, cleanup_mode=None).cleanup()  # cleanup_mode=None: releases, never deletes
+    embedded.stop(pgdata)
+
+
+def run_bench(config: BenchConfig, report: Report = print) -> dict:
+    """Measure every history length on the bench's own server, stopped at the end."""
+    _warm_imports()
+    _quiet_loggers()
+    report(f"starting the bench's embedded PostgreSQL in {config.pgdata} …")
+    admin_url = embedded.start(config.pgdata)
+    try:
+        results = {
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "environment": _environment_info(admin_url),
+            "parameters": _parameters(config),
+            "histories": [],
+        }
+        warehouse_url = _database_url(admin_url, "warehouse")
+        # Parse once, untimed, so that every timed build pays the same partial parse.
+        if _dbt(config, ["parse", "--quiet"], warehouse_url) != 0:
+            raise BenchError("`dbt parse` failed: see dbt's output above")
+        for history_days in config.histories:
+            results["histories"].append(_bench_history(config, admin_url, history_days, report))
+        return results
+    finally:
+        _stop_server(config.pgdata)
+        report(f"stopped the bench's embedded PostgreSQL ({config.pgdata})")
