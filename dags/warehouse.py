@@ -6,7 +6,8 @@ Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw
 
 1. **raw gate**: Great Expectations suites on the raw tables; an error blocks the run.
 2. **dbt build**, model by model (astronomer-cosmos, one task per model running
-   `dbt build --select <model>`: the model and its tests), so a failure names the model.
+   `dbt build --select <model>`: the model and its data tests; unit tests run in
+   `make test`), so a failure names the model.
    Staging and intermediate models, then the marts in schema `marts`.
 3. **marts gate**: suites on every BI relation in `marts` (keys, ranges, reconciliations).
 4. **publish**: `analytics` gets the validated marts in one transaction (readers see
@@ -68,6 +69,9 @@ def warehouse():
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.BUILD,
+            # Unit tests check SQL logic on fixtures, not data: `make test` and CI run them
+            # (dbt's advice), a scheduled run would only pay their cost every day.
+            exclude=["resource_type:unit_test"],
             # A test that reads two models (relationships) runs once both are built.
             should_detach_multiple_parents_tests=True,
             # Per-model Assets would add nothing: the DAG's output is `analytics`.

@@ -3,7 +3,9 @@ owner), without touching a database at parse time."""
 
 from __future__ import annotations
 
+import json
 import os
+
 import pytest
 
 from lifecycle_warehouse import dbt_runner, settings
@@ -59,3 +61,18 @@ def test_ingestion_dags_emit_assets(dagbag):
         dag = dagbag.dags[f"{source}_ingest"]
         outlets = [o for t in dag.tasks for o in t.outlets]
         assert [o.name for o in outlets] == [f"raw_{source}"]
+
+
+def test_warehouse_runs_every_model_with_its_data_tests_but_no_unit_tests(dagbag):
+    """One cosmos `dbt build` task per model; unit tests (fixtures, not data) stay in
+    `make test`, so a scheduled run does not pay for them."""
+    manifest = json.loads((dbt_runner.DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    models = {node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "model"}
+    build_tasks = {
+        task.task_id.removeprefix("dbt_build.").removesuffix("_model_build"): task
+        for task in dagbag.dags["warehouse"].tasks
+        if task.task_id.endswith("_model_build")
+    }
+    assert set(build_tasks) == models
+    for name, task in build_tasks.items():
+        assert "resource_type:unit_test" in task.exclude.split(), f"{name} would run unit tests every day"

@@ -2,6 +2,10 @@
 -- active customers from the orders' 180-day windows and advocates from running sums, the
 -- stage intervals say who is in which stage at the end of each day (active = conversion,
 -- retention, loyalty or reactivated). Returns the days where they differ.
+--
+-- An interval holds at the end of day d when valid_from < d + 1 <= valid_to, that is for
+-- d from the UTC date of valid_from to the day before the UTC date of valid_to: counted as
+-- running sums of +1 / -1 by day, which costs days + intervals, not days × intervals.
 
 with
 
@@ -17,29 +21,55 @@ stage_intervals as (
 
 ),
 
-day_ends as (
+stage_changes as (
 
     select
-        date,
-        (date + 1)::timestamp at time zone 'UTC' as day_end_at
-    from kpi_daily
+        {{ utc_date('valid_from') }} as date,
+        case when stage in ('conversion', 'retention', 'loyalty', 'reactivated') then 1 else 0 end
+            as active_delta,
+        case when stage = 'loyalty' then 1 else 0 end as loyal_delta
+    from stage_intervals
+
+    union all
+
+    select
+        {{ utc_date('valid_to') }} as date,
+        case when stage in ('conversion', 'retention', 'loyalty', 'reactivated') then -1 else 0 end
+            as active_delta,
+        case when stage = 'loyalty' then -1 else 0 end as loyal_delta
+    from stage_intervals
+    where valid_to is not null
+
+),
+
+first_kpi_day as (
+
+    select min(date) as date from kpi_daily
+
+),
+
+stage_change_days as (
+
+    -- changes before the first KPI day count from that day on
+    select
+        greatest(stage_changes.date, first_kpi_day.date) as date,
+        sum(stage_changes.active_delta) as active_delta,
+        sum(stage_changes.loyal_delta) as loyal_delta
+    from stage_changes
+    cross join first_kpi_day
+    group by greatest(stage_changes.date, first_kpi_day.date)
 
 ),
 
 stages_at_day_end as (
 
     select
-        day_ends.date,
-        count(*) filter (
-            where stage_intervals.stage in ('conversion', 'retention', 'loyalty', 'reactivated')
-        ) as active_persons,
-        count(*) filter (where stage_intervals.stage = 'loyalty') as loyal_persons
-    from day_ends
-    inner join stage_intervals
-        on
-            day_ends.day_end_at > stage_intervals.valid_from
-            and (stage_intervals.valid_to is null or day_ends.day_end_at <= stage_intervals.valid_to)
-    group by day_ends.date
+        kpi_daily.date,
+        sum(coalesce(stage_change_days.active_delta, 0)) over running as active_persons,
+        sum(coalesce(stage_change_days.loyal_delta, 0)) over running as loyal_persons
+    from kpi_daily
+    left join stage_change_days on kpi_daily.date = stage_change_days.date
+    window running as (order by kpi_daily.date rows between unbounded preceding and current row)
 
 )
 
