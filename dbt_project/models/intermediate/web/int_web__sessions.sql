@@ -32,7 +32,8 @@ events as (
 
 ),
 
-anonymous_ids as (
+-- not materialized: an incremental run looks up only the anonymous_ids it needs
+anonymous_ids as not materialized (
 
     select * from {{ ref('int_identity__anonymous_ids') }}
 
@@ -47,7 +48,8 @@ anonymous_ids as (
 
     ),
 
-    existing_sessions as (
+    -- not materialized: each use below filters it through an index of the stored table
+    existing_sessions as not materialized (
 
         select * from {{ this }}
 
