@@ -21,10 +21,10 @@ FILE_METADATA_COLUMNS = (
     ("_loaded_at", "timestamptz not null"),
     ("_extra", "jsonb"),  # columns beyond the contract (schema drift), by header name
 )
-# Extra lookup indexes of raw file tables, (raw table, column). stg_web__events keeps an
-# event's first delivery by looking up its other deliveries by event_id, so that an
-# incremental run of int_web__events reads only its window of raw.web_events.
-RAW_LOOKUP_INDEXES = (("web_events", "event_id"),)
+# Extra lookup indexes of raw file tables, (raw table, column). stg_web__events and
+# stg_crm__email_events keep one delivery of an event by looking up its other deliveries
+# by event_id, so that incremental runs read only their window of the raw table.
+RAW_LOOKUP_INDEXES = (("web_events", "event_id"), ("crm_email_events", "event_id"))
 SHOP_METADATA_COLUMNS = (
     ("_batch_id", "uuid not null"),
     ("_extracted_at", "timestamptz not null"),

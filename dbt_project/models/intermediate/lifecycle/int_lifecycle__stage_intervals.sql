@@ -1,3 +1,24 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='customer_key',
+        indexes=[
+            {'columns': ['customer_key']},
+        ],
+        pre_hook=[
+            "{% if is_incremental() %}
+            -- persons merged into others since: their history goes with them
+            delete from {{ this }} as stored
+            where not exists (
+                select 1 from {{ ref('int_identity__persons') }} as persons
+                where persons.customer_key = stored.customer_key
+            )
+            {% endif %}",
+        ],
+    )
+}}
+
 {#-
     Lifecycle stage history as validity intervals, computed from change points.
 
@@ -11,11 +32,33 @@
 
     Windows are added as multiples of 24 hours: a day interval follows daylight saving time
     in a non-UTC session, 24 hours does not.
+
+    Incremental by person: a run recomputes, from all of their facts, only the persons
+    whose history can have changed (touched_persons), and replaces their intervals:
+    - persons new or merged, or whose identity changed (contact, first-seen instant, number
+      of anonymous ids or shop customers: `_person_fingerprint`) or whose valid orders
+      changed (`_orders_fingerprint`): both compared with what their intervals were built from;
+    - persons with a web session or a CRM fact (e-mail click, survey answer, referral)
+      delivered within var('late_data_lookback_days') days of the latest delivery already
+      used (`_web_last_dt`, `_crm_last_dt`), the window of the web models;
+    - persons whose next pending change (`_next_change_at`: a time-out such as the 180th day
+      without an order, or any dated change after the as-of day) falls before the end of
+      the new as-of day;
+    - persons with a stored change at or after the end of the as-of day (it moved back);
+    - everyone when a threshold var changed (`_rules`).
+    Intervals of persons merged away are deleted (pre-hook). The result equals a full
+    refresh under the condition of the web models (no CRM or web folder re-delivered
+    outside the window).
 -#}
 {%- set active_window = var('active_window_days') ~ " * interval '24 hours'" -%}
 {%- set engagement_window = var('engagement_window_days') ~ " * interval '24 hours'" -%}
 {%- set loyalty_window = var('loyalty_window_days') ~ " * interval '24 hours'" -%}
 {%- set reactivated_window = var('reactivated_days') ~ " * interval '24 hours'" -%}
+{%- set rules = [
+    var('active_window_days'), var('engagement_window_days'), var('engagement_min_sessions'),
+    var('loyalty_min_orders_365d'), var('loyalty_nps_min_score'), var('reactivated_days'),
+    var('loyalty_window_days'),
+] | join('|') -%}
 
 with
 
@@ -25,17 +68,19 @@ as_of as (
 
 ),
 
-persons as (
+all_persons as (
 
     select
         customer_key,
         contact_id,
-        first_seen_at
+        first_seen_at,
+        md5(concat_ws('|', contact_id, first_seen_at, anonymous_ids_count, shop_customers_count))
+            as person_fingerprint
     from {{ ref('int_identity__persons') }}
 
 ),
 
-valid_orders as (
+all_valid_orders as (
 
     select
         order_id,
@@ -46,14 +91,193 @@ valid_orders as (
 
 ),
 
-sessions as (
+order_fingerprints as (
+
+    select
+        customer_key,
+        md5(string_agg(order_id::text || '@' || ordered_at::text, ',' order by ordered_at, order_id))
+            as orders_fingerprint
+    from all_valid_orders
+    group by customer_key
+
+),
+
+-- not materialized: an incremental run filters each through indexes to touched persons
+all_sessions as not materialized (
 
     select
         session_id,
         customer_key,
-        session_started_at
+        session_started_at,
+        first_engagement_signal_at,
+        last_engagement_signal_at,
+        _last_dt
     from {{ ref('int_web__sessions') }}
     where customer_key is not null
+
+),
+
+all_crm_facts as not materialized (
+
+    select
+        'email_click' as fact,
+        null as survey_response_id,
+        contact_id,
+        null as survey_type,
+        null::integer as score,
+        occurred_at,
+        _dt
+    from {{ ref('stg_crm__email_events') }}
+    where event_type = 'click'
+
+    union all
+
+    select
+        'survey_response' as fact,
+        survey_response_id,
+        contact_id,
+        survey_type,
+        score,
+        submitted_at as occurred_at,
+        _dt
+    from {{ ref('stg_crm__survey_responses') }}
+
+    union all
+
+    select
+        'referral' as fact,
+        null as survey_response_id,
+        contact_id,
+        null as survey_type,
+        null::integer as score,
+        occurred_at,
+        _dt
+    from {{ ref('stg_crm__loyalty_events') }}
+    where event_type = 'referral'
+
+),
+
+{% if is_incremental() %}
+
+    stored_persons as (
+
+        select
+            customer_key,
+            _person_fingerprint,
+            _orders_fingerprint,
+            _next_change_at,
+            _web_last_dt,
+            _crm_last_dt
+        from {{ this }}
+        where is_current
+
+    ),
+
+    stored_state as (
+
+        -- the latest deliveries already used: the person with the newest session (CRM
+        -- fact) was recomputed by the run that saw it
+        select
+            max(_web_last_dt) - {{ var('late_data_lookback_days') }} as web_cutoff,
+            max(_crm_last_dt) - {{ var('late_data_lookback_days') }} as crm_cutoff,
+            -- every run that changes a rule rewrites every row
+            min(_rules) as stored_rules
+        from {{ this }}
+
+    ),
+
+    touched_persons as (
+
+        -- new, merged or changed identity; changed valid orders
+        select coalesce(current_persons.customer_key, stored_persons.customer_key) as customer_key
+        from (
+            select
+                all_persons.customer_key,
+                all_persons.person_fingerprint,
+                order_fingerprints.orders_fingerprint
+            from all_persons
+            left join order_fingerprints on all_persons.customer_key = order_fingerprints.customer_key
+        ) as current_persons
+        full join stored_persons on current_persons.customer_key = stored_persons.customer_key
+        where
+            (current_persons.person_fingerprint, current_persons.orders_fingerprint)
+            is distinct from (stored_persons._person_fingerprint, stored_persons._orders_fingerprint)
+
+        union
+
+        -- a pending change is due by the end of the as-of day
+        select stored_persons.customer_key
+        from stored_persons
+        cross join as_of
+        where stored_persons._next_change_at < as_of.as_of_end_at
+
+        union
+
+        -- a session or CRM fact delivered in the window, now or last time (it may have
+        -- vanished from a re-delivered folder, or lost its late events)
+        select all_sessions.customer_key
+        from all_sessions
+        where all_sessions._last_dt >= (select web_cutoff from stored_state)
+
+        union
+
+        select all_persons.customer_key
+        from all_crm_facts
+        inner join all_persons on all_crm_facts.contact_id = all_persons.contact_id
+        where all_crm_facts._dt >= (select crm_cutoff from stored_state)
+
+        union
+
+        select stored_persons.customer_key
+        from stored_persons
+        cross join stored_state
+        where
+            stored_persons._web_last_dt >= stored_state.web_cutoff
+            or stored_persons._crm_last_dt >= stored_state.crm_cutoff
+
+        union
+
+        -- the as-of day moved back before a stored change
+        select stored_intervals.customer_key
+        from {{ this }} as stored_intervals
+        cross join as_of
+        where stored_intervals.valid_from >= as_of.as_of_end_at
+
+        union
+
+        select all_persons.customer_key
+        from all_persons
+        cross join stored_state
+        where stored_state.stored_rules is distinct from '{{ rules }}'
+
+    ),
+
+{% endif %}
+
+persons as (
+
+    select * from all_persons
+    {% if is_incremental() %}
+        where customer_key in (select customer_key from touched_persons)
+    {% endif %}
+
+),
+
+valid_orders as (
+
+    select * from all_valid_orders
+    {% if is_incremental() %}
+        where customer_key in (select customer_key from touched_persons)
+    {% endif %}
+
+),
+
+sessions as (
+
+    select * from all_sessions
+    {% if is_incremental() %}
+        where customer_key in (select customer_key from touched_persons)
+    {% endif %}
 
 ),
 
@@ -68,54 +292,57 @@ web_signal_sessions as (
         customer_key,
         first_engagement_signal_at,
         last_engagement_signal_at
-    from {{ ref('int_web__sessions') }}
-    where customer_key is not null and first_engagement_signal_at is not null
+    from sessions
+    where first_engagement_signal_at is not null
+
+),
+
+-- CRM facts of the persons computed (through the contact they hold)
+crm_facts as (
+
+    select
+        persons.customer_key,
+        all_crm_facts.fact,
+        all_crm_facts.survey_response_id,
+        all_crm_facts.survey_type,
+        all_crm_facts.score,
+        all_crm_facts.occurred_at,
+        all_crm_facts._dt
+    from all_crm_facts
+    inner join persons on all_crm_facts.contact_id = persons.contact_id
 
 ),
 
 email_clicks as (
 
     select
-        contact_id,
+        customer_key,
         occurred_at
-    from {{ ref('stg_crm__email_events') }}
-    where event_type = 'click'
+    from crm_facts
+    where fact = 'email_click'
 
 ),
 
-survey_responses as (
+contact_survey_responses as (
 
     select
+        customer_key,
         survey_response_id,
-        contact_id,
         survey_type,
         score,
-        submitted_at
-    from {{ ref('stg_crm__survey_responses') }}
+        occurred_at as submitted_at
+    from crm_facts
+    where fact = 'survey_response'
 
 ),
 
 referrals as (
 
     select
-        contact_id,
+        customer_key,
         occurred_at
-    from {{ ref('stg_crm__loyalty_events') }}
-    where event_type = 'referral'
-
-),
-
--- CRM facts belong to the person that holds the contact.
-contact_survey_responses as (
-
-    select
-        persons.customer_key,
-        survey_responses.survey_response_id,
-        survey_responses.survey_type,
-        survey_responses.score,
-        survey_responses.submitted_at
-    from survey_responses
-    inner join persons on survey_responses.contact_id = persons.contact_id
+    from crm_facts
+    where fact = 'referral'
 
 ),
 
@@ -155,11 +382,10 @@ single_signals as (
     union all
 
     select
-        persons.customer_key,
-        email_clicks.occurred_at as signaled_at,
-        email_clicks.occurred_at as last_signaled_at
+        customer_key,
+        occurred_at as signaled_at,
+        occurred_at as last_signaled_at
     from email_clicks
-    inner join persons on email_clicks.contact_id = persons.contact_id
 
     union all
 
@@ -266,14 +492,13 @@ conditions as (
     union all
 
     select
-        persons.customer_key,
+        customer_key,
         'loyal' as condition,
-        referrals.occurred_at as starts_at,
-        referrals.occurred_at + {{ loyalty_window }} as ends_at,
+        occurred_at as starts_at,
+        occurred_at + {{ loyalty_window }} as ends_at,
         'referral' as start_reason,
         'loyalty_window_expired' as end_reason
     from referrals
-    inner join persons on referrals.contact_id = persons.contact_id
 
     union all
 
@@ -460,21 +685,69 @@ changes as (
 
 ),
 
-final as (
+-- The first change after the as-of day (a time-out, or any dated fact): when the as-of day
+-- reaches it, the person is recomputed.
+pending_changes as (
+
+    select
+        deltas.customer_key,
+        min(deltas.changed_at) as next_change_at
+    from deltas
+    cross join as_of
+    where deltas.changed_at >= as_of.as_of_end_at
+    group by deltas.customer_key
+
+),
+
+-- The latest deliveries of the person's facts, for the next incremental run's windows.
+session_deliveries as (
 
     select
         customer_key,
-        stage,
-        changed_at as valid_from,
-        lead(changed_at) over (partition by customer_key order by changed_at) as valid_to,
-        lead(changed_at) over (partition by customer_key order by changed_at) is null
-            as is_current,
-        previous_stage,
+        max(_last_dt) as web_last_dt
+    from sessions
+    group by customer_key
+
+),
+
+crm_deliveries as (
+
+    select
+        customer_key,
+        max(_dt) as crm_last_dt
+    from crm_facts
+    group by customer_key
+
+),
+
+final as (
+
+    select
+        changes.customer_key,
+        changes.stage,
+        changes.changed_at as valid_from,
+        lead(changes.changed_at) over person_changes as valid_to,
+        lead(changes.changed_at) over person_changes is null as is_current,
+        changes.previous_stage,
         case
-            when trigger_reason like '%\_expired' then 'timeout' else 'event'
+            when changes.trigger_reason like '%\_expired' then 'timeout' else 'event'
         end as trigger_type,
-        trigger_reason
+        changes.trigger_reason,
+
+        ---------- metadata of the incremental runs
+        persons.person_fingerprint as _person_fingerprint,
+        order_fingerprints.orders_fingerprint as _orders_fingerprint,
+        pending_changes.next_change_at as _next_change_at,
+        session_deliveries.web_last_dt as _web_last_dt,
+        crm_deliveries.crm_last_dt as _crm_last_dt,
+        '{{ rules }}'::text as _rules
     from changes
+    left join persons on changes.customer_key = persons.customer_key
+    left join order_fingerprints on changes.customer_key = order_fingerprints.customer_key
+    left join pending_changes on changes.customer_key = pending_changes.customer_key
+    left join session_deliveries on changes.customer_key = session_deliveries.customer_key
+    left join crm_deliveries on changes.customer_key = crm_deliveries.customer_key
+    window person_changes as (partition by changes.customer_key order by changes.changed_at)
 
 )
 

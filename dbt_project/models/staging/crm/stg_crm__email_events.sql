@@ -6,15 +6,20 @@ source as (
 
 ),
 
-deliveries as (
+latest_deliveries as (
 
-    select
-        *,
-        row_number() over (
-            partition by event_id
-            order by _dt desc, _loaded_at desc, _file desc, _line_number desc
-        ) as delivery_rank
+    -- an e-mail event delivered again replaces its earlier deliveries: keep the latest
+    -- (date folder, then load, file and line). An anti-join rather than row_number(), as
+    -- in stg_web__events: a filter on _dt or contact_id then reaches raw.crm_email_events
+    -- (indexed on event_id for this lookup) instead of ranking every delivery ever made.
+    select source.*
     from source
+    left join {{ source('crm', 'email_events') }} as later
+        on
+            source.event_id = later.event_id
+            and (later._dt, later._loaded_at, later._file, later._line_number)
+            > (source._dt, source._loaded_at, source._file, source._line_number)
+    where later.event_id is null
 
 ),
 
@@ -38,8 +43,7 @@ renamed as (
         _dt,
         _loaded_at
 
-    from deliveries
-    where delivery_rank = 1
+    from latest_deliveries
 
 )
 
