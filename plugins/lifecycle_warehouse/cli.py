@@ -252,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bench = sub.add_parser("bench", help="measure how a daily run's cost grows with history (docs/benchmark.md)")
     bench.add_argument("--customers", type=int, default=3000)
-    bench.add_argument("--histories", type=_histories, default="30,120",
-                       help="days of history before the measured day, comma-separated (default 30,120)")
+    bench.add_argument("--histories", type=_histories, default="28,112",
+                       help="days of history before the measured day, comma-separated (default 28,112)")
     bench.add_argument("--seed", type=int, default=42)
     bench.add_argument("--start", type=date.fromisoformat, default=date(2026, 6, 1),
                        help="first simulated day (default 2026-06-01)")
