@@ -24,7 +24,12 @@ FILE_METADATA_COLUMNS = (
 # Extra lookup indexes of raw file tables, (raw table, column). stg_web__events and
 # stg_crm__email_events keep one delivery of an event by looking up its other deliveries
 # by event_id, so that incremental runs read only their window of the raw table.
-RAW_LOOKUP_INDEXES = (("web_events", "event_id"), ("crm_email_events", "event_id"))
+# int_lifecycle__email_deliveries reads the events of the pairs it recomputes by contact_id.
+RAW_LOOKUP_INDEXES = (
+    ("web_events", "event_id"),
+    ("crm_email_events", "event_id"),
+    ("crm_email_events", "contact_id"),
+)
 SHOP_METADATA_COLUMNS = (
     ("_batch_id", "uuid not null"),
     ("_extracted_at", "timestamptz not null"),

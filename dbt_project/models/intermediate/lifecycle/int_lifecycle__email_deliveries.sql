@@ -1,13 +1,70 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_window',
+        unique_key='email_delivery_id',
+        meta={'window_column': '_last_dt'},
+        indexes=[
+            {'columns': ['email_delivery_id'], 'unique': true},
+            {'columns': ['_last_dt']},
+        ],
+    )
+}}
+
 {#- One row per (contact, campaign) pair delivered: the email KPIs' unit. A pair belongs
     to the day of its first `delivered` event; opened, clicked and unsubscribed say whether
     the pair ever had such an event (at any time up to the data's end, so a later open
-    changes the rates of its delivery day). -#}
+    changes the rates of its delivery day).
+
+    Incremental by pair, like int_identity__anonymous_ids: a run recomputes, from all of
+    their events (raw.crm_email_events is indexed on contact_id for this lookup), the pairs
+    with an event delivered within var('late_data_lookback_days') days of the latest
+    delivery already summarised, or with one last time (it may have vanished). The
+    strategy replace_window (macros/incremental.sql) deletes those of the window that no
+    longer have a delivery, so the table equals a full refresh under the condition of the
+    web models (no CRM folder re-delivered outside the window). -#}
 
 with
 
-email_events as (
+-- not materialized: an incremental run reads only the events of the pairs it recomputes
+email_events as not materialized (
 
     select * from {{ ref('stg_crm__email_events') }}
+
+),
+
+{% if is_incremental() %}
+
+    touched_pairs as (
+
+        select
+            contact_id,
+            campaign_id
+        from email_events
+        where _dt >= {{ incremental_cutoff('_last_dt') }}
+
+        union
+
+        select
+            contact_id,
+            campaign_id
+        from {{ this }}
+        where _last_dt >= {{ incremental_cutoff('_last_dt') }}
+
+    ),
+
+{% endif %}
+
+pair_events as (
+
+    select email_events.*
+    from email_events
+    {% if is_incremental() %}
+        inner join touched_pairs
+            on
+                email_events.contact_id = touched_pairs.contact_id
+                and email_events.campaign_id = touched_pairs.campaign_id
+    {% endif %}
 
 ),
 
@@ -20,8 +77,9 @@ pairs as (
         min(occurred_date) filter (where event_type = 'delivered') as delivered_date,
         coalesce(bool_or(event_type = 'open'), false) as was_opened,
         coalesce(bool_or(event_type = 'click'), false) as was_clicked,
-        coalesce(bool_or(event_type = 'unsubscribe'), false) as was_unsubscribed
-    from email_events
+        coalesce(bool_or(event_type = 'unsubscribe'), false) as was_unsubscribed,
+        max(_dt) as _last_dt
+    from pair_events
     group by contact_id, campaign_id
 
 ),
@@ -36,7 +94,8 @@ final as (
         delivered_date,
         was_opened,
         was_clicked,
-        was_unsubscribed
+        was_unsubscribed,
+        _last_dt
     from pairs
     where delivered_at is not null
 
