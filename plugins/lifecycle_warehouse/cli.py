@@ -211,14 +211,16 @@ def cmd_bench(args) -> int:
     """Measure how a daily run's cost grows with history (docs/benchmark.md)."""
     from lifecycle_warehouse import bench
 
-    config = bench.BenchConfig(
-        customers=args.customers,
-        histories=args.histories,
-        seed=args.seed,
-        start=args.start,
-        threads=args.threads,
-        **({"out_dir": args.out.resolve()} if args.out else {}),
-    )
+    # options not given keep BenchConfig's defaults (one place for them)
+    given = {
+        "customers": args.customers,
+        "histories": args.histories,
+        "seed": args.seed,
+        "start": args.start,
+        "threads": args.threads,
+        "out_dir": args.out.resolve() if args.out else None,
+    }
+    config = bench.BenchConfig(**{name: value for name, value in given.items() if value is not None})
     started = time.monotonic()
     try:
         results = bench.run_bench(config, report=console.print)
@@ -251,13 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     sources.set_defaults(func=cmd_sources)
 
     bench = sub.add_parser("bench", help="measure how a daily run's cost grows with history (docs/benchmark.md)")
-    bench.add_argument("--customers", type=int, default=3000)
-    bench.add_argument("--histories", type=_histories, default="28,112",
+    bench.add_argument("--customers", type=int, help="persons of the simulation (default 3000)")
+    bench.add_argument("--histories", type=_histories,
                        help="days of history before the measured day, comma-separated (default 28,112)")
-    bench.add_argument("--seed", type=int, default=42)
-    bench.add_argument("--start", type=date.fromisoformat, default=date(2026, 6, 1),
-                       help="first simulated day (default 2026-06-01)")
-    bench.add_argument("--threads", type=int, default=1,
+    bench.add_argument("--seed", type=int, help="random seed (default 42)")
+    bench.add_argument("--start", type=date.fromisoformat, help="first simulated day (default 2026-06-01)")
+    bench.add_argument("--threads", type=int,
                        help="dbt threads (default 1: per-model times are not shared with parallel nodes)")
     bench.add_argument("--out", type=Path, default=None,
                        help="folder for results.json and results.md (default: bench/ in the repo)")
