@@ -27,9 +27,9 @@
     {#- Incremental strategy `replace_window`: delete+insert by unique_key that also
         deletes every stored row inside the late-data window (meta.window_column >=
         incremental_cutoff), so rows that vanished from a re-delivered date folder go too.
-        The model must select every row of that window. The cutoff subquery sees the table
-        as it was when the model's select ran (nothing has changed it since), so both use
-        the same window. -#}
+        The model must select every row of that window. The cutoff is looked up again
+        here, on the table as it was when the model's select ran (nothing has changed it
+        since), so both use the same window. -#}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}
     {%- set unique_key = arg_dict['unique_key'] -%}
