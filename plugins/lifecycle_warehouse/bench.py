@@ -462,16 +462,6 @@ def _quiet_loggers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _stop_server(pgdata: Path) -> None:
-    """Release this process's pgserver handle, then stop the server. Without the release,
-    pgserver's exit hook would look for the handle that `embedded.stop` already dropped
-    and print a KeyError traceback at exit."""
-    import pgserver
-
-    pgserver.get_server(pgdata, cleanup_mode=None).cleanup()  # cleanup_mode=None: releases, never deletes
-    embedded.stop(pgdata)
-
-
 def run_bench(config: BenchConfig, report: Report = print) -> dict:
     """Measure every history length on the bench's own server, stopped at the end."""
     _warm_imports()
@@ -493,5 +483,5 @@ def run_bench(config: BenchConfig, report: Report = print) -> dict:
             results["histories"].append(_bench_history(config, admin_url, history_days, report))
         return results
     finally:
-        _stop_server(config.pgdata)
+        embedded.stop(config.pgdata)
         report(f"stopped the bench's embedded PostgreSQL ({config.pgdata})")

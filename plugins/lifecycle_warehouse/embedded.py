@@ -68,6 +68,12 @@ def stop(pgdata: Path) -> bool:
         return False
     user = "pgserver" if _running_as_root() else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    handle = PostgresServer._instances.get(pgdata.resolve())
+    if handle is not None:
+        # Release this process's handle (started with cleanup_mode=None: release only);
+        # pgserver's exit hook would otherwise look for the handle dropped below and
+        # print a KeyError traceback at exit.
+        handle.cleanup()
     PostgresServer._instances.pop(pgdata.resolve(), None)
     return True
 
