@@ -9,6 +9,7 @@
             {'columns': ['customer_key']},
             {'columns': ['anonymous_id']},
             {'columns': ['_last_dt']},
+            {'columns': ['session_date']},
         ],
     )
 }}

@@ -49,13 +49,13 @@ as_of as (
 
 ),
 
-web_events as (
+web_events as not materialized (
 
     select * from {{ ref('int_web__events') }}
 
 ),
 
-web_sessions as (
+web_sessions as not materialized (
 
     select * from {{ ref('int_web__sessions') }}
 
@@ -156,33 +156,43 @@ web_scope as (
 
 ),
 
+-- One lookup per day in scope (lateral), so that the event_date index is used whatever
+-- the planner guesses the scope's size to be: a run reads the events of its days only.
 web_event_days as (
 
     select
-        event_date as date_day,
-        count(distinct anonymous_id) filter (where event_name = 'page_view') as unique_visitors,
-        count(distinct session_id) as sessions,
-        count(distinct session_id) filter (where event_name = 'purchase') as purchase_sessions,
-        avg(engagement_time_s) filter (where event_name = 'page_view') as avg_engagement_time_s,
-        max(_dt) as last_dt
-    from web_events
-    where event_date in (select date_day from web_scope)
-    group by event_date
+        web_scope.date_day,
+        day_events.*
+    from web_scope
+    cross join lateral (
+        select
+            count(distinct anonymous_id) filter (where event_name = 'page_view') as unique_visitors,
+            count(distinct session_id) as sessions,
+            count(distinct session_id) filter (where event_name = 'purchase') as purchase_sessions,
+            avg(engagement_time_s) filter (where event_name = 'page_view') as avg_engagement_time_s,
+            max(_dt) as last_dt
+        from web_events
+        where web_events.event_date = web_scope.date_day
+    ) as day_events
 
 ),
 
 web_session_days as (
 
     select
-        session_date as date_day,
-        count(*) filter (where page_views > 0) as page_view_sessions,
-        count(*) filter (where is_bounce) as bounced_sessions,
-        count(*) filter (where has_add_to_cart) as cart_sessions,
-        count(*) filter (where has_add_to_cart and has_purchase) as cart_purchase_sessions,
-        max(_last_dt) as last_dt
-    from web_sessions
-    where session_date in (select date_day from web_scope)
-    group by session_date
+        web_scope.date_day,
+        day_sessions.*
+    from web_scope
+    cross join lateral (
+        select
+            count(*) filter (where page_views > 0) as page_view_sessions,
+            count(*) filter (where is_bounce) as bounced_sessions,
+            count(*) filter (where has_add_to_cart) as cart_sessions,
+            count(*) filter (where has_add_to_cart and has_purchase) as cart_purchase_sessions,
+            max(_last_dt) as last_dt
+        from web_sessions
+        where web_sessions.session_date = web_scope.date_day
+    ) as day_sessions
 
 ),
 

@@ -51,13 +51,13 @@ kpi_daily as (
 
 ),
 
-web_events as (
+web_events as not materialized (
 
     select * from {{ ref('int_web__events') }}
 
 ),
 
-web_sessions as (
+web_sessions as not materialized (
 
     select * from {{ ref('int_web__sessions') }}
 
@@ -157,33 +157,47 @@ web_scope as (
 
 ),
 
+-- One range lookup per month in scope (lateral), so that the event_date index is used
+-- whatever the planner guesses the scope's size to be: a run reads its months' events only.
 web_event_months as (
 
     select
-        date_trunc('month', event_date)::date as date_month,
-        count(distinct anonymous_id) filter (where event_name = 'page_view') as unique_visitors,
-        count(distinct session_id) as sessions,
-        count(distinct session_id) filter (where event_name = 'purchase') as purchase_sessions,
-        avg(engagement_time_s) filter (where event_name = 'page_view') as avg_engagement_time_s,
-        max(_dt) as last_dt
-    from web_events
-    where date_trunc('month', event_date)::date in (select date_month from web_scope)
-    group by date_trunc('month', event_date)::date
+        web_scope.date_month,
+        month_events.*
+    from web_scope
+    cross join lateral (
+        select
+            count(distinct anonymous_id) filter (where event_name = 'page_view') as unique_visitors,
+            count(distinct session_id) as sessions,
+            count(distinct session_id) filter (where event_name = 'purchase') as purchase_sessions,
+            avg(engagement_time_s) filter (where event_name = 'page_view') as avg_engagement_time_s,
+            max(_dt) as last_dt
+        from web_events
+        where
+            web_events.event_date >= web_scope.date_month
+            and web_events.event_date < (web_scope.date_month + interval '1 month')::date
+    ) as month_events
 
 ),
 
 web_session_months as (
 
     select
-        date_trunc('month', session_date)::date as date_month,
-        count(*) filter (where page_views > 0) as page_view_sessions,
-        count(*) filter (where is_bounce) as bounced_sessions,
-        count(*) filter (where has_add_to_cart) as cart_sessions,
-        count(*) filter (where has_add_to_cart and has_purchase) as cart_purchase_sessions,
-        max(_last_dt) as last_dt
-    from web_sessions
-    where date_trunc('month', session_date)::date in (select date_month from web_scope)
-    group by date_trunc('month', session_date)::date
+        web_scope.date_month,
+        month_sessions.*
+    from web_scope
+    cross join lateral (
+        select
+            count(*) filter (where page_views > 0) as page_view_sessions,
+            count(*) filter (where is_bounce) as bounced_sessions,
+            count(*) filter (where has_add_to_cart) as cart_sessions,
+            count(*) filter (where has_add_to_cart and has_purchase) as cart_purchase_sessions,
+            max(_last_dt) as last_dt
+        from web_sessions
+        where
+            web_sessions.session_date >= web_scope.date_month
+            and web_sessions.session_date < (web_scope.date_month + interval '1 month')::date
+    ) as month_sessions
 
 ),
 
