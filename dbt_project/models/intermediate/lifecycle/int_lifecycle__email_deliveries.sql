@@ -57,13 +57,21 @@ email_events as not materialized (
 
 pair_events as (
 
-    select email_events.*
-    from email_events
     {% if is_incremental() %}
-        inner join touched_pairs
-            on
+        -- one lookup per pair (lateral): the contact_id index is used whatever the planner
+        -- guesses the number of pairs to be, instead of deduplicating every event ever sent
+        select events_of_pair.*
+        from touched_pairs
+        cross join lateral (
+            select * from email_events
+            where
                 email_events.contact_id = touched_pairs.contact_id
                 and email_events.campaign_id = touched_pairs.campaign_id
+            -- offset 0 (every row) keeps the planner from flattening the lookup into a hash join
+            offset 0  -- noqa: AM09
+        ) as events_of_pair
+    {% else %}
+        select * from email_events
     {% endif %}
 
 ),

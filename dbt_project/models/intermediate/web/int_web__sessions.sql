@@ -95,9 +95,19 @@ anonymous_ids as not materialized (
 
 session_events as (
 
-    select * from events
     {% if is_incremental() %}
-        where session_id in (select session_id from sessions_to_update)
+        -- one lookup per session (lateral): the session_id index is used whatever the
+        -- planner guesses the number of sessions to be, instead of scanning every event
+        select events_of_session.*
+        from sessions_to_update
+        cross join lateral (
+            select * from events
+            where events.session_id = sessions_to_update.session_id
+            -- offset 0 (every row) keeps the planner from flattening the lookup into a hash join
+            offset 0  -- noqa: AM09
+        ) as events_of_session
+    {% else %}
+        select * from events
     {% endif %}
 
 ),
