@@ -190,6 +190,13 @@ def _histories(text: str) -> tuple[int, ...]:
     return parse_histories(text)
 
 
+def _repeats(text: str) -> int:
+    """argparse type of `lw bench --repeats` (imports the bench module only when used)."""
+    from lifecycle_warehouse.bench import parse_repeats
+
+    return parse_repeats(text)
+
+
 def _bin(name: str) -> str:
     candidate = Path(sys.executable).with_name(name)
     return str(candidate) if candidate.exists() else name
@@ -218,6 +225,7 @@ def cmd_bench(args) -> int:
         "seed": args.seed,
         "start": args.start,
         "threads": args.threads,
+        "repeats": args.repeats,
         "out_dir": args.out.resolve() if args.out else None,
     }
     config = bench.BenchConfig(**{name: value for name, value in given.items() if value is not None})
@@ -260,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--start", type=date.fromisoformat, help="first simulated day (default 2026-06-01)")
     bench.add_argument("--threads", type=int,
                        help="dbt threads (default 1: per-model times are not shared with parallel nodes)")
+    bench.add_argument("--repeats", type=_repeats,
+                       help="runs of the measured day's build; the fastest time of each node is kept (default 3)")
     bench.add_argument("--out", type=Path, default=None,
                        help="folder for results.json and results.md (default: bench/ in the repo)")
     bench.set_defaults(func=cmd_bench)

@@ -93,6 +93,45 @@ def test_failed_erroring_and_skipped_nodes_are_listed():
     ]
 
 
+def _build(wall: float, models: dict[str, float], test_seconds: float) -> dict:
+    return {"wall_seconds": wall, "dbt_elapsed_seconds": wall - 1.0, "models": models,
+            "model_seconds": sum(models.values()), "test_seconds": test_seconds, "unit_test_seconds": 0.0,
+            "seed_seconds": 0.5, "node_counts": {"model": len(models)}, "failed": []}
+
+
+def test_fastest_of_keeps_each_nodes_fastest_run_and_every_wall_time():
+    builds = [
+        _build(30.0, {"kpi_daily": 1.5, "int_web__events": 0.9}, test_seconds=14.0),
+        _build(28.0, {"kpi_daily": 0.7, "int_web__events": 1.2}, test_seconds=15.0),
+        _build(35.0, {"kpi_daily": 0.9, "int_web__events": 1.0, "only_once": 0.2}, test_seconds=13.0),
+    ]
+
+    fastest = bench.fastest_of(builds)
+
+    # per model, not per run: the fastest run differs from model to model
+    assert fastest["models"] == {"kpi_daily": 0.7, "int_web__events": 0.9, "only_once": 0.2}
+    assert fastest["wall_seconds"] == 28.0
+    assert fastest["dbt_elapsed_seconds"] == 27.0
+    assert fastest["test_seconds"] == 13.0
+    assert fastest["runs_wall_seconds"] == [30.0, 28.0, 35.0]
+    assert fastest["node_counts"] == {"model": 2}  # from the first run
+
+
+def test_fastest_of_one_build_is_that_build():
+    build = _build(30.0, {"kpi_daily": 1.5}, test_seconds=14.0)
+
+    assert bench.fastest_of([build]) == {**build, "runs_wall_seconds": [30.0]}
+    with pytest.raises(ValueError):
+        bench.fastest_of([])
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "two"])
+def test_bad_repeats_are_refused_with_a_message(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench.parse_repeats(text)
+    assert bench.parse_repeats("3") == 3
+
+
 def test_ratio_is_missing_rather_than_infinite():
     assert bench.ratio(2.0, 8.0) == 4.0
     assert bench.ratio(0.0, 1.0) is None
