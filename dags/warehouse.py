@@ -4,13 +4,18 @@
 Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw_web`,
 `raw_marketing`, `raw_shop`), then:
 
-1. **raw gate**: Great Expectations suites on the raw tables; an error blocks the run.
-2. **dbt build**, model by model (astronomer-cosmos, one task per model running
+1. **plan**: logs the run in `raw.warehouse_builds` and finds the oldest date folder
+   (re)delivered since the last successful build; incremental models reprocess
+   deliveries from that date (dbt var `recompute_from`) when it is older than their
+   late-data window, so that they still equal a full refresh.
+2. **raw gate**: Great Expectations suites on the raw tables; an error blocks the run.
+3. **dbt build**, model by model (astronomer-cosmos, one task per model running
    `dbt build --select <model>`: the model and its data tests; unit tests run in
    `make test`), so a failure names the model.
-   Staging and intermediate models, then the marts in schema `marts`.
-3. **marts gate**: suites on every BI relation in `marts` (keys, ranges, reconciliations).
-4. **publish**: `analytics` gets the validated marts in one transaction (readers see
+   Staging and intermediate models, then the marts in schema `marts`. Then the build
+   is logged as successful.
+4. **marts gate**: suites on every BI relation in `marts` (keys, ranges, reconciliations).
+5. **publish**: `analytics` gets the validated marts in one transaction (readers see
    the old or the new version, never a mix).
    When a gate fails, `analytics` keeps the last good version and the run fails.
 
@@ -21,7 +26,7 @@ from airflow.sdk import dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
-from lifecycle_warehouse import dbt_runner, warehouse_tasks
+from lifecycle_warehouse import dbt_runner, settings, warehouse_tasks
 from lifecycle_warehouse.orchestration import (
     ANALYTICS_ASSET,
     DEFAULT_ARGS,
@@ -47,6 +52,12 @@ DBT_DIR = dbt_runner.DBT_PROJECT_DIR
     user_defined_macros={"warehouse_profile_env": warehouse_tasks.warehouse_profile_env},
 )
 def warehouse():
+    @task
+    def plan_build(run_id=None) -> str:
+        """Log the run; the date to reprocess deliveries from ('' for the usual window)."""
+        recompute_from = warehouse_tasks.plan_build(settings.warehouse_url(), run_id)
+        return recompute_from.isoformat() if recompute_from else ""
+
     @task
     def raw_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
         """Validate the raw tables before transforming them."""
@@ -79,12 +90,18 @@ def warehouse():
         ),
         operator_args={
             "install_deps": False,
+            "vars": {"recompute_from": "{{ ti.xcom_pull(task_ids='plan_build') }}"},
             "env": {
                 key: "{{ warehouse_profile_env('%s') }}" % key
                 for key in warehouse_tasks.PROFILE_ENV_KEYS
             },
         },
     )
+
+    @task
+    def record_build(run_id=None) -> None:
+        """Log that every model was built: later runs plan from this run's start."""
+        warehouse_tasks.record_build(settings.warehouse_url(), run_id)
 
     @task
     def marts_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
@@ -97,7 +114,7 @@ def warehouse():
         """Replace `analytics` with the validated marts, atomically."""
         return warehouse_tasks.publish_marts(run_id)
 
-    raw_quality_gate() >> dbt_build >> marts_quality_gate() >> publish()
+    plan_build() >> raw_quality_gate() >> dbt_build >> record_build() >> marts_quality_gate() >> publish()
 
 
 warehouse()

@@ -1,17 +1,34 @@
 {#- Incremental windows. Models that read raw deliveries reprocess the last
     var('late_data_lookback_days') days of deliveries on every run, so that late events,
-    duplicates and re-delivered date folders inside that window are caught; a change to a
-    delivery older than the window needs `--full-refresh`. -#}
+    duplicates and re-delivered date folders inside that window are caught. A date folder
+    delivered further back (a re-delivery, a backfill) is caught by var('recompute_from'),
+    which moves every window back to its date: the warehouse DAG sets it from
+    raw.load_audit (warehouse_tasks.plan_build); a manual run needs it given, or
+    `--full-refresh`. -#}
+
+{% macro recompute_from_bound(cutoff) -%}
+    {#- `cutoff` (a date expression), moved back to var('recompute_from') if that is set
+        and earlier. -#}
+    {%- if var('recompute_from') -%}
+        least({{ cutoff }}, '{{ var("recompute_from") }}'::date)
+    {%- else -%}
+        {{ cutoff }}
+    {%- endif -%}
+{%- endmacro %}
+
 
 {% macro incremental_cutoff(column, relation=none) -%}
     {#- First value of `column` (a date) to reprocess: the latest one already in the model
-        (`relation`, default this), minus the lookback. Everything when the model is empty.
+        (`relation`, default this), minus the lookback, or var('recompute_from') if that
+        is earlier. Everything when the model is empty.
         At run time it is looked up once and written as a literal, so that the planner
         knows how few rows the window holds and reads it through the _dt indexes; a unit
         test (whose `this` is a fixture, not a table) keeps the subquery. -#}
     {%- set relation = relation if relation is not none else this -%}
     {%- set cutoff_sql -%}
-        select coalesce(max({{ column }}), '-infinity'::date) - {{ var('late_data_lookback_days') }}
+        select {{ recompute_from_bound(
+            "coalesce(max(" ~ column ~ "), '-infinity'::date) - " ~ var('late_data_lookback_days')
+        ) }}
         from {{ relation }}
     {%- endset -%}
     {%- if execute and model.resource_type != 'unit_test' -%}

@@ -1,5 +1,5 @@
 """Create the `raw` schema of the warehouse: one table per contract entity, plus the load
-audit, the quarantine and the extraction watermarks. Idempotent (`if not exists`), run by
+audit, the quarantine, the extraction watermarks and the log of warehouse builds. Idempotent (`if not exists`), run by
 the first task of every ingestion DAG and by `lw bootstrap`; never at DAG parse time.
 """
 
@@ -72,6 +72,15 @@ create table if not exists raw.extract_watermarks (
     source_table text primary key,
     watermark timestamptz not null,
     updated_at timestamptz not null default now()
+)"""),
+    # One row per warehouse DAG run: when it started, and when its dbt build succeeded.
+    # A date folder loaded after the start of the last successful build may not have been
+    # read by it; the next build reprocesses from its date (warehouse_tasks.plan_build).
+    ("raw.warehouse_builds", """
+create table if not exists raw.warehouse_builds (
+    run_id text primary key,
+    started_at timestamptz not null default now(),
+    built_at timestamptz
 )"""),
 )
 

@@ -1,11 +1,14 @@
-"""Task bodies of the warehouse DAG that are not dbt: the quality gates and the publish.
-Heavy imports (Great Expectations ~3 s) happen inside the functions, never at parse time.
+"""Task bodies of the warehouse DAG that are not dbt: the build plan and log, the quality
+gates and the publish. Heavy imports (Great Expectations ~3 s) happen inside the
+functions, never at parse time.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date
+
+import psycopg
 
 from lifecycle_warehouse import dbt_runner, settings
 
@@ -19,6 +22,50 @@ PROFILE_ENV_KEYS = ("LW_PGHOST", "LW_PGPORT", "LW_PGUSER", "LW_PGPASSWORD", "LW_
 def warehouse_profile_env(key: str) -> str:
     """Jinja macro of the warehouse DAG: one LW_PG* value derived from WAREHOUSE_URL."""
     return dbt_runner.profile_env(settings.warehouse_url())[key]
+
+
+# The oldest date folder (re)delivered since the start of the last successful build.
+# Shop extractions are not date folders (their rows carry updated_at), so they do not count.
+_REDELIVERED_FROM_SQL = """
+select min(dt)
+from raw.load_audit
+where
+    source <> 'shop'
+    and dt is not null
+    and loaded_at > (select max(started_at) from raw.warehouse_builds where built_at is not null)
+"""
+
+
+def plan_build(url: str, run_id: str) -> date | None:
+    """Log the start of this warehouse run and return the date to reprocess deliveries from
+    (dbt var `recompute_from`): the oldest date folder loaded since the start of the last
+    successful build, which that build may not have read. None when there is none, or no
+    successful build is logged yet (the first build of a warehouse is a full one).
+
+    Incremental models reprocess the late-data window (the last `late_data_lookback_days`
+    date folders); a folder re-delivered or backfilled further back would otherwise be
+    missed, and incremental runs would no longer equal a full refresh. A rerun of the same
+    run keeps its first start, so it plans the same window.
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into raw.warehouse_builds (run_id) values (%s) on conflict (run_id) do nothing", (run_id,)
+        )
+        recompute_from = conn.execute(_REDELIVERED_FROM_SQL).fetchone()[0]
+    if recompute_from is not None:
+        log.info("date folders from %s were delivered since the last successful build: "
+                 "incremental models reprocess deliveries from that date", recompute_from)
+    return recompute_from
+
+
+def record_build(url: str, run_id: str) -> None:
+    """Log that this run's dbt build succeeded: later runs plan from its start."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        updated = conn.execute(
+            "update raw.warehouse_builds set built_at = now() where run_id = %s", (run_id,)
+        ).rowcount
+    if updated != 1:
+        raise RuntimeError(f"warehouse run {run_id} has no planned build in raw.warehouse_builds")
 
 
 def quality_gate(stage: str, run_id: str, as_of: date) -> dict:

@@ -7,17 +7,22 @@ main scenario delivers the lifecycle dev dataset (tests/fixtures/dbt_lifecycle_d
 in steps: a first `dbt build` on the fresh warehouse, then incremental runs over deliveries
 with late web events (one in ten arrives one to three days late), duplicated events (one
 in twenty delivered again the next day), orders whose status changes after they were
-loaded, and one web date folder re-delivered with changed content inside the window.
+loaded, and two web date folders re-delivered with changed content: one inside the
+late-data window, one older than it. Each run is planned and logged as the warehouse DAG
+does (warehouse_tasks.plan_build / record_build): the older re-delivery is in
+raw.load_audit, so the plan moves the windows back to its date (dbt var recompute_from).
 After the last incremental run it copies every incremental model and every mart, rebuilds
 with `--full-refresh`, and requires both versions to hold exactly the same rows (EXCEPT
 ALL in both directions). The same built warehouse also checks that the YAML documents
 exactly the columns each model has (tests/unit/test_dbt_docs.py checks descriptions and
 key tests without a database, but cannot see undocumented columns).
 
-The equality can fail: with INCREMENTAL_ARGS = ["--vars", "{late_data_lookback_days: 0}"]
-the re-delivered folder falls outside the window, and int_web__events, int_web__sessions,
-dim_customers, fct_lifecycle_transitions, kpi_daily and kpi_monthly differ from the full
-refresh (checked by hand when the test was written).
+The equality can fail: without the plan's recompute_from (IGNORE_PLAN = True) the
+re-delivery older than the window is missed, and int_web__events, int_web__sessions,
+int_identity__anonymous_ids, int_lifecycle__stage_intervals, dim_customers,
+fct_lifecycle_transitions, kpi_daily and kpi_monthly differ from the full refresh (checked
+by hand). INCREMENTAL_VARS = {"late_data_lookback_days": 0} with IGNORE_PLAN also puts
+the other re-delivery outside the window.
 
 A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data.sql
 (contact versions, identity stitching on a shared device, orders before the FX series,
@@ -37,7 +42,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lifecycle_warehouse import dbt_runner
+from lifecycle_warehouse import dbt_runner, warehouse_tasks
 from lifecycle_warehouse.bootstrap import bootstrap
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -45,9 +50,11 @@ LIFECYCLE_FIXTURE = FIXTURES / "dbt_lifecycle_dev_data.sql"
 EDGE_CASES_FIXTURE = FIXTURES / "dbt_dev_data.sql"
 SNAPSHOT_SCHEMA = "incremental_snapshot"
 
-# Extra arguments of the incremental runs (not of the full refresh). Empty: the project's
-# own settings. See the module docstring for how to make the test fail on purpose.
-INCREMENTAL_ARGS: list[str] = []
+# Extra dbt vars of the incremental runs (not of the full refresh). Empty: the project's
+# own settings. With IGNORE_PLAN the runs do not get the plan's recompute_from. See the
+# module docstring for how to make the test fail on purpose.
+INCREMENTAL_VARS: dict[str, object] = {}
+IGNORE_PLAN = False
 
 # The first delivery is the initial load; each later one is an incremental run.
 FIRST_DELIVERY = "2024-06-20"
@@ -57,7 +64,9 @@ LATER_DELIVERIES = (
     # 06-21 is two days older than the latest folder already processed (06-23): inside the
     # default window of 3 days, outside a window of 0 days
     ("2024-06-26", "2024-06-21"),
-    ("2024-06-30", None),
+    # 06-22 is four days older than the latest folder already processed (06-26): outside
+    # the window, so only the plan's recompute_from makes the runs reprocess it
+    ("2024-06-30", "2024-06-22"),
 )
 
 
@@ -69,6 +78,19 @@ def _dbt(args: list[str], url: str, workdir: Path) -> None:
     }
     returncode = dbt_runner.run(args, url=url, check=False, env=env)
     assert returncode == 0, f"`dbt {' '.join(args)}` failed (exit {returncode}); see its output above"
+
+
+def _planned_run(url: str, workdir: Path, run_id: str, extra_vars: dict[str, object]) -> None:
+    """One `dbt run` as the warehouse DAG runs it: planned, then logged as built."""
+    recompute_from = warehouse_tasks.plan_build(url, run_id)
+    run_vars = dict(extra_vars)
+    if recompute_from is not None and not IGNORE_PLAN:
+        run_vars["recompute_from"] = recompute_from.isoformat()
+    # `run`, not `build`: the materialisation is the same, and the data tests would cost
+    # ~15 s a run; whether they hold is the business of the builds, this test's is that
+    # the tables equal a full refresh (on which the same tests give the same)
+    _dbt(["run", "--vars", json.dumps(run_vars)], url, workdir)
+    warehouse_tasks.record_build(url, run_id)
 
 
 def _deliver(url: str, through: str) -> None:
@@ -124,6 +146,12 @@ def _redeliver_web_folder(url: str, dt: str) -> None:
         )
         after = conn.execute("select count(*) from raw.web_events where _dt = %s", (dt,)).fetchone()[0]
         assert 0 < after < before, f"re-delivery of {dt} did not change the folder ({before} -> {after})"
+        # as the file loader does for every file it loads
+        conn.execute(
+            "insert into raw.load_audit (batch_id, source, entity, dt, file, status, rows_read, rows_loaded)"
+            " values (md5('re-delivery' || %s)::uuid, 'web', 'events', %s, %s, 'loaded', %s, %s)",
+            (dt, dt, f"web/events/dt={dt}/events.jsonl", after, after),
+        )
 
 
 def _compared_relations(manifest: dict) -> list[tuple[str, str]]:
@@ -196,16 +224,15 @@ def built_warehouse(pg_server, tmp_path_factory) -> BuiltWarehouse:
 
     # First build on a fresh warehouse: seeds, unit tests (incremental ones included, before
     # their model exists), models and data tests.
+    warehouse_tasks.plan_build(url, "initial")
     _dbt(["build"], url, workdir)
+    warehouse_tasks.record_build(url, "initial")
 
     for through, redelivered_folder in LATER_DELIVERIES:
         if redelivered_folder:
             _redeliver_web_folder(url, redelivered_folder)
         _deliver(url, through)
-        # `run`, not `build`: the materialisation is the same, and the data tests would
-        # cost ~15 s a run; whether they hold is the business of the builds, this test's
-        # is that the tables equal a full refresh (on which the same tests give the same)
-        _dbt(["run", *INCREMENTAL_ARGS], url, workdir)
+        _planned_run(url, workdir, f"through {through}", INCREMENTAL_VARS)
 
     with psycopg.connect(url) as conn:
         late_events = conn.execute(

@@ -40,8 +40,9 @@
       changed (`_orders_fingerprint`): both compared with what their intervals were built from;
     - persons with a web session or a CRM fact (e-mail click, survey answer, referral)
       delivered within var('late_data_lookback_days') days of the latest delivery already
-      used (the maxima of `_web_last_dt`, `_crm_last_dt`), the window of the web models,
-      now or when last computed (a fact may have vanished from a re-delivered folder);
+      used (the maxima of `_web_last_dt`, `_crm_last_dt`), or from var('recompute_from'),
+      the window of the web models, now or when last computed (a fact may have vanished
+      from a re-delivered folder);
     - persons whose next pending change (`_next_change_at`: a time-out such as the 180th day
       without an order, or any dated change after the as-of day) falls before the end of
       the new as-of day;
@@ -179,8 +180,10 @@ all_crm_facts as not materialized (
         -- the latest deliveries already used: the person with the newest session (CRM
         -- fact) was recomputed by the run that saw it
         select
-            max(_web_last_dt) - {{ var('late_data_lookback_days') }} as web_cutoff,
-            max(_crm_last_dt) - {{ var('late_data_lookback_days') }} as crm_cutoff,
+            {{ recompute_from_bound("max(_web_last_dt) - " ~ var('late_data_lookback_days')) }}
+                as web_cutoff,
+            {{ recompute_from_bound("max(_crm_last_dt) - " ~ var('late_data_lookback_days')) }}
+                as crm_cutoff,
             -- every run that changes a rule rewrites every row
             min(_rules) as stored_rules
         from {{ this }}

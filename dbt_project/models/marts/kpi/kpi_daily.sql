@@ -19,10 +19,8 @@
     - Web KPIs are the expensive part (distinct counts over every event). A run recomputes
       them only for the days that hold an event delivered within var('late_data_lookback_days')
       days of the latest delivery already summarised (`_web_last_dt`, the same window as
-      int_web__events), plus days from var('kpi_recompute_from') if set; other days keep
-      their stored web KPIs. Web events never change outside that window (late data is at
-      most 3 days old), except when an old date folder is re-delivered: then run with
-      --full-refresh or --vars '{kpi_recompute_from: YYYY-MM-DD}'.
+      int_web__events, moved back by var('recompute_from') after an older folder was
+      re-delivered); other days keep their stored web KPIs, which no delivery changed.
     - Every other KPI depends on history (an order's status changes, an email is opened
       days later, identities merge, active customers look back 180 days) and is cheap: it
       is recomputed for every day, and only the days whose row changed are written.
@@ -145,11 +143,6 @@ web_scope as (
         -- days whose events may have vanished from a re-delivered folder
         select date as date_day from {{ this }}
         where _web_last_dt >= {{ incremental_cutoff('_web_last_dt') }}
-        {% if var('kpi_recompute_from') %}
-            union
-            select date_day from spine
-            where date_day >= '{{ var("kpi_recompute_from") }}'::date
-        {% endif %}
     {% else %}
         select date_day from spine
     {% endif %}

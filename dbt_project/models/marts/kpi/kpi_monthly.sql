@@ -19,8 +19,8 @@
     rates. Stocks (active_customers, repeat_purchase_rate, mrr, advocates) are the values at
     the end of the month: kpi_daily's value on its last day (the as-of date for the current
     month). Incremental like kpi_daily: web KPIs are recomputed only for months touched by
-    recent web deliveries (or from var('kpi_recompute_from')), everything else for every
-    month, and only changed months are written. -#}
+    recent web deliveries (the window of kpi_daily), everything else for every month, and
+    only changed months are written. -#}
 
 {%- set kpi_columns = [
     'unique_visitors', 'sessions', 'new_contacts', 'ad_impressions', 'ad_clicks', 'ad_spend',
@@ -146,11 +146,6 @@ web_scope as (
         union
         select month as date_month from {{ this }}
         where _web_last_dt >= {{ incremental_cutoff('_web_last_dt') }}
-        {% if var('kpi_recompute_from') %}
-            union
-            select date_month from months
-            where date_month >= date_trunc('month', '{{ var("kpi_recompute_from") }}'::date)::date
-        {% endif %}
     {% else %}
         select date_month from months
     {% endif %}

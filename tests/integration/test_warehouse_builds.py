@@ -1,0 +1,88 @@
+"""The warehouse DAG's build plan (warehouse_tasks.plan_build / record_build) on a real
+PostgreSQL: which date folder makes the incremental models look further back than their
+late-data window. The dbt side (the var moving every window) is tested in
+test_dbt_incremental.py."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import psycopg
+import pytest
+
+from lifecycle_warehouse import warehouse_tasks
+from lifecycle_warehouse.bootstrap import bootstrap
+
+
+def _load(url: str, source: str, dt: str | None, status: str = "loaded") -> None:
+    """A row of raw.load_audit, as a loader writes it (loaded_at: now)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "insert into raw.load_audit (batch_id, source, entity, dt, file, status)"
+            " values (%s, %s, 'events', %s, %s, %s)",
+            (uuid.uuid4(), source, dt, f"{source}/events/dt={dt}/part.jsonl", status),
+        )
+
+
+def _started_at(url: str, run_id: str):
+    with psycopg.connect(url) as conn:
+        return conn.execute("select started_at from raw.warehouse_builds where run_id = %s", (run_id,)).fetchone()[0]
+
+
+@pytest.fixture
+def warehouse(warehouse_url) -> str:
+    bootstrap(warehouse_url)
+    return warehouse_url
+
+
+def test_nothing_to_reprocess_before_the_first_successful_build(warehouse):
+    _load(warehouse, "web", "2026-09-01")
+
+    assert warehouse_tasks.plan_build(warehouse, "run 1") is None  # the first build is a full one
+    _load(warehouse, "web", "2026-08-01")
+    assert warehouse_tasks.plan_build(warehouse, "run 2") is None  # run 1 never succeeded
+
+
+def test_the_oldest_folder_loaded_since_the_last_successful_build_is_reprocessed(warehouse):
+    _load(warehouse, "web", "2026-08-01")  # read by run 1
+    warehouse_tasks.plan_build(warehouse, "run 1")
+    warehouse_tasks.record_build(warehouse, "run 1")
+
+    _load(warehouse, "web", "2026-09-02")
+    _load(warehouse, "crm", "2026-08-20", status="rejected")  # a rejected re-delivery may have replaced rows too
+    _load(warehouse, "shop", "2026-07-01")  # shop extractions are not date folders
+    _load(warehouse, "marketing", None)
+
+    assert warehouse_tasks.plan_build(warehouse, "run 2") == date(2026, 8, 20)
+
+
+def test_a_failed_build_leaves_its_folders_to_the_next_run(warehouse):
+    warehouse_tasks.plan_build(warehouse, "run 1")
+    warehouse_tasks.record_build(warehouse, "run 1")
+    _load(warehouse, "web", "2026-08-15")
+
+    assert warehouse_tasks.plan_build(warehouse, "run 2") == date(2026, 8, 15)  # run 2 fails: not recorded
+    assert warehouse_tasks.plan_build(warehouse, "run 3") == date(2026, 8, 15)
+    warehouse_tasks.record_build(warehouse, "run 3")
+    assert warehouse_tasks.plan_build(warehouse, "run 4") is None
+
+
+def test_a_retried_plan_keeps_the_runs_first_start(warehouse):
+    warehouse_tasks.plan_build(warehouse, "run 1")
+    warehouse_tasks.record_build(warehouse, "run 1")
+    _load(warehouse, "web", "2026-08-15")
+    assert warehouse_tasks.plan_build(warehouse, "run 2") == date(2026, 8, 15)
+    first_start = _started_at(warehouse, "run 2")
+
+    assert warehouse_tasks.plan_build(warehouse, "run 2") == date(2026, 8, 15)  # a retry of the plan task
+    assert _started_at(warehouse, "run 2") == first_start
+    warehouse_tasks.record_build(warehouse, "run 2")
+    _load(warehouse, "web", "2026-08-16")
+    # a folder loaded after run 2 started is planned by run 3, whatever run 2 read of it
+    assert warehouse_tasks.plan_build(warehouse, "run 3") == date(2026, 8, 16)
+
+
+def test_recording_a_build_that_was_not_planned_fails(warehouse):
+    with pytest.raises(RuntimeError, match="no planned build"):
+        warehouse_tasks.record_build(warehouse, "never planned")
