@@ -11,6 +11,7 @@ from datetime import date
 import psycopg
 
 from lifecycle_warehouse import dbt_runner, settings
+from lifecycle_warehouse.bootstrap import ensure_raw_schema
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,11 @@ def plan_build(url: str, run_id: str) -> date | None:
 
     Incremental models reprocess the late-data window (the last `late_data_lookback_days`
     date folders); a folder re-delivered or backfilled further back would otherwise be
-    missed, and incremental runs would no longer equal a full refresh. A rerun of the same
-    run keeps its first start, so it plans the same window.
+    missed, and incremental runs would no longer equal a full refresh. A retry of the plan
+    keeps the run's first start, so it plans at least the same window.
     """
     with psycopg.connect(url, autocommit=True) as conn:
+        ensure_raw_schema(conn)  # a warehouse upgraded in place may lack the log until its next load
         conn.execute(
             "insert into raw.warehouse_builds (run_id) values (%s) on conflict (run_id) do nothing", (run_id,)
         )

@@ -83,6 +83,12 @@ def test_a_retried_plan_keeps_the_runs_first_start(warehouse):
     assert warehouse_tasks.plan_build(warehouse, "run 3") == date(2026, 8, 16)
 
 
+def test_the_plan_creates_the_log_in_a_warehouse_upgraded_in_place(warehouse_url):
+    # no bootstrap: the raw schema (and its log of builds) comes with the first plan
+    assert warehouse_tasks.plan_build(warehouse_url, "run 1") is None
+    warehouse_tasks.record_build(warehouse_url, "run 1")
+
+
 def test_recording_a_build_that_was_not_planned_fails(warehouse):
     with pytest.raises(RuntimeError, match="no planned build"):
         warehouse_tasks.record_build(warehouse, "never planned")
