@@ -11,8 +11,9 @@ from datetime import date
 import psycopg
 import pytest
 
-from lifecycle_warehouse import warehouse_tasks
+from lifecycle_warehouse import contract, warehouse_tasks
 from lifecycle_warehouse.bootstrap import bootstrap
+from lifecycle_warehouse.ingest import files
 
 
 def _load(url: str, source: str, dt: str | None, status: str = "loaded") -> None:
@@ -81,6 +82,26 @@ def test_a_retried_plan_keeps_the_runs_first_start(warehouse):
     _load(warehouse, "web", "2026-08-16")
     # a folder loaded after run 2 started is planned by run 3, whatever run 2 read of it
     assert warehouse_tasks.plan_build(warehouse, "run 3") == date(2026, 8, 16)
+
+
+def test_a_load_that_began_before_the_last_build_and_committed_after_it_is_planned(warehouse, tmp_path):
+    """A folder load is one transaction: if it began before a build started and committed
+    while the build ran, that build may not have read it. Its audit rows carry the time the
+    load ended, so the next plan still finds it."""
+    folder = tmp_path / "web" / "events" / "dt=2026-08-10"
+    folder.mkdir(parents=True)
+    (folder / "events.jsonl").write_text(
+        '{"event_id": "e1", "event_name": "page_view", "occurred_at": "2026-08-10T10:00:00Z",'
+        ' "anonymous_id": "a1", "session_id": "s1"}\n'
+    )
+    with psycopg.connect(warehouse) as loading:  # its transaction begins with its first statement
+        loading.execute("select 1")
+        warehouse_tasks.plan_build(warehouse, "run 1")
+        warehouse_tasks.record_build(warehouse, "run 1")
+        files.load_delivery(loading, tmp_path, contract.file_entity("web", "events"), date(2026, 8, 10))
+        loading.commit()
+
+    assert warehouse_tasks.plan_build(warehouse, "run 2") == date(2026, 8, 10)
 
 
 def test_the_plan_creates_the_log_in_a_warehouse_upgraded_in_place(warehouse_url):

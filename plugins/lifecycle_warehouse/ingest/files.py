@@ -764,9 +764,14 @@ def _stage_csv(
 def _write_audit(
     conn: psycopg.Connection, entity: FileEntity, dt: date, batch_id: uuid.UUID, result: FileResult
 ) -> None:
+    # loaded_at: when the file's load ended (clock_timestamp), not when the folder's
+    # transaction began (now()): the warehouse DAG plans a build from the folders loaded
+    # after the last successful one started (warehouse_tasks.plan_build), and a long load
+    # begun before that start may commit after it
     conn.execute(
         "insert into raw.load_audit (batch_id, source, entity, dt, file, status, rows_read,"
-        " rows_loaded, rows_quarantined, error) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " rows_loaded, rows_quarantined, error, loaded_at)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
         (
             batch_id, entity.source, entity.entity, dt, result.file, result.status,
             result.rows_read, result.rows_loaded, result.rows_quarantined, result.error,
