@@ -162,11 +162,7 @@ web_event_months as (
     from web_scope
     cross join lateral (
         select
-            count(distinct anonymous_id) filter (where event_name = 'page_view') as unique_visitors,
-            count(distinct session_id) as sessions,
-            count(distinct session_id) filter (where event_name = 'purchase') as purchase_sessions,
-            avg(engagement_time_s) filter (where event_name = 'page_view') as avg_engagement_time_s,
-            max(_dt) as last_dt
+            {{ kpi_web_event_measures() }}
         from web_events
         where
             web_events.event_date >= web_scope.date_month
@@ -183,11 +179,7 @@ web_session_months as (
     from web_scope
     cross join lateral (
         select
-            count(*) filter (where page_views > 0) as page_view_sessions,
-            count(*) filter (where is_bounce) as bounced_sessions,
-            count(*) filter (where has_add_to_cart) as cart_sessions,
-            count(*) filter (where has_add_to_cart and has_purchase) as cart_purchase_sessions,
-            max(_last_dt) as last_dt
+            {{ kpi_web_session_measures() }}
         from web_sessions
         where
             web_sessions.session_date >= web_scope.date_month
