@@ -17,10 +17,11 @@
 {%- endmacro %}
 
 
-{% macro incremental_cutoff(column, relation=none) -%}
+{% macro incremental_cutoff(column, relation=none, where=none) -%}
     {#- First value of `column` (a date) to reprocess: the latest one already in the model
-        (`relation`, default this), minus the lookback, or var('recompute_from') if that
-        is earlier. Everything when the model is empty.
+        (`relation`, default this; only its rows matching the SQL condition `where`, if
+        given), minus the lookback, or var('recompute_from') if that is earlier.
+        Everything when there is no such row.
         At run time it is looked up once and written as a literal, so that the planner
         knows how few rows the window holds and reads it through the _dt indexes; a unit
         test (whose `this` is a fixture, not a table) keeps the subquery. -#}
@@ -30,6 +31,7 @@
             "coalesce(max(" ~ column ~ "), '-infinity'::date) - " ~ var('late_data_lookback_days')
         ) }}
         from {{ relation }}
+        {%- if where %} where {{ where }}{% endif %}
     {%- endset -%}
     {%- if execute and model.resource_type != 'unit_test' -%}
         {%- set cutoff = run_query('select (' ~ cutoff_sql ~ ')::text').columns[0].values()[0] -%}

@@ -17,3 +17,37 @@
     count(*) filter (where has_add_to_cart and has_purchase) as cart_purchase_sessions,
     max(_last_dt) as last_dt
 {%- endmacro %}
+
+
+{#- Columns of int_kpi__contributions, in order: (name, type). The measures are summed by
+    day (or month) in kpi_daily and kpi_monthly; a contribution fills the ones its source
+    feeds and leaves the others NULL. -#}
+
+{% macro kpi_contribution_columns() -%}
+    {{- return([
+        ('contribution_id', 'text'), ('contribution_type', 'text'), ('date_day', 'date'),
+        ('customer_key', 'text'),
+        ('new_contacts', 'integer'),
+        ('ad_impressions', 'bigint'), ('ad_clicks', 'bigint'), ('ad_spend', 'numeric'),
+        ('delivered_pairs', 'integer'), ('opened_pairs', 'integer'), ('clicked_pairs', 'integer'),
+        ('unsubscribed_pairs', 'integer'),
+        ('orders', 'integer'), ('revenue', 'numeric'), ('new_customers', 'integer'),
+        ('person_orders', 'integer'), ('repeat_orders', 'integer'), ('upsell_orders', 'integer'),
+        ('refunds', 'numeric'), ('attributed_revenue', 'numeric'),
+        ('nps_answers', 'integer'), ('nps_promoters', 'integer'), ('nps_detractors', 'integer'),
+        ('csat_answers', 'integer'), ('csat_satisfied', 'integer'),
+        ('points_earned', 'bigint'), ('points_redeemed', 'bigint'), ('referrals', 'integer'),
+        ('active_customers_delta', 'integer'), ('buyers_delta', 'integer'),
+        ('repeat_buyers_delta', 'integer'), ('advocates_delta', 'integer'), ('mrr_delta', 'numeric'),
+        ('_last_dt', 'date'),
+    ]) -}}
+{%- endmacro %}
+
+
+{% macro kpi_contribution(values) -%}
+    {#- The select list of one kind of contribution: `values` maps column names to SQL
+        expressions; every other column is NULL. -#}
+    {%- for name, type in kpi_contribution_columns() %}
+        ({{ values.get(name, 'null') }})::{{ type }} as {{ name }}{{ ',' if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}

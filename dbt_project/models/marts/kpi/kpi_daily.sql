@@ -1,3 +1,4 @@
+{%- set contributions_model = ref('int_kpi__contributions') -%}
 {{
     config(
         materialized='incremental',
@@ -8,6 +9,7 @@
             where
                 date < (select data_start_date from {{ ref('int_lifecycle__as_of') }})
                 or date > (select as_of_date from {{ ref('int_lifecycle__as_of') }})",
+            "{{ change_log_consume(ref('int_kpi__contributions')) }}",
         ],
     )
 }}
@@ -15,29 +17,57 @@
 {#- One row per day (UTC) from the first date with data to the as-of date: every daily KPI
     of docs/kpis.md under its own name.
 
-    Incremental, and equal to a full refresh:
-    - Web KPIs are the expensive part (distinct counts over every event). A run recomputes
-      them only for the days that hold an event delivered within var('late_data_lookback_days')
-      days of the latest delivery already summarised (`_web_last_dt`, the same window as
-      int_web__events, moved back by var('recompute_from') after an older folder was
-      re-delivered); other days keep their stored web KPIs, which no delivery changed.
-    - Every other KPI depends on history (an order's status changes, an email is opened
-      days later, identities merge, active customers look back 180 days) and is cheap: it
-      is recomputed for every day, and only the days whose row changed are written.
-    - Days outside the data's range are deleted (post-hook). -#}
+    Incremental, and equal to a full refresh; a run recomputes only the days new data
+    touches:
+    - Web KPIs (distinct counts over every event) only for the days that hold an event
+      delivered within var('late_data_lookback_days') days of the latest delivery already
+      summarised (`_web_last_dt`, the same window as int_web__events, moved back by
+      var('recompute_from') after an older folder was re-delivered); other days keep their
+      stored web KPIs, which no delivery changed.
+    - Every other flow (contacts, ad spend, e-mail, orders, refunds, surveys, loyalty)
+      only for the days of the contributions (int_kpi__contributions) changed since the
+      last run, as its change log says (macros/change_log.sql), and for days new to the
+      table.
+    - Stocks (active customers, buyers, advocates, MRR) as running sums of their daily
+      changes: a stored day's change is its stored stock minus the day before's, plus the
+      logged changes of its contributions; a new day's is summed from its contributions.
+      That is arithmetic over the table's own rows, not over history.
+    - Everything when the contributions were built in full (the log says so) or the first
+      day of data moved.
+    Only the days whose row changed are written; days outside the data's range are deleted
+    (post-hook), and so are the consumed changes. -#}
 
 {%- set kpi_columns = [
     'unique_visitors', 'sessions', 'new_contacts', 'ad_impressions', 'ad_clicks', 'ad_spend',
     'ad_ctr', 'bounce_rate', 'avg_engagement_time_s', 'email_open_rate', 'email_click_rate',
     'email_unsubscribe_rate', 'orders', 'revenue', 'refunds', 'net_revenue', 'aov',
     'new_customers', 'session_conversion_rate', 'cart_abandonment_rate', 'cac', 'roas',
-    'active_customers', 'repeat_purchase_rate', 'mrr', 'nps', 'csat',
-    'reward_redemption_rate', 'referrals', 'advocates', '_web_last_dt',
+    'active_customers', 'buyers', 'repeat_buyers', 'repeat_purchase_rate', 'mrr', 'nps',
+    'csat', 'reward_redemption_rate', 'referrals', 'advocates', '_web_last_dt',
 ] -%}
 {%- set web_columns = [
     'unique_visitors', 'sessions', 'bounce_rate', 'avg_engagement_time_s',
     'session_conversion_rate', 'cart_abandonment_rate', '_web_last_dt',
 ] -%}
+{%- set flow_columns = [
+    'new_contacts', 'ad_impressions', 'ad_clicks', 'ad_spend', 'ad_ctr', 'email_open_rate',
+    'email_click_rate', 'email_unsubscribe_rate', 'orders', 'revenue', 'refunds',
+    'net_revenue', 'aov', 'new_customers', 'cac', 'roas', 'nps', 'csat',
+    'reward_redemption_rate', 'referrals',
+] -%}
+{%- set stocks = {
+    'active_customers': 'active_customers_delta', 'buyers': 'buyers_delta',
+    'repeat_buyers': 'repeat_buyers_delta', 'advocates': 'advocates_delta', 'mrr': 'mrr_delta',
+} -%}
+{%- set recompute_all = change_log_recompute_all(contributions_model) -%}
+{%- if execute and not recompute_all -%}
+    {#- stored stocks count days before the first day of data on that day: they hold only
+        while it stays the same -#}
+    {%- set recompute_all = run_query(
+        "select (select min(date) from " ~ this ~ ") is distinct from (select data_start_date from "
+        ~ ref('int_lifecycle__as_of') ~ ")"
+    ).columns[0].values()[0] -%}
+{%- endif %}
 
 with
 
@@ -59,63 +89,9 @@ web_sessions as not materialized (
 
 ),
 
-contacts as (
+contributions as not materialized (
 
-    select * from {{ ref('stg_crm__contacts') }}
-
-),
-
-ad_spends as (
-
-    select * from {{ ref('stg_marketing__ad_spends') }}
-
-),
-
-email_deliveries as (
-
-    select * from {{ ref('int_lifecycle__email_deliveries') }}
-
-),
-
-orders as (
-
-    select * from {{ ref('int_orders__orders') }}
-
-),
-
-refunds as (
-
-    select * from {{ ref('int_orders__refunds') }}
-
-),
-
-attribution_credits as (
-
-    select * from {{ ref('int_lifecycle__attribution_credits') }}
-
-),
-
-subscriptions as (
-
-    select * from {{ ref('stg_shop__subscriptions') }}
-
-),
-
-survey_responses as (
-
-    select * from {{ ref('stg_crm__survey_responses') }}
-
-),
-
-loyalty_events as (
-
-    select * from {{ ref('stg_crm__loyalty_events') }}
-
-),
-
-stage_intervals as (
-
-    select * from {{ ref('int_lifecycle__stage_intervals') }}
+    select * from {{ contributions_model }}
 
 ),
 
@@ -217,250 +193,185 @@ web_daily as (
 
 ),
 
----------- flows of the day
 
-contact_days as (
+---------- other flows: days to compute in this run
 
-    select
-        created_date as date_day,
-        count(*) as new_contacts
-    from contacts
-    group by created_date
+flow_scope as (
 
-),
+    {% if recompute_all %}
+        select date_day from spine
+    {% else %}
+        select distinct changes.date_day
+        from ({{ change_log_changes(contributions_model) }}) as changes
+        inner join spine on changes.date_day = spine.date_day
 
-ad_days as (
+        union
 
-    select
-        spend_date as date_day,
-        sum(impressions) as ad_impressions,
-        sum(clicks) as ad_clicks,
-        sum(spend_reporting) as ad_spend
-    from ad_spends
-    group by spend_date
+        -- days new to the table (the as-of date moved on)
+        select date_day from spine
+        where date_day > (select max(date) from {{ this }})
+    {% endif %}
 
 ),
 
-email_days as (
+-- one lookup per day in scope (lateral), through the date_day index
+flow_sums as (
 
     select
-        delivered_date as date_day,
-        count(*) as delivered_pairs,
-        count(*) filter (where was_opened) as opened_pairs,
-        count(*) filter (where was_clicked) as clicked_pairs,
-        count(*) filter (where was_unsubscribed) as unsubscribed_pairs
-    from email_deliveries
-    group by delivered_date
-
-),
-
-order_days as (
-
-    select
-        order_date as date_day,
-        count(*) as orders,
-        sum(revenue) as revenue,
-        count(*) filter (where valid_order_number = 1) as new_customers
-    from orders
-    where is_valid
-    group by order_date
-
-),
-
-refund_days as (
-
-    select
-        refund_date as date_day,
-        sum(amount_reporting) as refunds
-    from refunds
-    group by refund_date
-
-),
-
--- ROAS numerator: revenue of conversions with at least one touch. Every attribution model
--- credits such a conversion in full to touched channels, so the total is model-free.
-attributed_days as (
-
-    select
-        conversion_date as date_day,
-        sum(credited_revenue) as attributed_revenue
-    from attribution_credits
-    where attribution_model = 'first_touch' and session_id is not null
-    group by conversion_date
-
-),
-
-survey_days as (
-
-    select
-        submitted_date as date_day,
-        count(*) filter (where survey_type = 'nps') as nps_answers,
-        count(*) filter (where survey_type = 'nps' and score >= 9) as nps_promoters,
-        count(*) filter (where survey_type = 'nps' and score <= 6) as nps_detractors,
-        count(*) filter (where survey_type = 'csat') as csat_answers,
-        count(*) filter (where survey_type = 'csat' and score >= 4) as csat_satisfied
-    from survey_responses
-    group by submitted_date
-
-),
-
-loyalty_days as (
-
-    select
-        occurred_date as date_day,
-        sum(abs(points)) filter (where event_type = 'earned') as points_earned,
-        -- 0, not null, on a day with earnings and no redemption: the rate is then 0
-        coalesce(sum(abs(points)) filter (where event_type = 'redeemed'), 0) as points_redeemed,
-        count(*) filter (where event_type = 'referral') as referrals
-    from loyalty_events
-    group by occurred_date
-
-),
-
----------- states at the end of the day, as running sums of changes
-
-valid_orders as (
-
-    select
-        customer_key,
-        order_date,
-        valid_order_number,
-        lag(order_date) over person_orders as previous_order_date,
-        lead(order_date) over person_orders as next_order_date
-    from orders
-    where is_valid and customer_key is not null
-    window person_orders as (partition by customer_key order by ordered_at, order_id)
-
-),
-
-subscription_spans as (
-
-    select
-        coalesce(mrr_reporting, 0) as mrr,
-        started_date,
-        -- a cancellation dated before the start ends the subscription on its first day
-        case when ended_date < started_date then started_date else ended_date end as ended_date
-    from (
+        flow_scope.date_day,
+        day_contributions.*
+    from flow_scope
+    cross join lateral (
         select
-            *,
-            {{ utc_date("coalesce(canceled_at, case when status = 'canceled' then updated_at end)") }}
-                as ended_date
-        from subscriptions
-    ) as subscriptions_ended
-    where started_date is not null
+            sum(new_contacts) as new_contacts,
+            sum(ad_impressions) as ad_impressions,
+            sum(ad_clicks) as ad_clicks,
+            sum(ad_spend) as ad_spend,
+            sum(delivered_pairs) as delivered_pairs,
+            sum(opened_pairs) as opened_pairs,
+            sum(clicked_pairs) as clicked_pairs,
+            sum(unsubscribed_pairs) as unsubscribed_pairs,
+            sum(orders) as orders,
+            sum(revenue) as revenue,
+            sum(new_customers) as new_customers,
+            sum(refunds) as refunds,
+            sum(attributed_revenue) as attributed_revenue,
+            sum(nps_answers) as nps_answers,
+            sum(nps_promoters) as nps_promoters,
+            sum(nps_detractors) as nps_detractors,
+            sum(csat_answers) as csat_answers,
+            sum(csat_satisfied) as csat_satisfied,
+            sum(points_earned) as points_earned,
+            -- 0, not null, on a day with earnings and no redemption: the rate is then 0
+            coalesce(sum(points_redeemed), 0) as points_redeemed,
+            sum(referrals) as referrals
+        from contributions
+        where contributions.date_day = flow_scope.date_day
+    ) as day_contributions
 
 ),
 
-state_changes as (
-
-    -- active: a person's valid order opens (or extends) var('active_window_days') active
-    -- days [order_date, order_date + window - 1]
-    select
-        order_date as date_day,
-        'active_customers' as metric,
-        1 as delta
-    from valid_orders
-    where
-        previous_order_date is null
-        or order_date - previous_order_date >= {{ var('active_window_days') }}
-
-    union all
+flow_recomputed as (
 
     select
-        order_date + {{ var('active_window_days') }} as date_day,
-        'active_customers' as metric,
-        -1 as delta
-    from valid_orders
-    where
-        next_order_date is null
-        or next_order_date - order_date >= {{ var('active_window_days') }}
+        date_day,
 
-    union all
+        ---------- awareness
+        coalesce(new_contacts, 0)::bigint as new_contacts,
+        coalesce(ad_impressions, 0)::bigint as ad_impressions,
+        coalesce(ad_clicks, 0)::bigint as ad_clicks,
+        coalesce(ad_spend, 0) as ad_spend,
+        ad_clicks::numeric / nullif(ad_impressions, 0) as ad_ctr,
 
-    select
-        order_date as date_day,
-        'buyers' as metric,
-        1 as delta
-    from valid_orders
-    where valid_order_number = 1
+        ---------- engagement
+        opened_pairs::numeric / nullif(delivered_pairs, 0) as email_open_rate,
+        clicked_pairs::numeric / nullif(delivered_pairs, 0) as email_click_rate,
+        unsubscribed_pairs::numeric / nullif(delivered_pairs, 0) as email_unsubscribe_rate,
 
-    union all
+        ---------- conversion
+        coalesce(orders, 0)::bigint as orders,
+        coalesce(revenue, 0) as revenue,
+        coalesce(refunds, 0) as refunds,
+        coalesce(revenue, 0) - coalesce(refunds, 0) as net_revenue,
+        revenue / nullif(orders, 0) as aov,
+        coalesce(new_customers, 0)::bigint as new_customers,
+        ad_spend / nullif(new_customers, 0) as cac,
+        coalesce(attributed_revenue, 0) / nullif(ad_spend, 0) as roas,
 
-    select
-        order_date as date_day,
-        'repeat_buyers' as metric,
-        1 as delta
-    from valid_orders
-    where valid_order_number = 2
+        ---------- loyalty
+        100.0 * (nps_promoters - nps_detractors) / nullif(nps_answers, 0) as nps,
+        100.0 * csat_satisfied / nullif(csat_answers, 0) as csat,
+        points_redeemed::numeric / nullif(points_earned, 0) as reward_redemption_rate,
+        coalesce(referrals, 0)::bigint as referrals
 
-    union all
-
-    -- in the loyalty stage at the end of the day: valid_from before midnight, valid_to after
-    select
-        {{ utc_date('valid_from') }} as date_day,
-        'advocates' as metric,
-        1 as delta
-    from stage_intervals
-    where stage = 'loyalty'
-
-    union all
-
-    select
-        {{ utc_date('valid_to') }} as date_day,
-        'advocates' as metric,
-        -1 as delta
-    from stage_intervals
-    where stage = 'loyalty' and valid_to is not null
-
-    union all
-
-    select
-        started_date as date_day,
-        'mrr' as metric,
-        mrr as delta
-    from subscription_spans
-
-    union all
-
-    select
-        ended_date as date_day,
-        'mrr' as metric,
-        -mrr as delta
-    from subscription_spans
-    where ended_date is not null
+    from flow_sums
 
 ),
 
-state_change_days as (
+flow_daily as (
 
-    -- changes before the first day of the spine count from its first day
-    select
-        greatest(state_changes.date_day, as_of.data_start_date) as date_day,
-        sum(state_changes.delta) filter (where state_changes.metric = 'active_customers')
-            as active_delta,
-        sum(state_changes.delta) filter (where state_changes.metric = 'buyers') as buyers_delta,
-        sum(state_changes.delta) filter (where state_changes.metric = 'repeat_buyers')
-            as repeat_buyers_delta,
-        sum(state_changes.delta) filter (where state_changes.metric = 'advocates')
-            as advocates_delta,
-        sum(state_changes.delta) filter (where state_changes.metric = 'mrr') as mrr_delta
-    from state_changes
-    cross join as_of
-    group by greatest(state_changes.date_day, as_of.data_start_date)
+    select * from flow_recomputed
+
+    {% if not recompute_all %}
+        union all
+
+        select
+            date as date_day,
+            {{ flow_columns | join(', ') }}
+        from {{ this }}
+        where date not in (select date_day from flow_scope)
+    {% endif %}
 
 ),
 
-state_days as (
+---------- stocks at the end of the day, as running sums of their daily changes
+
+stock_changes as (
+
+    {% if recompute_all %}
+        -- changes before the first day of the spine count from its first day
+        select
+            greatest(contributions.date_day, as_of.data_start_date) as date_day,
+            {%- for stock, delta in stocks.items() %}
+                sum(contributions.{{ delta }}) as {{ delta }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from contributions
+        cross join as_of
+        where contributions.date_day <= as_of.as_of_date
+        group by greatest(contributions.date_day, as_of.data_start_date)
+    {% else %}
+        -- a stored day: its stored change plus the logged changes of its contributions
+        select
+            stored.date_day,
+            {%- for stock, delta in stocks.items() %}
+                stored.{{ delta }} + coalesce(logged.{{ delta }}, 0) as {{ delta }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from (
+            select
+                date as date_day,
+                {%- for stock, delta in stocks.items() %}
+                    {{ stock }} - lag({{ stock }}, 1, 0::{{ 'numeric' if stock == 'mrr' else 'bigint' }})
+                        over (order by date) as {{ delta }}{{ ',' if not loop.last }}
+                {%- endfor %}
+            from {{ this }}
+        ) as stored
+        left join (
+            select
+                greatest(changes.date_day, as_of.data_start_date) as date_day,
+                {%- for stock, delta in stocks.items() %}
+                    sum(changes.sign * changes.{{ delta }}) as {{ delta }}{{ ',' if not loop.last }}
+                {%- endfor %}
+            from ({{ change_log_changes(contributions_model) }}) as changes
+            cross join as_of
+            group by greatest(changes.date_day, as_of.data_start_date)
+        ) as logged on stored.date_day = logged.date_day
+
+        union all
+
+        -- a day new to the table: summed from its contributions
+        select
+            contributions.date_day,
+            {%- for stock, delta in stocks.items() %}
+                sum(contributions.{{ delta }}) as {{ delta }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from contributions
+        where
+            contributions.date_day > (select max(date) from {{ this }})
+            and contributions.date_day <= (select as_of_date from as_of)
+        group by contributions.date_day
+    {% endif %}
+
+),
+
+stock_daily as (
 
     select
         spine.date_day,
-        sum(coalesce(state_change_days.active_delta, 0)) over running as active_customers,
-        sum(coalesce(state_change_days.buyers_delta, 0)) over running as buyers,
-        sum(coalesce(state_change_days.repeat_buyers_delta, 0)) over running as repeat_buyers,
-        sum(coalesce(state_change_days.advocates_delta, 0)) over running as advocates,
-        sum(coalesce(state_change_days.mrr_delta, 0)) over running as mrr
+        {%- for stock, delta in stocks.items() %}
+            sum(coalesce(stock_changes.{{ delta }}, 0)) over running as {{ stock }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from spine
-    left join state_change_days on spine.date_day = state_change_days.date_day
+    left join stock_changes on spine.date_day = stock_changes.date_day
     window running as (order by spine.date_day rows between unbounded preceding and current row)
 
 ),
@@ -475,59 +386,52 @@ daily as (
         ---------- awareness
         coalesce(web_daily.unique_visitors, 0)::bigint as unique_visitors,
         coalesce(web_daily.sessions, 0)::bigint as sessions,
-        coalesce(contact_days.new_contacts, 0)::bigint as new_contacts,
-        coalesce(ad_days.ad_impressions, 0)::bigint as ad_impressions,
-        coalesce(ad_days.ad_clicks, 0)::bigint as ad_clicks,
-        coalesce(ad_days.ad_spend, 0) as ad_spend,
-        ad_days.ad_clicks::numeric / nullif(ad_days.ad_impressions, 0) as ad_ctr,
+        flow_daily.new_contacts,
+        flow_daily.ad_impressions,
+        flow_daily.ad_clicks,
+        flow_daily.ad_spend,
+        flow_daily.ad_ctr,
 
         ---------- engagement
         web_daily.bounce_rate,
         web_daily.avg_engagement_time_s,
-        email_days.opened_pairs::numeric / nullif(email_days.delivered_pairs, 0) as email_open_rate,
-        email_days.clicked_pairs::numeric / nullif(email_days.delivered_pairs, 0) as email_click_rate,
-        email_days.unsubscribed_pairs::numeric
-        / nullif(email_days.delivered_pairs, 0) as email_unsubscribe_rate,
+        flow_daily.email_open_rate,
+        flow_daily.email_click_rate,
+        flow_daily.email_unsubscribe_rate,
 
         ---------- conversion
-        coalesce(order_days.orders, 0)::bigint as orders,
-        coalesce(order_days.revenue, 0) as revenue,
-        coalesce(refund_days.refunds, 0) as refunds,
-        coalesce(order_days.revenue, 0) - coalesce(refund_days.refunds, 0) as net_revenue,
-        order_days.revenue / nullif(order_days.orders, 0) as aov,
-        coalesce(order_days.new_customers, 0)::bigint as new_customers,
+        flow_daily.orders,
+        flow_daily.revenue,
+        flow_daily.refunds,
+        flow_daily.net_revenue,
+        flow_daily.aov,
+        flow_daily.new_customers,
         web_daily.session_conversion_rate,
         web_daily.cart_abandonment_rate,
-        ad_days.ad_spend / nullif(order_days.new_customers, 0) as cac,
-        coalesce(attributed_days.attributed_revenue, 0) / nullif(ad_days.ad_spend, 0) as roas,
+        flow_daily.cac,
+        flow_daily.roas,
 
         ---------- retention
-        state_days.active_customers::bigint as active_customers,
-        state_days.repeat_buyers::numeric / nullif(state_days.buyers, 0) as repeat_purchase_rate,
-        state_days.mrr,
+        stock_daily.active_customers::bigint as active_customers,
+        stock_daily.buyers::bigint as buyers,
+        stock_daily.repeat_buyers::bigint as repeat_buyers,
+        stock_daily.repeat_buyers::numeric / nullif(stock_daily.buyers, 0) as repeat_purchase_rate,
+        stock_daily.mrr,
 
         ---------- loyalty
-        100.0 * (survey_days.nps_promoters - survey_days.nps_detractors)
-        / nullif(survey_days.nps_answers, 0) as nps,
-        100.0 * survey_days.csat_satisfied / nullif(survey_days.csat_answers, 0) as csat,
-        loyalty_days.points_redeemed::numeric / nullif(loyalty_days.points_earned, 0) as reward_redemption_rate,
-        coalesce(loyalty_days.referrals, 0)::bigint as referrals,
-        state_days.advocates::bigint as advocates,
+        flow_daily.nps,
+        flow_daily.csat,
+        flow_daily.reward_redemption_rate,
+        flow_daily.referrals,
+        stock_daily.advocates::bigint as advocates,
 
         ---------- metadata: latest web delivery summarised into this day
         web_daily._web_last_dt
 
     from spine
     left join web_daily on spine.date_day = web_daily.date_day
-    left join contact_days on spine.date_day = contact_days.date_day
-    left join ad_days on spine.date_day = ad_days.date_day
-    left join email_days on spine.date_day = email_days.date_day
-    left join order_days on spine.date_day = order_days.date_day
-    left join refund_days on spine.date_day = refund_days.date_day
-    left join attributed_days on spine.date_day = attributed_days.date_day
-    left join survey_days on spine.date_day = survey_days.date_day
-    left join loyalty_days on spine.date_day = loyalty_days.date_day
-    left join state_days on spine.date_day = state_days.date_day
+    left join flow_daily on spine.date_day = flow_daily.date_day
+    left join stock_daily on spine.date_day = stock_daily.date_day
 
 ),
 

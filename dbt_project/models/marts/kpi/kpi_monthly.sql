@@ -1,3 +1,4 @@
+{%- set contributions_model = ref('int_kpi__contributions') -%}
 {{
     config(
         materialized='incremental',
@@ -8,6 +9,7 @@
             where
                 month < (select date_trunc('month', data_start_date)::date from {{ ref('int_lifecycle__as_of') }})
                 or month > (select date_trunc('month', as_of_date)::date from {{ ref('int_lifecycle__as_of') }})",
+            "{{ change_log_consume(ref('int_kpi__contributions')) }}",
         ],
     )
 }}
@@ -18,9 +20,22 @@
     Flows and rates are computed over the month's own events, never as averages of daily
     rates. Stocks (active_customers, repeat_purchase_rate, mrr, advocates) are the values at
     the end of the month: kpi_daily's value on its last day (the as-of date for the current
-    month). Incremental like kpi_daily: web KPIs are recomputed only for months touched by
-    recent web deliveries (the window of kpi_daily), everything else for every month, and
-    only changed months are written. -#}
+    month).
+
+    Incremental, and equal to a full refresh; a run recomputes only the months new data
+    touches:
+    - web KPIs for the months touched by recent web deliveries (the window of kpi_daily);
+    - every other flow, and the retention KPIs of persons (active at start and end, churn,
+      CRR, purchase frequency, upsell), for the months of the contributions
+      (int_kpi__contributions) changed since the last run, as its change log says
+      (macros/change_log.sql); a changed order also for the months up to
+      var('active_window_days') later, whose activity windows hold it; and for the as-of
+      month (its end moves with the as-of date) and months new to the table;
+    - the month-end stocks (from kpi_daily) and MRR movements (fct_mrr_movements, a full
+      rebuild: the shop keeps no history of subscriptions to work incrementally from) for
+      every month: a lookup of one row per month and per subscribing customer and month.
+    - everything when the contributions were built in full (the log says so).
+    Only changed months are written; the consumed changes are deleted (post-hook). -#}
 
 {%- set kpi_columns = [
     'unique_visitors', 'sessions', 'new_contacts', 'ad_impressions', 'ad_clicks', 'ad_spend',
@@ -36,6 +51,14 @@
     'unique_visitors', 'sessions', 'bounce_rate', 'avg_engagement_time_s',
     'session_conversion_rate', 'cart_abandonment_rate', '_web_last_dt',
 ] -%}
+{%- set flow_columns = [
+    'new_contacts', 'ad_impressions', 'ad_clicks', 'ad_spend', 'ad_ctr', 'email_open_rate',
+    'email_click_rate', 'email_unsubscribe_rate', 'orders', 'revenue', 'refunds',
+    'net_revenue', 'aov', 'new_customers', 'cac', 'roas', 'active_customers_at_start',
+    'churn_rate', 'customer_retention_rate', 'purchase_frequency', 'nps', 'csat',
+    'reward_redemption_rate', 'referrals', 'upsell_rate',
+] -%}
+{%- set recompute_all = change_log_recompute_all(contributions_model) %}
 
 with
 
@@ -63,57 +86,15 @@ web_sessions as not materialized (
 
 ),
 
-contacts as (
+contributions as not materialized (
 
-    select * from {{ ref('stg_crm__contacts') }}
-
-),
-
-ad_spends as (
-
-    select * from {{ ref('stg_marketing__ad_spends') }}
-
-),
-
-email_deliveries as (
-
-    select * from {{ ref('int_lifecycle__email_deliveries') }}
-
-),
-
-orders as (
-
-    select * from {{ ref('int_orders__orders') }}
-
-),
-
-refunds as (
-
-    select * from {{ ref('int_orders__refunds') }}
-
-),
-
-attribution_credits as (
-
-    select * from {{ ref('int_lifecycle__attribution_credits') }}
+    select * from {{ contributions_model }}
 
 ),
 
 mrr_movements as (
 
     select * from {{ ref('fct_mrr_movements') }}
-
-),
-
-survey_responses as (
-
-    select * from {{ ref('stg_crm__survey_responses') }}
-
-),
-
-loyalty_events as (
-
-    select * from {{ ref('stg_crm__loyalty_events') }}
 
 ),
 
@@ -224,123 +205,79 @@ web_monthly as (
 
 ),
 
----------- flows of the month
+---------- other KPIs: months to compute in this run
 
-contact_months as (
+month_scope as (
 
-    select
-        date_trunc('month', created_date)::date as date_month,
-        count(*) as new_contacts
-    from contacts
-    group by date_trunc('month', created_date)::date
+    {% if recompute_all %}
+        select date_month from months
+    {% else %}
+        select months.date_month
+        from (
+            -- a changed order is in the activity windows of the months up to
+            -- var('active_window_days') days after it
+            select
+                date_trunc('month', date_day)::date as first_month,
+                date_trunc(
+                    'month',
+                    date_day + case when contribution_type = 'order' then {{ var('active_window_days') }} else 0 end
+                )::date as last_month
+            from ({{ change_log_changes(contributions_model) }}) as changes
+        ) as changed
+        inner join months
+            on months.date_month between changed.first_month and changed.last_month
 
-),
+        union
 
-ad_months as (
-
-    select
-        date_trunc('month', spend_date)::date as date_month,
-        sum(impressions) as ad_impressions,
-        sum(clicks) as ad_clicks,
-        sum(spend_reporting) as ad_spend
-    from ad_spends
-    group by date_trunc('month', spend_date)::date
-
-),
-
-email_months as (
-
-    select
-        date_trunc('month', delivered_date)::date as date_month,
-        count(*) as delivered_pairs,
-        count(*) filter (where was_opened) as opened_pairs,
-        count(*) filter (where was_clicked) as clicked_pairs,
-        count(*) filter (where was_unsubscribed) as unsubscribed_pairs
-    from email_deliveries
-    group by date_trunc('month', delivered_date)::date
+        -- the as-of month (its end moves with the as-of date) and months new to the table
+        select date_month from months
+        where
+            date_month = (select date_trunc('month', as_of_date)::date from as_of)
+            or date_month not in (select month from {{ this }})
+    {% endif %}
 
 ),
 
-valid_orders as (
-
-    select * from orders
-    where is_valid
-
-),
-
-order_months as (
+-- one range lookup per month in scope (lateral), through the date_day index
+flow_sums as (
 
     select
-        date_trunc('month', order_date)::date as date_month,
-        count(*) as orders,
-        sum(revenue) as revenue,
-        count(*) filter (where valid_order_number = 1) as new_customers,
-        count(*) filter (where customer_key is not null) as person_orders,
-        count(distinct customer_key) as ordering_persons
-    from valid_orders
-    group by date_trunc('month', order_date)::date
-
-),
-
-refund_months as (
-
-    select
-        date_trunc('month', refund_date)::date as date_month,
-        sum(amount_reporting) as refunds
-    from refunds
-    group by date_trunc('month', refund_date)::date
-
-),
-
--- ROAS numerator: revenue of conversions with at least one touch (model-free, see kpi_daily)
-attributed_months as (
-
-    select
-        date_trunc('month', conversion_date)::date as date_month,
-        sum(credited_revenue) as attributed_revenue
-    from attribution_credits
-    where attribution_model = 'first_touch' and session_id is not null
-    group by date_trunc('month', conversion_date)::date
-
-),
-
-survey_months as (
-
-    select
-        date_trunc('month', submitted_date)::date as date_month,
-        count(*) filter (where survey_type = 'nps') as nps_answers,
-        count(*) filter (where survey_type = 'nps' and score >= 9) as nps_promoters,
-        count(*) filter (where survey_type = 'nps' and score <= 6) as nps_detractors,
-        count(*) filter (where survey_type = 'csat') as csat_answers,
-        count(*) filter (where survey_type = 'csat' and score >= 4) as csat_satisfied
-    from survey_responses
-    group by date_trunc('month', submitted_date)::date
-
-),
-
-loyalty_months as (
-
-    select
-        date_trunc('month', occurred_date)::date as date_month,
-        sum(abs(points)) filter (where event_type = 'earned') as points_earned,
-        -- 0, not null, on a day with earnings and no redemption: the rate is then 0
-        coalesce(sum(abs(points)) filter (where event_type = 'redeemed'), 0) as points_redeemed,
-        count(*) filter (where event_type = 'referral') as referrals
-    from loyalty_events
-    group by date_trunc('month', occurred_date)::date
-
-),
-
-mrr_months as (
-
-    select
-        month as date_month,
-        sum(new_mrr) as new_mrr,
-        sum(expansion_mrr) as expansion_mrr,
-        sum(contraction_mrr) as contraction_mrr,
-        sum(churned_mrr) as churned_mrr
-    from mrr_movements
-    group by month
+        month_scope.date_month,
+        month_contributions.*
+    from month_scope
+    cross join lateral (
+        select
+            sum(new_contacts) as new_contacts,
+            sum(ad_impressions) as ad_impressions,
+            sum(ad_clicks) as ad_clicks,
+            sum(ad_spend) as ad_spend,
+            sum(delivered_pairs) as delivered_pairs,
+            sum(opened_pairs) as opened_pairs,
+            sum(clicked_pairs) as clicked_pairs,
+            sum(unsubscribed_pairs) as unsubscribed_pairs,
+            sum(orders) as orders,
+            sum(revenue) as revenue,
+            sum(new_customers) as new_customers,
+            sum(person_orders) as person_orders,
+            count(distinct customer_key) filter (where contribution_type = 'order') as ordering_persons,
+            sum(repeat_orders) as repeat_orders,
+            sum(upsell_orders) as upsell_orders,
+            sum(refunds) as refunds,
+            sum(attributed_revenue) as attributed_revenue,
+            sum(nps_answers) as nps_answers,
+            sum(nps_promoters) as nps_promoters,
+            sum(nps_detractors) as nps_detractors,
+            sum(csat_answers) as csat_answers,
+            sum(csat_satisfied) as csat_satisfied,
+            sum(points_earned) as points_earned,
+            -- 0, not null, in a month with earnings and no redemption: the rate is then 0
+            coalesce(sum(points_redeemed), 0) as points_redeemed,
+            sum(referrals) as referrals
+        from contributions
+        where
+            contributions.date_day >= month_scope.date_month
+            and contributions.date_day < (month_scope.date_month + interval '1 month')::date
+    ) as month_contributions
 
 ),
 
@@ -350,21 +287,25 @@ person_activity as (
 
     select
         months.date_month,
-        valid_orders.customer_key,
+        person_orders.customer_key,
+        bool_or(person_orders.date_day < months.date_month) as is_active_at_start,
         bool_or(
-            valid_orders.order_date < months.date_month
-        ) as is_active_at_start,
-        bool_or(
-            valid_orders.order_date
-            > months.period_end_date - {{ var('active_window_days') }}
+            person_orders.date_day > months.period_end_date - {{ var('active_window_days') }}
         ) as is_active_at_end
-    from months
-    inner join valid_orders
-        on
-            months.date_month - {{ var('active_window_days') }} <= valid_orders.order_date
-            and months.period_end_date >= valid_orders.order_date
-    where valid_orders.customer_key is not null
-    group by months.date_month, valid_orders.customer_key
+    from month_scope
+    inner join months on month_scope.date_month = months.date_month
+    cross join lateral (
+        select
+            contributions.customer_key,
+            contributions.date_day
+        from contributions
+        where
+            contributions.contribution_type = 'order'
+            and contributions.customer_key is not null
+            and contributions.date_day >= months.date_month - {{ var('active_window_days') }}
+            and contributions.date_day <= months.period_end_date
+    ) as person_orders
+    group by months.date_month, person_orders.customer_key
 
 ),
 
@@ -380,58 +321,81 @@ activity_months as (
 
 ),
 
--- upsell: a repeat valid order holding a category the person never bought before
-order_categories as (
+flow_recomputed as (
 
     select
-        customer_key,
-        order_id,
-        valid_order_number,
-        unnest(categories) as category
-    from valid_orders
-    where customer_key is not null
+        flow_sums.date_month,
+
+        ---------- awareness
+        coalesce(flow_sums.new_contacts, 0)::bigint as new_contacts,
+        coalesce(flow_sums.ad_impressions, 0)::bigint as ad_impressions,
+        coalesce(flow_sums.ad_clicks, 0)::bigint as ad_clicks,
+        coalesce(flow_sums.ad_spend, 0) as ad_spend,
+        flow_sums.ad_clicks::numeric / nullif(flow_sums.ad_impressions, 0) as ad_ctr,
+
+        ---------- engagement
+        flow_sums.opened_pairs::numeric / nullif(flow_sums.delivered_pairs, 0) as email_open_rate,
+        flow_sums.clicked_pairs::numeric / nullif(flow_sums.delivered_pairs, 0) as email_click_rate,
+        flow_sums.unsubscribed_pairs::numeric
+        / nullif(flow_sums.delivered_pairs, 0) as email_unsubscribe_rate,
+
+        ---------- conversion
+        coalesce(flow_sums.orders, 0)::bigint as orders,
+        coalesce(flow_sums.revenue, 0) as revenue,
+        coalesce(flow_sums.refunds, 0) as refunds,
+        coalesce(flow_sums.revenue, 0) - coalesce(flow_sums.refunds, 0) as net_revenue,
+        flow_sums.revenue / nullif(flow_sums.orders, 0) as aov,
+        coalesce(flow_sums.new_customers, 0)::bigint as new_customers,
+        flow_sums.ad_spend / nullif(flow_sums.new_customers, 0) as cac,
+        coalesce(flow_sums.attributed_revenue, 0) / nullif(flow_sums.ad_spend, 0) as roas,
+
+        ---------- retention
+        coalesce(activity_months.active_at_start, 0)::bigint as active_customers_at_start,
+        activity_months.churned_persons::numeric
+        / nullif(activity_months.active_at_start, 0) as churn_rate,
+        (coalesce(activity_months.active_at_end, 0) - coalesce(flow_sums.new_customers, 0))::numeric
+        / nullif(activity_months.active_at_start, 0) as customer_retention_rate,
+        flow_sums.person_orders::numeric / nullif(flow_sums.ordering_persons, 0) as purchase_frequency,
+
+        ---------- loyalty
+        100.0 * (flow_sums.nps_promoters - flow_sums.nps_detractors)
+        / nullif(flow_sums.nps_answers, 0) as nps,
+        100.0 * flow_sums.csat_satisfied / nullif(flow_sums.csat_answers, 0) as csat,
+        flow_sums.points_redeemed::numeric / nullif(flow_sums.points_earned, 0) as reward_redemption_rate,
+        coalesce(flow_sums.referrals, 0)::bigint as referrals,
+        flow_sums.upsell_orders::numeric / nullif(flow_sums.repeat_orders, 0) as upsell_rate
+
+    from flow_sums
+    left join activity_months on flow_sums.date_month = activity_months.date_month
 
 ),
 
-first_category_orders as (
+flow_monthly as (
 
-    select
-        customer_key,
-        category,
-        min(valid_order_number) as first_order_number
-    from order_categories
-    group by customer_key, category
+    select * from flow_recomputed
 
-),
+    {% if not recompute_all %}
+        union all
 
-repeat_orders as (
-
-    select
-        valid_orders.order_id,
-        date_trunc('month', valid_orders.order_date)::date as date_month,
-        coalesce(
-            bool_or(first_category_orders.first_order_number = valid_orders.valid_order_number),
-            false
-        ) as has_new_category
-    from valid_orders
-    left join order_categories on valid_orders.order_id = order_categories.order_id
-    left join first_category_orders
-        on
-            order_categories.customer_key = first_category_orders.customer_key
-            and order_categories.category = first_category_orders.category
-    where valid_orders.valid_order_number >= 2
-    group by valid_orders.order_id, date_trunc('month', valid_orders.order_date)::date
+        select
+            month as date_month,
+            {{ flow_columns | join(', ') }}
+        from {{ this }}
+        where month not in (select date_month from month_scope)
+    {% endif %}
 
 ),
 
-upsell_months as (
+mrr_months as (
 
     select
-        date_month,
-        count(*) as repeat_orders,
-        count(*) filter (where has_new_category) as upsell_orders
-    from repeat_orders
-    group by date_month
+        month as date_month,
+        sum(new_mrr) as new_mrr,
+        sum(expansion_mrr) as expansion_mrr,
+        sum(contraction_mrr) as contraction_mrr,
+        sum(churned_mrr) as churned_mrr
+    from mrr_movements
+    group by month
 
 ),
 
@@ -460,43 +424,38 @@ monthly as (
         ---------- awareness
         coalesce(web_monthly.unique_visitors, 0)::bigint as unique_visitors,
         coalesce(web_monthly.sessions, 0)::bigint as sessions,
-        coalesce(contact_months.new_contacts, 0)::bigint as new_contacts,
-        coalesce(ad_months.ad_impressions, 0)::bigint as ad_impressions,
-        coalesce(ad_months.ad_clicks, 0)::bigint as ad_clicks,
-        coalesce(ad_months.ad_spend, 0) as ad_spend,
-        ad_months.ad_clicks::numeric / nullif(ad_months.ad_impressions, 0) as ad_ctr,
+        flow_monthly.new_contacts,
+        flow_monthly.ad_impressions,
+        flow_monthly.ad_clicks,
+        flow_monthly.ad_spend,
+        flow_monthly.ad_ctr,
 
         ---------- engagement
         web_monthly.bounce_rate,
         web_monthly.avg_engagement_time_s,
-        email_months.opened_pairs::numeric / nullif(email_months.delivered_pairs, 0) as email_open_rate,
-        email_months.clicked_pairs::numeric
-        / nullif(email_months.delivered_pairs, 0) as email_click_rate,
-        email_months.unsubscribed_pairs::numeric
-        / nullif(email_months.delivered_pairs, 0) as email_unsubscribe_rate,
+        flow_monthly.email_open_rate,
+        flow_monthly.email_click_rate,
+        flow_monthly.email_unsubscribe_rate,
 
         ---------- conversion
-        coalesce(order_months.orders, 0)::bigint as orders,
-        coalesce(order_months.revenue, 0) as revenue,
-        coalesce(refund_months.refunds, 0) as refunds,
-        coalesce(order_months.revenue, 0) - coalesce(refund_months.refunds, 0) as net_revenue,
-        order_months.revenue / nullif(order_months.orders, 0) as aov,
-        coalesce(order_months.new_customers, 0)::bigint as new_customers,
+        flow_monthly.orders,
+        flow_monthly.revenue,
+        flow_monthly.refunds,
+        flow_monthly.net_revenue,
+        flow_monthly.aov,
+        flow_monthly.new_customers,
         web_monthly.session_conversion_rate,
         web_monthly.cart_abandonment_rate,
-        ad_months.ad_spend / nullif(order_months.new_customers, 0) as cac,
-        coalesce(attributed_months.attributed_revenue, 0) / nullif(ad_months.ad_spend, 0) as roas,
+        flow_monthly.cac,
+        flow_monthly.roas,
 
         ---------- retention
         month_end_states.active_customers::bigint as active_customers,
-        coalesce(activity_months.active_at_start, 0)::bigint as active_customers_at_start,
-        activity_months.churned_persons::numeric
-        / nullif(activity_months.active_at_start, 0) as churn_rate,
-        (coalesce(activity_months.active_at_end, 0) - coalesce(order_months.new_customers, 0))::numeric
-        / nullif(activity_months.active_at_start, 0) as customer_retention_rate,
+        flow_monthly.active_customers_at_start,
+        flow_monthly.churn_rate,
+        flow_monthly.customer_retention_rate,
         month_end_states.repeat_purchase_rate,
-        order_months.person_orders::numeric
-        / nullif(order_months.ordering_persons, 0) as purchase_frequency,
+        flow_monthly.purchase_frequency,
         month_end_states.mrr,
         coalesce(mrr_months.new_mrr, 0) as new_mrr,
         coalesce(mrr_months.expansion_mrr, 0) as expansion_mrr,
@@ -504,13 +463,11 @@ monthly as (
         coalesce(mrr_months.churned_mrr, 0) as churned_mrr,
 
         ---------- loyalty
-        100.0 * (survey_months.nps_promoters - survey_months.nps_detractors)
-        / nullif(survey_months.nps_answers, 0) as nps,
-        100.0 * survey_months.csat_satisfied / nullif(survey_months.csat_answers, 0) as csat,
-        loyalty_months.points_redeemed::numeric
-        / nullif(loyalty_months.points_earned, 0) as reward_redemption_rate,
-        coalesce(loyalty_months.referrals, 0)::bigint as referrals,
-        upsell_months.upsell_orders::numeric / nullif(upsell_months.repeat_orders, 0) as upsell_rate,
+        flow_monthly.nps,
+        flow_monthly.csat,
+        flow_monthly.reward_redemption_rate,
+        flow_monthly.referrals,
+        flow_monthly.upsell_rate,
         month_end_states.advocates::bigint as advocates,
 
         ---------- metadata: latest web delivery summarised into this month
@@ -518,17 +475,8 @@ monthly as (
 
     from months
     left join web_monthly on months.date_month = web_monthly.date_month
-    left join contact_months on months.date_month = contact_months.date_month
-    left join ad_months on months.date_month = ad_months.date_month
-    left join email_months on months.date_month = email_months.date_month
-    left join order_months on months.date_month = order_months.date_month
-    left join refund_months on months.date_month = refund_months.date_month
-    left join attributed_months on months.date_month = attributed_months.date_month
-    left join survey_months on months.date_month = survey_months.date_month
-    left join loyalty_months on months.date_month = loyalty_months.date_month
+    left join flow_monthly on months.date_month = flow_monthly.date_month
     left join mrr_months on months.date_month = mrr_months.date_month
-    left join activity_months on months.date_month = activity_months.date_month
-    left join upsell_months on months.date_month = upsell_months.date_month
     left join month_end_states on months.date_month = month_end_states.date_month
 
 ),

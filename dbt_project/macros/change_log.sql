@@ -1,0 +1,158 @@
+{#- Change log of an incremental model (int_kpi__contributions): every run records the rows
+    it changed, before and after, for each model that consumes the changes (kpi_daily,
+    kpi_monthly). A consumer reads the changes logged since it last ran, recomputes only
+    what they touch, and deletes them in the same transaction as its own update: what it
+    has not consumed stays logged, whatever failed in between.
+
+    The log is the table `<model>__changes` beside the model:
+        change_id   position in the log
+        consumer    the model that is to consume the change
+        sign        -1: a row as it was before the change (also a deleted row),
+                    +1: a row as it is after it, 0: everything changed (the model was
+                    built in full), recompute everything
+        row_image   the row (jsonb; jsonb_populate_record turns it back into the model's
+                    row type)
+    It is bookkeeping, not a model: in sync with the model after every build, and empty
+    once every consumer has run. -#}
+
+{% macro change_log_relation(model_relation) -%}
+    {{- return(model_relation.incorporate(path={"identifier": model_relation.identifier ~ "__changes"})) -}}
+{%- endmacro %}
+
+
+{% macro change_log_prepare(consumers) -%}
+    {#- Pre-hook of the logged model: create the log; on a full build, empty it and log
+        "everything changed" for every consumer. -#}
+    {%- set log = change_log_relation(this) -%}
+    create table if not exists {{ log }} (
+        change_id bigint generated always as identity primary key,
+        consumer text not null,
+        sign smallint not null,
+        row_image jsonb
+    );
+    {% if not is_incremental() -%}
+        delete from {{ log }};
+        insert into {{ log }} (consumer, sign) values
+        {%- for consumer in consumers %}
+            ('{{ consumer }}', 0){{ ',' if not loop.last }}
+        {%- endfor %};
+    {%- endif %}
+{%- endmacro %}
+
+
+{% macro get_incremental_replace_changed_sql(arg_dict) -%}
+    {#- Incremental strategy `replace_changed`: the model selects every row that may have
+        changed (candidates), and, for a candidate that no longer exists, a tombstone: its
+        unique_key with NULL in meta.tombstone_when_null. Rows that differ from the stored
+        ones are replaced (tombstones delete), and logged before and after for each of
+        meta.change_consumers (change_log_prepare). Unchanged candidates cost a compare,
+        no write. -#}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set unique_key = arg_dict['unique_key'] -%}
+    {%- set meta = config.get('meta') or {} -%}
+    {%- set tombstone_column = meta.get('tombstone_when_null') -%}
+    {%- set consumers = meta.get('change_consumers') or [] -%}
+    {%- if unique_key is not string or not tombstone_column or not consumers -%}
+        {{ exceptions.raise_compiler_error(
+            "incremental_strategy 'replace_changed' needs a single-column unique_key, "
+            ~ "meta.tombstone_when_null and meta.change_consumers (model " ~ target ~ ")") }}
+    {%- endif -%}
+    {%- set columns = arg_dict['dest_columns'] | map(attribute='name') | list -%}
+    {%- set dest_cols_csv = get_quoted_csv(columns) -%}
+    {%- set changed = source.incorporate(path={"identifier": source.identifier ~ "__changed"}) -%}
+    {%- set log = change_log_relation(target) -%}
+
+    create temporary table {{ changed.identifier }} as
+    select candidate.*
+    from {{ source }} as candidate
+    left join {{ target }} as stored
+        on candidate.{{ unique_key }} = stored.{{ unique_key }}
+    where
+        (
+            {%- for column in columns %}
+                candidate.{{ adapter.quote(column) }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        ) is distinct from (
+            {%- for column in columns %}
+                stored.{{ adapter.quote(column) }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        )
+        and not (stored.{{ unique_key }} is null and candidate.{{ tombstone_column }} is null);
+
+    insert into {{ log }} (consumer, sign, row_image)
+    select
+        consumers.consumer,
+        changes.sign,
+        changes.row_image
+    from (
+        select
+            -1 as sign,
+            to_jsonb(stored) as row_image
+        from {{ target }} as stored
+        where stored.{{ unique_key }} in (select {{ unique_key }} from {{ changed.identifier }})
+
+        union all
+
+        select
+            1 as sign,
+            to_jsonb(changed) as row_image
+        from {{ changed.identifier }} as changed
+        where changed.{{ tombstone_column }} is not null
+    ) as changes
+    cross join (
+        values
+        {%- for consumer in consumers %}
+            ('{{ consumer }}'){{ ',' if not loop.last }}
+        {%- endfor %}
+    ) as consumers (consumer);
+
+    delete from {{ target }}
+    where {{ unique_key }} in (select {{ unique_key }} from {{ changed.identifier }});
+
+    insert into {{ target }} ({{ dest_cols_csv }})
+    select {{ dest_cols_csv }}
+    from {{ changed.identifier }}
+    where {{ tombstone_column }} is not null;
+
+    drop table {{ changed.identifier }}
+{%- endmacro %}
+
+
+{% macro change_log_recompute_all(logged_model) -%}
+    {#- For the consuming model (this), at run time: whether it must recompute everything:
+        it is built in full, the log does not exist yet, or a change logged for it says
+        "everything changed". -#}
+    {%- set log = change_log_relation(logged_model) -%}
+    {%- if not execute -%}
+        {{- return(false) -}}
+    {%- elif not is_incremental() or adapter.get_relation(log.database, log.schema, log.identifier) is none -%}
+        {{- return(true) -}}
+    {%- endif -%}
+    {%- set result = run_query(
+        "select exists (select from " ~ log ~ " where consumer = '" ~ this.identifier ~ "' and sign = 0)"
+    ) -%}
+    {{- return(result.columns[0].values()[0]) -}}
+{%- endmacro %}
+
+
+{% macro change_log_changes(logged_model) -%}
+    {#- SQL: the changes logged for the consuming model (this), as rows of the logged model
+        with their sign (-1 before, +1 after). -#}
+    {%- set log = change_log_relation(logged_model) -%}
+    select
+        log.sign,
+        logged_row.*
+    from {{ log }} as log
+    cross join lateral jsonb_populate_record(null::{{ logged_model }}, log.row_image) as logged_row
+    where log.consumer = '{{ this.identifier }}' and log.sign <> 0
+{%- endmacro %}
+
+
+{% macro change_log_consume(logged_model) -%}
+    {#- Post-hook of the consuming model: delete the changes logged for it, in the
+        transaction of its update. Builds run one at a time (the warehouse DAG has
+        max_active_runs=1), so nothing is logged between its select and this delete. -#}
+    {%- set log = change_log_relation(logged_model) -%}
+    delete from {{ log }} where consumer = '{{ this.identifier }}'
+{%- endmacro %}
