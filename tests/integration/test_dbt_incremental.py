@@ -7,8 +7,10 @@ main scenario delivers the lifecycle dev dataset (tests/fixtures/dbt_lifecycle_d
 in steps: a first `dbt build` on the fresh warehouse, then incremental runs over deliveries
 with late web events (one in ten arrives one to three days late), duplicated events (one
 in twenty delivered again the next day), orders whose status changes after they were
-loaded, and two web date folders re-delivered with changed content: one inside the
-late-data window, one older than it. Each run is planned and logged as the warehouse DAG
+loaded, two web date folders re-delivered with changed content (one inside the
+late-data window, one older than it), late CRM corrections that move a contact's
+creation and a survey answer to earlier days, and a CRM contacts folder re-delivered
+without one of them. Each run is planned and logged as the warehouse DAG
 does (warehouse_tasks.plan_build / record_build): the older re-delivery is in
 raw.load_audit, so the plan moves the windows back to its date (dbt var recompute_from).
 After the last incremental run it copies every incremental model and every mart, rebuilds
@@ -22,7 +24,10 @@ re-delivery older than the window is missed, and int_web__events, int_web__sessi
 int_identity__anonymous_ids, int_lifecycle__stage_intervals, dim_customers,
 fct_lifecycle_transitions, kpi_daily and kpi_monthly differ from the full refresh (checked
 by hand). INCREMENTAL_VARS = {"late_data_lookback_days": 0} with IGNORE_PLAN also puts
-the other re-delivery outside the window.
+the other re-delivery outside the window. The KPI marts find the old days of moved or
+dropped records only in int_kpi__contributions' change log: with the old rows of contacts
+and survey answers left out of the log (macros/change_log.sql), kpi_daily differs on
+exactly the two old days (checked by hand).
 
 A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data.sql
 (contact versions, identity stitching on a shared device, orders before the FX series,
@@ -154,6 +159,73 @@ def _redeliver_web_folder(url: str, dt: str) -> None:
         )
 
 
+# A CRM folder with late corrections, delivered with the run through CORRECTED_IN_RUN, and
+# delivered again without one of them before the last run (inside the window)
+CORRECTED_CRM_FOLDER = "2024-06-24"
+CORRECTED_IN_RUN = "2024-06-26"
+
+
+def _correct_crm_records(url: str, dt: str) -> None:
+    """Corrections in CRM folder `dt`: a new version of a contact created in May moves its
+    creation 10 days back, and a survey answer delivered again moves its submission 5 days
+    back. Both change KPIs of days long before the window: their old day is known only from
+    what was stored (int_kpi__contributions' change log)."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        moved_contact = conn.execute(
+            """
+            insert into raw.crm_contacts (
+                contact_id, email, first_name, last_name, phone, country, city, lead_source,
+                lifecycle_stage, created_at, updated_at, _batch_id, _dt, _file, _line_number, _loaded_at
+            )
+            select
+                contact_id, email, first_name, last_name, phone, country, city, lead_source,
+                lifecycle_stage, created_at - interval '10 days', %(dt)s::timestamptz + interval '10 hours',
+                md5('correction' || %(dt)s)::uuid, %(dt)s::date, 'crm/contacts/dt=' || %(dt)s || '/contacts.csv',
+                9999, %(dt)s::timestamptz + interval '1 day'
+            from raw.crm_contacts
+            where created_at >= '2024-05-01' and created_at < '2024-06-01'
+            order by contact_id
+            limit 1
+            returning contact_id
+            """,
+            {"dt": dt},
+        ).fetchone()
+        moved_answer = conn.execute(
+            """
+            insert into raw.crm_survey_responses (
+                response_id, contact_id, survey_type, score, submitted_at, comment,
+                _batch_id, _dt, _file, _line_number, _loaded_at
+            )
+            select
+                response_id, contact_id, survey_type, score, submitted_at - interval '5 days', comment,
+                md5('correction' || %(dt)s)::uuid, %(dt)s::date, 'crm/survey_responses/dt=' || %(dt)s || '/responses.csv',
+                9999, %(dt)s::timestamptz + interval '1 day'
+            from raw.crm_survey_responses
+            where submitted_at < '2024-06-01'
+            order by response_id
+            limit 1
+            returning response_id
+            """,
+            {"dt": dt},
+        ).fetchone()
+    assert moved_contact and moved_answer, "the dev data has no contact or survey answer to correct"
+
+
+def _redeliver_crm_contacts_folder(url: str, dt: str) -> None:
+    """CRM contacts folder `dt` delivered again without the version _correct_crm_records
+    added: the contact's older version, and its creation day, are current again."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        removed = conn.execute(
+            "delete from raw.crm_contacts where _dt = %s and _line_number = 9999", (dt,)
+        ).rowcount
+        assert removed == 1, f"contacts folder {dt} holds no corrected version to drop"
+        conn.execute(
+            "insert into raw.load_audit (batch_id, source, entity, dt, file, status, rows_read, rows_loaded)"
+            " values (md5('re-delivery contacts' || %s)::uuid, 'crm', 'contacts', %s, %s, 'loaded', 0, 0)",
+            (dt, dt, f"crm/contacts/dt={dt}/contacts.csv"),
+        )
+
+
 def _compared_relations(manifest: dict) -> list[tuple[str, str]]:
     """(schema, table) of every incremental model and every mart, from dbt's manifest."""
     return sorted(
@@ -231,7 +303,11 @@ def built_warehouse(pg_server, tmp_path_factory) -> BuiltWarehouse:
     for through, redelivered_folder in LATER_DELIVERIES:
         if redelivered_folder:
             _redeliver_web_folder(url, redelivered_folder)
+        if through == LATER_DELIVERIES[-1][0]:
+            _redeliver_crm_contacts_folder(url, CORRECTED_CRM_FOLDER)
         _deliver(url, through)
+        if through == CORRECTED_IN_RUN:
+            _correct_crm_records(url, CORRECTED_CRM_FOLDER)
         _planned_run(url, workdir, f"through {through}", INCREMENTAL_VARS)
 
     with psycopg.connect(url) as conn:
