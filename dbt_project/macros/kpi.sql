@@ -51,3 +51,17 @@
         ({{ values.get(name, 'null') }})::{{ type }} as {{ name }}{{ ',' if not loop.last }}
     {%- endfor %}
 {%- endmacro %}
+
+
+{% macro kpi_first_day_moved(as_of_model) -%}
+    {#- At run time, for an incremental kpi_daily: whether the first day of data
+        (as_of_model.data_start_date) differs from the first stored day. -#}
+    {%- if not execute or not is_incremental() -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set result = run_query(
+        "select (select min(date) from " ~ this ~ ") is distinct from (select data_start_date from "
+        ~ as_of_model ~ ")"
+    ) -%}
+    {{- return(result.columns[0].values()[0]) -}}
+{%- endmacro %}

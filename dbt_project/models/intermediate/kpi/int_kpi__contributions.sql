@@ -1,5 +1,9 @@
 {%- set consumers = ['kpi_daily', 'kpi_monthly'] -%}
 {%- set crm_types = ['contact', 'email_delivery', 'survey_response', 'loyalty_event'] -%}
+{%- set other_types = [
+    'ad_spend', 'order', 'order_activity_end', 'refund', 'conversion', 'advocate_from',
+    'advocate_to', 'subscription_start', 'subscription_end',
+] -%}
 {{
     config(
         materialized='incremental',
@@ -87,9 +91,10 @@ attribution_credits as (
 
 ),
 
-stage_intervals as (
+loyalty_stage_intervals as (
 
     select * from {{ ref('int_lifecycle__stage_intervals') }}
+    where stage = 'loyalty'
 
 ),
 
@@ -140,13 +145,24 @@ subscriptions as (
 
     ),
 
-    crm_candidate_keys as (
+    -- every candidate of a tombstone: the CRM ones, and every stored contribution of the
+    -- other kinds
+    candidates as (
 
-        select
-            split_part(contribution_id, ':', 1) as contribution_type,
-            substr(contribution_id, strpos(contribution_id, ':') + 1) as record_id,
-            contribution_id
+        select contribution_id from crm_candidates
+
+        union
+
+        select contribution_id from {{ this }}
+        where contribution_type in {{ sql_list(other_types) }}
+
+    ),
+
+    email_delivery_candidates as (
+
+        select substr(contribution_id, length('email_delivery:') + 1) as email_delivery_id
         from crm_candidates
+        where contribution_id like 'email_delivery:%'
 
     ),
 
@@ -168,9 +184,7 @@ contact_contributions as (
     where
         created_date is not null
         {% if is_incremental() %}
-            and contact_id in (
-                select record_id from crm_candidate_keys where contribution_type = 'contact'
-            )
+            and 'contact:' || contact_id in (select contribution_id from crm_candidates)
         {% endif %}
 
 ),
@@ -189,11 +203,12 @@ email_delivery_contributions as (
             '_last_dt': '_last_dt',
         }) }}
     from email_deliveries
-    {% if is_incremental() %}
-        where email_delivery_id in (
-            select record_id from crm_candidate_keys where contribution_type = 'email_delivery'
-        )
-    {% endif %}
+    where
+        delivered_date is not null
+        {% if is_incremental() %}
+            -- through the table's unique index, pair by pair
+            and email_delivery_id in (select email_delivery_id from email_delivery_candidates)
+        {% endif %}
 
 ),
 
@@ -215,9 +230,7 @@ survey_response_contributions as (
     where
         submitted_date is not null
         {% if is_incremental() %}
-            and survey_response_id in (
-                select record_id from crm_candidate_keys where contribution_type = 'survey_response'
-            )
+            and 'survey_response:' || survey_response_id in (select contribution_id from crm_candidates)
         {% endif %}
 
 ),
@@ -238,9 +251,7 @@ loyalty_event_contributions as (
     where
         occurred_date is not null
         {% if is_incremental() %}
-            and loyalty_event_id in (
-                select record_id from crm_candidate_keys where contribution_type = 'loyalty_event'
-            )
+            and 'loyalty_event:' || loyalty_event_id in (select contribution_id from crm_candidates)
         {% endif %}
 
 ),
@@ -391,8 +402,7 @@ advocate_contributions as (
             'date_day': utc_date('valid_from'),
             'advocates_delta': '1',
         }) }}
-    from stage_intervals
-    where stage = 'loyalty'
+    from loyalty_stage_intervals
 
     union all
 
@@ -403,8 +413,8 @@ advocate_contributions as (
             'date_day': utc_date('valid_to'),
             'advocates_delta': '-1',
         }) }}
-    from stage_intervals
-    where stage = 'loyalty' and valid_to is not null
+    from loyalty_stage_intervals
+    where valid_to is not null
 
 ),
 
@@ -488,18 +498,9 @@ final as (
         -- tombstones: candidates that no longer contribute
         select
             {{ kpi_contribution({'contribution_id': 'gone.contribution_id'}) }}
-        from (
-            select contribution_id from crm_candidates
-
-            union
-
-            select contribution_id from {{ this }}
-            where contribution_type not in {{ sql_list(crm_types) }}
-        ) as gone
-        where not exists (
-            select from contributions
-            where contributions.contribution_id = gone.contribution_id
-        )
+        from candidates as gone
+        left join contributions on gone.contribution_id = contributions.contribution_id
+        where contributions.contribution_id is null
     {% endif %}
 
 )

@@ -55,19 +55,10 @@
     'net_revenue', 'aov', 'new_customers', 'cac', 'roas', 'nps', 'csat',
     'reward_redemption_rate', 'referrals',
 ] -%}
-{%- set stocks = {
-    'active_customers': 'active_customers_delta', 'buyers': 'buyers_delta',
-    'repeat_buyers': 'repeat_buyers_delta', 'advocates': 'advocates_delta', 'mrr': 'mrr_delta',
-} -%}
-{%- set recompute_all = change_log_recompute_all(contributions_model) -%}
-{%- if execute and not recompute_all -%}
-    {#- stored stocks count days before the first day of data on that day: they hold only
-        while it stays the same -#}
-    {%- set recompute_all = run_query(
-        "select (select min(date) from " ~ this ~ ") is distinct from (select data_start_date from "
-        ~ ref('int_lifecycle__as_of') ~ ")"
-    ).columns[0].values()[0] -%}
-{%- endif %}
+{#- stored stocks count the changes before the first day of data on that day: they hold
+    only while it stays the same -#}
+{%- set recompute_all = change_log_recompute_all(contributions_model)
+    or kpi_first_day_moved(ref('int_lifecycle__as_of')) %}
 
 with
 
@@ -196,20 +187,39 @@ web_daily as (
 
 ---------- other flows: days to compute in this run
 
+{% if not recompute_all %}
+
+    -- contributions changed since the last run: as they were (sign -1) and are (+1)
+    changes as (
+
+        {{ change_log_changes(contributions_model) }}
+
+    ),
+
+    stored_days as (
+
+        select max(date) as last_stored_date from {{ this }}
+
+    ),
+
+{% endif %}
+
 flow_scope as (
 
     {% if recompute_all %}
         select date_day from spine
     {% else %}
-        select distinct changes.date_day
-        from ({{ change_log_changes(contributions_model) }}) as changes
+        select changes.date_day
+        from changes
         inner join spine on changes.date_day = spine.date_day
 
         union
 
         -- days new to the table (the as-of date moved on)
-        select date_day from spine
-        where date_day > (select max(date) from {{ this }})
+        select spine.date_day
+        from spine
+        cross join stored_days
+        where spine.date_day > stored_days.last_stored_date
     {% endif %}
 
 ),
@@ -306,58 +316,86 @@ flow_daily as (
 
 ---------- stocks at the end of the day, as running sums of their daily changes
 
+{% if not recompute_all %}
+
+    -- a stored day's change: its stored stock minus the day before's ...
+    stored_stock_changes as (
+
+        select
+            date as date_day,
+            active_customers - lag(active_customers, 1, 0::bigint) over stored_days_in_order as active_customers_delta,
+            buyers - lag(buyers, 1, 0::bigint) over stored_days_in_order as buyers_delta,
+            repeat_buyers - lag(repeat_buyers, 1, 0::bigint) over stored_days_in_order as repeat_buyers_delta,
+            advocates - lag(advocates, 1, 0::bigint) over stored_days_in_order as advocates_delta,
+            mrr - lag(mrr, 1, 0::numeric) over stored_days_in_order as mrr_delta
+        from {{ this }}
+        window stored_days_in_order as (order by date)
+
+    ),
+
+    -- ... plus the logged changes of its contributions (changes before the first day of
+    -- the spine count from its first day)
+    logged_stock_changes as (
+
+        select
+            greatest(changes.date_day, as_of.data_start_date) as date_day,
+            sum(changes.sign * changes.active_customers_delta) as active_customers_delta,
+            sum(changes.sign * changes.buyers_delta) as buyers_delta,
+            sum(changes.sign * changes.repeat_buyers_delta) as repeat_buyers_delta,
+            sum(changes.sign * changes.advocates_delta) as advocates_delta,
+            sum(changes.sign * changes.mrr_delta) as mrr_delta
+        from changes
+        cross join as_of
+        group by greatest(changes.date_day, as_of.data_start_date)
+
+    ),
+
+{% endif %}
+
 stock_changes as (
 
     {% if recompute_all %}
         -- changes before the first day of the spine count from its first day
         select
             greatest(contributions.date_day, as_of.data_start_date) as date_day,
-            {%- for stock, delta in stocks.items() %}
-                sum(contributions.{{ delta }}) as {{ delta }}{{ ',' if not loop.last }}
-            {%- endfor %}
+            sum(contributions.active_customers_delta) as active_customers_delta,
+            sum(contributions.buyers_delta) as buyers_delta,
+            sum(contributions.repeat_buyers_delta) as repeat_buyers_delta,
+            sum(contributions.advocates_delta) as advocates_delta,
+            sum(contributions.mrr_delta) as mrr_delta
         from contributions
         cross join as_of
         where contributions.date_day <= as_of.as_of_date
         group by greatest(contributions.date_day, as_of.data_start_date)
     {% else %}
-        -- a stored day: its stored change plus the logged changes of its contributions
         select
-            stored.date_day,
-            {%- for stock, delta in stocks.items() %}
-                stored.{{ delta }} + coalesce(logged.{{ delta }}, 0) as {{ delta }}{{ ',' if not loop.last }}
-            {%- endfor %}
-        from (
-            select
-                date as date_day,
-                {%- for stock, delta in stocks.items() %}
-                    {{ stock }} - lag({{ stock }}, 1, 0::{{ 'numeric' if stock == 'mrr' else 'bigint' }})
-                        over (order by date) as {{ delta }}{{ ',' if not loop.last }}
-                {%- endfor %}
-            from {{ this }}
-        ) as stored
-        left join (
-            select
-                greatest(changes.date_day, as_of.data_start_date) as date_day,
-                {%- for stock, delta in stocks.items() %}
-                    sum(changes.sign * changes.{{ delta }}) as {{ delta }}{{ ',' if not loop.last }}
-                {%- endfor %}
-            from ({{ change_log_changes(contributions_model) }}) as changes
-            cross join as_of
-            group by greatest(changes.date_day, as_of.data_start_date)
-        ) as logged on stored.date_day = logged.date_day
+            stored_day.date_day,
+            stored_day.active_customers_delta
+            + coalesce(logged_day.active_customers_delta, 0) as active_customers_delta,
+            stored_day.buyers_delta + coalesce(logged_day.buyers_delta, 0) as buyers_delta,
+            stored_day.repeat_buyers_delta
+            + coalesce(logged_day.repeat_buyers_delta, 0) as repeat_buyers_delta,
+            stored_day.advocates_delta + coalesce(logged_day.advocates_delta, 0) as advocates_delta,
+            stored_day.mrr_delta + coalesce(logged_day.mrr_delta, 0) as mrr_delta
+        from stored_stock_changes as stored_day
+        left join logged_stock_changes as logged_day on stored_day.date_day = logged_day.date_day
 
         union all
 
         -- a day new to the table: summed from its contributions
         select
             contributions.date_day,
-            {%- for stock, delta in stocks.items() %}
-                sum(contributions.{{ delta }}) as {{ delta }}{{ ',' if not loop.last }}
-            {%- endfor %}
+            sum(contributions.active_customers_delta) as active_customers_delta,
+            sum(contributions.buyers_delta) as buyers_delta,
+            sum(contributions.repeat_buyers_delta) as repeat_buyers_delta,
+            sum(contributions.advocates_delta) as advocates_delta,
+            sum(contributions.mrr_delta) as mrr_delta
         from contributions
+        cross join stored_days
+        cross join as_of
         where
-            contributions.date_day > (select max(date) from {{ this }})
-            and contributions.date_day <= (select as_of_date from as_of)
+            contributions.date_day > stored_days.last_stored_date
+            and contributions.date_day <= as_of.as_of_date
         group by contributions.date_day
     {% endif %}
 
@@ -367,9 +405,11 @@ stock_daily as (
 
     select
         spine.date_day,
-        {%- for stock, delta in stocks.items() %}
-            sum(coalesce(stock_changes.{{ delta }}, 0)) over running as {{ stock }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        sum(coalesce(stock_changes.active_customers_delta, 0)) over running as active_customers,
+        sum(coalesce(stock_changes.buyers_delta, 0)) over running as buyers,
+        sum(coalesce(stock_changes.repeat_buyers_delta, 0)) over running as repeat_buyers,
+        sum(coalesce(stock_changes.advocates_delta, 0)) over running as advocates,
+        sum(coalesce(stock_changes.mrr_delta, 0)) over running as mrr
     from spine
     left join stock_changes on spine.date_day = stock_changes.date_day
     window running as (order by spine.date_day rows between unbounded preceding and current row)

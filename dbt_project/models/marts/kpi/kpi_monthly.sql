@@ -207,33 +207,45 @@ web_monthly as (
 
 ---------- other KPIs: months to compute in this run
 
+{% if not recompute_all %}
+
+    -- contributions changed since the last run, as the months they touch: their own, and
+    -- for an order the months up to var('active_window_days') days after it, whose
+    -- activity windows hold it
+    changed_months as (
+
+        select
+            date_trunc('month', changes.date_day)::date as first_month,
+            date_trunc(
+                'month',
+                changes.date_day
+                + case when changes.contribution_type = 'order' then {{ var('active_window_days') }} else 0 end
+            )::date as last_month
+        from ({{ change_log_changes(contributions_model) }}) as changes
+
+    ),
+
+{% endif %}
+
 month_scope as (
 
     {% if recompute_all %}
         select date_month from months
     {% else %}
         select months.date_month
-        from (
-            -- a changed order is in the activity windows of the months up to
-            -- var('active_window_days') days after it
-            select
-                date_trunc('month', date_day)::date as first_month,
-                date_trunc(
-                    'month',
-                    date_day + case when contribution_type = 'order' then {{ var('active_window_days') }} else 0 end
-                )::date as last_month
-            from ({{ change_log_changes(contributions_model) }}) as changes
-        ) as changed
+        from changed_months
         inner join months
-            on months.date_month between changed.first_month and changed.last_month
+            on months.date_month between changed_months.first_month and changed_months.last_month
 
         union
 
         -- the as-of month (its end moves with the as-of date) and months new to the table
-        select date_month from months
+        select months.date_month
+        from months
+        cross join as_of
         where
-            date_month = (select date_trunc('month', as_of_date)::date from as_of)
-            or date_month not in (select month from {{ this }})
+            months.date_month = date_trunc('month', as_of.as_of_date)::date
+            or months.date_month not in (select stored_months.month from {{ this }} as stored_months)
     {% endif %}
 
 ),
@@ -283,17 +295,29 @@ flow_sums as (
 
 ---------- retention: persons active at the start (end of the previous day) and at the end
 
-person_activity as (
+-- the months in scope with their activity window: valid orders from
+-- var('active_window_days') days before the month to its end
+scope_months as (
 
     select
         months.date_month,
+        months.period_end_date,
+        months.date_month - {{ var('active_window_days') }} as window_start_date,
+        months.period_end_date - {{ var('active_window_days') }} as end_window_start_date
+    from months
+    inner join month_scope on months.date_month = month_scope.date_month
+
+),
+
+-- the valid orders of persons in each month's window, one range lookup per month (lateral)
+scope_person_orders as (
+
+    select
+        scope_months.date_month,
+        scope_months.end_window_start_date,
         person_orders.customer_key,
-        bool_or(person_orders.date_day < months.date_month) as is_active_at_start,
-        bool_or(
-            person_orders.date_day > months.period_end_date - {{ var('active_window_days') }}
-        ) as is_active_at_end
-    from month_scope
-    inner join months on month_scope.date_month = months.date_month
+        person_orders.date_day
+    from scope_months
     cross join lateral (
         select
             contributions.customer_key,
@@ -302,10 +326,21 @@ person_activity as (
         where
             contributions.contribution_type = 'order'
             and contributions.customer_key is not null
-            and contributions.date_day >= months.date_month - {{ var('active_window_days') }}
-            and contributions.date_day <= months.period_end_date
+            and contributions.date_day >= scope_months.window_start_date
+            and contributions.date_day <= scope_months.period_end_date
     ) as person_orders
-    group by months.date_month, person_orders.customer_key
+
+),
+
+person_activity as (
+
+    select
+        date_month,
+        customer_key,
+        bool_or(date_day < date_month) as is_active_at_start,
+        bool_or(date_day > end_window_start_date) as is_active_at_end
+    from scope_person_orders
+    group by date_month, customer_key
 
 ),
 
