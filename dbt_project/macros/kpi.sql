@@ -65,3 +65,19 @@
     ) -%}
     {{- return(result.columns[0].values()[0]) -}}
 {%- endmacro %}
+
+
+{% macro require_stored_columns(columns) -%}
+    {#- At run time, for an incremental model (this) whose logic reads its own stored
+        columns: fail with a clear message if the stored table lacks one of them (it was
+        built by an older version of the project). -#}
+    {%- if execute and is_incremental() -%}
+        {%- set stored = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+        {%- for column in columns if column not in stored -%}
+            {{ exceptions.raise_compiler_error(
+                this ~ " has no column " ~ column ~ ": it was built by an older version of the project. "
+                ~ "Rebuild it once with `.venv/bin/lw dbt build --full-refresh --select " ~ this.identifier ~ "+` "
+                ~ "(README: after upgrading)") }}
+        {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
