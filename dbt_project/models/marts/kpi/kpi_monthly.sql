@@ -51,12 +51,9 @@
     'unique_visitors', 'sessions', 'bounce_rate', 'avg_engagement_time_s',
     'session_conversion_rate', 'cart_abandonment_rate', '_web_last_dt',
 ] -%}
-{%- set flow_columns = [
-    'new_contacts', 'ad_impressions', 'ad_clicks', 'ad_spend', 'ad_ctr', 'email_open_rate',
-    'email_click_rate', 'email_unsubscribe_rate', 'orders', 'revenue', 'refunds',
-    'net_revenue', 'aov', 'new_customers', 'cac', 'roas', 'active_customers_at_start',
-    'churn_rate', 'customer_retention_rate', 'purchase_frequency', 'nps', 'csat',
-    'reward_redemption_rate', 'referrals', 'upsell_rate',
+{%- set flow_columns = kpi_flow_columns() + [
+    'active_customers_at_start', 'churn_rate', 'customer_retention_rate', 'purchase_frequency',
+    'upsell_rate',
 ] -%}
 {%- set recompute_all = change_log_recompute_all(contributions_model) %}
 
@@ -259,32 +256,8 @@ flow_sums as (
     from month_scope
     cross join lateral (
         select
-            sum(new_contacts) as new_contacts,
-            sum(ad_impressions) as ad_impressions,
-            sum(ad_clicks) as ad_clicks,
-            sum(ad_spend) as ad_spend,
-            sum(delivered_pairs) as delivered_pairs,
-            sum(opened_pairs) as opened_pairs,
-            sum(clicked_pairs) as clicked_pairs,
-            sum(unsubscribed_pairs) as unsubscribed_pairs,
-            sum(orders) as orders,
-            sum(revenue) as revenue,
-            sum(new_customers) as new_customers,
-            sum(person_orders) as person_orders,
-            count(distinct customer_key) filter (where contribution_type = 'order') as ordering_persons,
-            sum(repeat_orders) as repeat_orders,
-            sum(upsell_orders) as upsell_orders,
-            sum(refunds) as refunds,
-            sum(attributed_revenue) as attributed_revenue,
-            sum(nps_answers) as nps_answers,
-            sum(nps_promoters) as nps_promoters,
-            sum(nps_detractors) as nps_detractors,
-            sum(csat_answers) as csat_answers,
-            sum(csat_satisfied) as csat_satisfied,
-            sum(points_earned) as points_earned,
-            -- 0, not null, in a month with earnings and no redemption: the rate is then 0
-            coalesce(sum(points_redeemed), 0) as points_redeemed,
-            sum(referrals) as referrals
+            {{ kpi_contribution_sums() }},
+            count(distinct customer_key) filter (where contribution_type = 'order') as ordering_persons
         from contributions
         where
             contributions.date_day >= month_scope.date_month
@@ -360,44 +333,15 @@ flow_recomputed as (
 
     select
         flow_sums.date_month,
+        {{ kpi_flow_measures() }},
 
-        ---------- awareness
-        coalesce(flow_sums.new_contacts, 0)::bigint as new_contacts,
-        coalesce(flow_sums.ad_impressions, 0)::bigint as ad_impressions,
-        coalesce(flow_sums.ad_clicks, 0)::bigint as ad_clicks,
-        coalesce(flow_sums.ad_spend, 0) as ad_spend,
-        flow_sums.ad_clicks::numeric / nullif(flow_sums.ad_impressions, 0) as ad_ctr,
-
-        ---------- engagement
-        flow_sums.opened_pairs::numeric / nullif(flow_sums.delivered_pairs, 0) as email_open_rate,
-        flow_sums.clicked_pairs::numeric / nullif(flow_sums.delivered_pairs, 0) as email_click_rate,
-        flow_sums.unsubscribed_pairs::numeric
-        / nullif(flow_sums.delivered_pairs, 0) as email_unsubscribe_rate,
-
-        ---------- conversion
-        coalesce(flow_sums.orders, 0)::bigint as orders,
-        coalesce(flow_sums.revenue, 0) as revenue,
-        coalesce(flow_sums.refunds, 0) as refunds,
-        coalesce(flow_sums.revenue, 0) - coalesce(flow_sums.refunds, 0) as net_revenue,
-        flow_sums.revenue / nullif(flow_sums.orders, 0) as aov,
-        coalesce(flow_sums.new_customers, 0)::bigint as new_customers,
-        flow_sums.ad_spend / nullif(flow_sums.new_customers, 0) as cac,
-        coalesce(flow_sums.attributed_revenue, 0) / nullif(flow_sums.ad_spend, 0) as roas,
-
-        ---------- retention
+        ---------- retention and upsell
         coalesce(activity_months.active_at_start, 0)::bigint as active_customers_at_start,
         activity_months.churned_persons::numeric
         / nullif(activity_months.active_at_start, 0) as churn_rate,
         (coalesce(activity_months.active_at_end, 0) - coalesce(flow_sums.new_customers, 0))::numeric
         / nullif(activity_months.active_at_start, 0) as customer_retention_rate,
         flow_sums.person_orders::numeric / nullif(flow_sums.ordering_persons, 0) as purchase_frequency,
-
-        ---------- loyalty
-        100.0 * (flow_sums.nps_promoters - flow_sums.nps_detractors)
-        / nullif(flow_sums.nps_answers, 0) as nps,
-        100.0 * flow_sums.csat_satisfied / nullif(flow_sums.csat_answers, 0) as csat,
-        flow_sums.points_redeemed::numeric / nullif(flow_sums.points_earned, 0) as reward_redemption_rate,
-        coalesce(flow_sums.referrals, 0)::bigint as referrals,
         flow_sums.upsell_orders::numeric / nullif(flow_sums.repeat_orders, 0) as upsell_rate
 
     from flow_sums
