@@ -50,9 +50,9 @@
     'session_conversion_rate', 'cart_abandonment_rate', '_web_last_dt',
 ] -%}
 {%- set flow_columns = kpi_flow_columns() -%}
+{%- do require_stored_columns(['buyers', 'repeat_buyers']) -%}
 {#- stored stocks count the changes before the first day of data on that day: they hold
     only while it stays the same -#}
-{%- do require_stored_columns(['buyers', 'repeat_buyers']) -%}
 {%- set recompute_all = change_log_recompute_all(contributions_model)
     or kpi_first_day_moved(ref('int_lifecycle__as_of')) %}
 
