@@ -1,21 +1,15 @@
+{%- set consumers = ['fct_lifecycle_transitions', 'lifecycle_funnel'] -%}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='customer_key',
+        incremental_strategy='replace_changed',
+        unique_key='interval_id',
+        meta={'tombstone_when_null': 'stage', 'change_consumers': consumers},
         indexes=[
+            {'columns': ['interval_id'], 'unique': true},
             {'columns': ['customer_key']},
         ],
-        pre_hook=[
-            "{% if is_incremental() %}
-            -- persons merged into others since: their history goes with them
-            delete from {{ this }} as stored
-            where not exists (
-                select 1 from {{ ref('int_identity__persons') }} as persons
-                where persons.customer_key = stored.customer_key
-            )
-            {% endif %}",
-        ],
+        pre_hook=["{{ change_log_prepare(" ~ consumers ~ ") }}"],
     )
 }}
 
@@ -48,10 +42,15 @@
       the new as-of day;
     - persons with a stored change at or after the end of the as-of day (it moved back);
     - everyone when a threshold var changed (`_rules`).
-    Intervals of persons merged away are deleted (pre-hook). The result equals a full
+    A recomputed interval that no longer exists (all of them for a person merged into
+    another) is selected as a tombstone (its interval_id, NULL stage). The strategy
+    replace_changed (macros/change_log.sql) writes only the intervals that changed and logs
+    them, before and after, for fct_lifecycle_transitions and lifecycle_funnel, which
+    recompute only the persons and months of logged changes. The result equals a full
     refresh under the condition of the web models (no CRM or web folder re-delivered
     outside the window).
 -#}
+{%- do require_stored_columns(['interval_id']) -%}
 {%- set active_window = var('active_window_days') ~ " * interval '24 hours'" -%}
 {%- set engagement_window = var('engagement_window_days') ~ " * interval '24 hours'" -%}
 {%- set loyalty_window = var('loyalty_window_days') ~ " * interval '24 hours'" -%}
@@ -724,9 +723,11 @@ crm_deliveries as (
 
 ),
 
-final as (
+intervals as (
 
     select
+        {{ surrogate_key(['changes.customer_key', 'extract(epoch from changes.changed_at)']) }}
+            as interval_id,
         changes.customer_key,
         changes.stage,
         changes.changed_at as valid_from,
@@ -752,6 +753,39 @@ final as (
     left join session_deliveries on changes.customer_key = session_deliveries.customer_key
     left join crm_deliveries on changes.customer_key = crm_deliveries.customer_key
     window person_changes as (partition by changes.customer_key order by changes.changed_at)
+
+),
+
+final as (
+
+    select * from intervals
+
+    {% if is_incremental() %}
+        union all
+
+        -- tombstones: stored intervals of the recomputed persons that no longer exist
+        select
+            gone.interval_id,
+            null as customer_key,
+            null as stage,
+            null as valid_from,
+            null as valid_to,
+            null as is_current,
+            null as previous_stage,
+            null as trigger_type,
+            null as trigger_reason,
+            null as _person_fingerprint,
+            null as _orders_fingerprint,
+            null as _next_change_at,
+            null as _web_last_dt,
+            null as _crm_last_dt,
+            null as _rules
+        from {{ this }} as gone
+        left join intervals on gone.interval_id = intervals.interval_id
+        where
+            gone.customer_key in (select customer_key from touched_persons)
+            and intervals.interval_id is null
+    {% endif %}
 
 )
 

@@ -54,7 +54,7 @@
 {#- stored stocks count the changes before the first day of data on that day: they hold
     only while it stays the same -#}
 {%- set recompute_all = change_log_recompute_all(contributions_model)
-    or kpi_first_day_moved(ref('int_lifecycle__as_of')) %}
+    or first_stored_period_moved('date', "select data_start_date from " ~ ref('int_lifecycle__as_of')) %}
 
 with
 

@@ -1,18 +1,60 @@
+{%- set intervals_model = ref('int_lifecycle__stage_intervals') -%}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        indexes=[
+            {'columns': ['customer_key']},
+        ],
+        pre_hook=[
+            "{% if is_incremental() %}
+            -- the persons recomputed below: all of them, or those of logged changes
+            delete from {{ this }}
+            {% if not change_log_recompute_all(ref('int_lifecycle__stage_intervals')) %}
+                where customer_key in (
+                    select changes.customer_key
+                    from ({{ change_log_changes(ref('int_lifecycle__stage_intervals')) }}) as changes
+                )
+            {% endif %}
+            {% endif %}",
+        ],
+        post_hook=["{{ change_log_consume(ref('int_lifecycle__stage_intervals')) }}"],
+    )
+}}
+
 {#- One row per lifecycle stage change: the validity intervals of
-    int_lifecycle__stage_intervals seen as their start events. -#}
+    int_lifecycle__stage_intervals seen as their start events.
+
+    Incremental, and equal to a full refresh: a run rewrites only the persons whose
+    intervals changed since the last run, as int_lifecycle__stage_intervals' change log says
+    (macros/change_log.sql); the pre-hook deletes their stored rows, in the transaction of
+    the insert. Everyone when the intervals were built in full (the log says so). -#}
+
+{%- set recompute_all = change_log_recompute_all(intervals_model) %}
 
 with
 
 stage_intervals as (
 
-    select * from {{ ref('int_lifecycle__stage_intervals') }}
+    select * from {{ intervals_model }}
 
 ),
+
+{% if not recompute_all %}
+
+    changed_persons as (
+
+        select distinct changes.customer_key
+        from ({{ change_log_changes(intervals_model) }}) as changes
+
+    ),
+
+{% endif %}
 
 final as (
 
     select
-        {{ surrogate_key(['customer_key', 'extract(epoch from valid_from)']) }} as transition_id,
+        interval_id as transition_id,
         customer_key,
         previous_stage as from_stage,
         stage as to_stage,
@@ -26,6 +68,9 @@ final as (
         valid_to as next_transitioned_at,
         is_current
     from stage_intervals
+    {% if not recompute_all %}
+        where customer_key in (select customer_key from changed_persons)
+    {% endif %}
 
 )
 
