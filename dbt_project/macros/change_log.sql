@@ -149,6 +149,16 @@
 {%- endmacro %}
 
 
+{% macro change_log_changed_keys(logged_model, key_sql, where='true') -%}
+    {#- SQL: the distinct values of key_sql (an expression over the logged model's columns)
+        of the changes logged for the consuming model (this) that match where: the
+        persons, months, ... it has to recompute. -#}
+    select distinct {{ key_sql }} as changed_key
+    from ({{ change_log_changes(logged_model) }}) as changes
+    where {{ where }}
+{%- endmacro %}
+
+
 {% macro change_log_consume(logged_model) -%}
     {#- Post-hook of the consuming model: delete the changes logged for it, in the
         transaction of its update. Builds run one at a time (the warehouse DAG has

@@ -26,7 +26,7 @@
 {% macro kpi_contribution_columns() -%}
     {{- return([
         ('contribution_id', 'text'), ('contribution_type', 'text'), ('date_day', 'date'),
-        ('customer_key', 'text'),
+        ('customer_key', 'text'), ('channel', 'text'), ('attribution_model', 'text'),
         ('new_contacts', 'integer'),
         ('ad_impressions', 'bigint'), ('ad_clicks', 'bigint'), ('ad_spend', 'numeric'),
         ('delivered_pairs', 'integer'), ('opened_pairs', 'integer'), ('clicked_pairs', 'integer'),
@@ -34,6 +34,7 @@
         ('orders', 'integer'), ('revenue', 'numeric'), ('new_customers', 'integer'),
         ('person_orders', 'integer'), ('repeat_orders', 'integer'), ('upsell_orders', 'integer'),
         ('refunds', 'numeric'), ('attributed_revenue', 'numeric'),
+        ('credited_conversions', 'numeric'), ('credited_revenue', 'numeric'),
         ('nps_answers', 'integer'), ('nps_promoters', 'integer'), ('nps_detractors', 'integer'),
         ('csat_answers', 'integer'), ('csat_satisfied', 'integer'),
         ('points_earned', 'bigint'), ('points_redeemed', 'bigint'), ('referrals', 'integer'),
@@ -159,4 +160,15 @@
     100.0 * csat_satisfied / nullif(csat_answers, 0) as csat,
     points_redeemed::numeric / nullif(points_earned, 0) as reward_redemption_rate,
     coalesce(referrals, 0)::bigint as referrals
+{%- endmacro %}
+
+
+{% macro channel_changed_months(contributions_model) -%}
+    {#- SQL: the months (changed_key) of the attribution credits and ad spend lines changed
+        since the consuming model (this, channel_attribution) last ran, as they were and are. -#}
+    {{ change_log_changed_keys(
+        contributions_model,
+        "date_trunc('month', date_day)::date",
+        "contribution_type in ('attribution_credit', 'ad_spend')",
+    ) }}
 {%- endmacro %}

@@ -1,7 +1,8 @@
 """The change log of int_kpi__contributions (dbt_project/macros/change_log.sql), on a real
 warehouse built by dbt from the lifecycle dev data:
 
-- a full build logs "everything changed" for each consumer, and their runs consume it;
+- a full build logs "everything changed" for each consumer (kpi_daily, kpi_monthly,
+  channel_attribution), and their runs consume it;
 - an incremental run of the contributions logs a changed record as it was (-1) and as it
   is (+1), once per consumer; an unchanged rerun logs nothing;
 - a consumer deletes only its own entries: the other consumer's stay until it runs (so a
@@ -19,6 +20,7 @@ from lifecycle_warehouse.bootstrap import bootstrap
 from tests.integration.test_dbt_incremental import LIFECYCLE_FIXTURE, _dbt
 
 LOG = "intermediate.int_kpi__contributions__changes"
+CONSUMERS = ("channel_attribution", "kpi_daily", "kpi_monthly")
 
 
 def _log(url: str) -> list[tuple[str, int, str | None, str | None]]:
@@ -38,7 +40,7 @@ def test_changes_are_logged_once_per_consumer_and_consumed_by_each(warehouse_url
 
     _dbt(["seed"], warehouse_url, tmp_path)
     _dbt(["run", "--select", "+int_kpi__contributions"], warehouse_url, tmp_path)
-    assert sorted(_log(warehouse_url)) == [("kpi_daily", 0, None, None), ("kpi_monthly", 0, None, None)]
+    assert sorted(_log(warehouse_url)) == [(consumer, 0, None, None) for consumer in CONSUMERS]
 
     _dbt(["run"], warehouse_url, tmp_path)
     assert _log(warehouse_url) == [], "the consumers' full builds consumed the log"
@@ -71,10 +73,9 @@ def test_changes_are_logged_once_per_consumer_and_consumed_by_each(warehouse_url
 
     _dbt(["run", "--select", "int_kpi__contributions"], warehouse_url, tmp_path)
     expected = [
-        ("kpi_daily", -1, contribution_id, old_date),
-        ("kpi_daily", 1, contribution_id, submitted_date),
-        ("kpi_monthly", -1, contribution_id, old_date),
-        ("kpi_monthly", 1, contribution_id, submitted_date),
+        entry
+        for consumer in CONSUMERS
+        for entry in ((consumer, -1, contribution_id, old_date), (consumer, 1, contribution_id, submitted_date))
     ]
     assert sorted(_log(warehouse_url)) == expected
 
@@ -82,7 +83,9 @@ def test_changes_are_logged_once_per_consumer_and_consumed_by_each(warehouse_url
     assert sorted(_log(warehouse_url)) == expected, "an unchanged rerun logs nothing more"
 
     _dbt(["run", "--select", "kpi_daily"], warehouse_url, tmp_path)
-    assert sorted(_log(warehouse_url)) == expected[2:], "kpi_daily consumed its own changes only"
+    assert sorted(_log(warehouse_url)) == [entry for entry in expected if entry[0] != "kpi_daily"], (
+        "kpi_daily consumed its own changes only"
+    )
 
-    _dbt(["run", "--select", "kpi_monthly"], warehouse_url, tmp_path)
+    _dbt(["run", "--select", "kpi_monthly", "channel_attribution"], warehouse_url, tmp_path)
     assert _log(warehouse_url) == []

@@ -1,7 +1,8 @@
-{%- set consumers = ['kpi_daily', 'kpi_monthly'] -%}
+{%- set consumers = ['kpi_daily', 'kpi_monthly', 'channel_attribution'] -%}
 {%- set crm_types = ['contact', 'email_delivery', 'survey_response', 'loyalty_event'] -%}
+{%- do require_stored_columns(['channel', 'attribution_model']) -%}
 {%- set other_types = [
-    'ad_spend', 'order', 'order_activity_end', 'refund', 'conversion', 'advocate_from',
+    'ad_spend', 'order', 'order_activity_end', 'refund', 'attribution_credit', 'advocate_from',
     'advocate_to', 'subscription_start', 'subscription_end',
 ] -%}
 {{
@@ -22,13 +23,15 @@
 
 {#- One row per source record's contribution to the non-web KPIs of one day: a contact to
     new_contacts on its creation day, an order to orders and revenue on its day and to the
-    stock of active customers (+1) on it, and another row (-1) 180 days later, and so on.
-    kpi_daily and kpi_monthly sum the contributions of a day or a month.
+    stock of active customers (+1) on it, and another row (-1) 180 days later, an
+    attribution credit to its channel's conversions, and so on. kpi_daily and kpi_monthly
+    sum the contributions of a day or a month, channel_attribution of a month and channel.
 
     Incremental, and equal to a full refresh. A run selects the candidates, every record
     whose contribution may have changed, and the strategy replace_changed
     (macros/change_log.sql) writes those that did and logs them, before and after, for
-    kpi_daily and kpi_monthly: these recompute only the days and months of logged changes.
+    kpi_daily, kpi_monthly and channel_attribution: these recompute only the days and
+    months of logged changes.
     Candidates:
     - CRM records (contacts, e-mail pairs, survey answers, loyalty events): those delivered
       within var('late_data_lookback_days') days of the latest delivery of their kind
@@ -265,6 +268,7 @@ ad_spend_contributions as (
             'contribution_id': "'ad_spend:' || ad_spend_id",
             'contribution_type': "'ad_spend'",
             'date_day': 'spend_date',
+            'channel': 'channel',
             'ad_impressions': 'impressions',
             'ad_clicks': 'clicks',
             'ad_spend': 'spend_reporting',
@@ -375,19 +379,25 @@ refund_contributions as (
 
 ),
 
--- ROAS numerator: revenue of conversions with at least one touch. Every attribution model
--- credits such a conversion in full to touched channels, so the total is model-free.
-conversion_contributions as (
+-- every credit of a conversion (first valid order) to a channel, under each attribution
+-- model; attributed_revenue, the ROAS numerator, is the revenue of conversions with at
+-- least one touch: every model credits such a conversion in full to touched channels, so
+-- its first-touch credits give the model-free total
+attribution_credit_contributions as (
 
     select
         {{ kpi_contribution({
-            'contribution_id': "'conversion:' || credit_id",
-            'contribution_type': "'conversion'",
+            'contribution_id': "'attribution_credit:' || credit_id",
+            'contribution_type': "'attribution_credit'",
             'date_day': 'conversion_date',
-            'attributed_revenue': 'credited_revenue',
+            'channel': 'channel',
+            'attribution_model': 'attribution_model',
+            'attributed_revenue':
+                "case when attribution_model = 'first_touch' and session_id is not null then credited_revenue end",
+            'credited_conversions': 'weight',
+            'credited_revenue': 'credited_revenue',
         }) }}
     from attribution_credits
-    where attribution_model = 'first_touch' and session_id is not null
 
 ),
 
@@ -480,7 +490,7 @@ contributions as (
     union all
     select * from refund_contributions
     union all
-    select * from conversion_contributions
+    select * from attribution_credit_contributions
     union all
     select * from advocate_contributions
     union all

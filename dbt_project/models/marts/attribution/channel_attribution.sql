@@ -1,45 +1,102 @@
+{%- set contributions_model = ref('int_kpi__contributions') -%}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        indexes=[
+            {'columns': ['month']},
+        ],
+        pre_hook=[
+            "{% if is_incremental() %}
+            -- the months recomputed below: all of them, or those of logged changes
+            delete from {{ this }}
+            {% if not change_log_recompute_all(ref('int_kpi__contributions')) %}
+                where month in ({{ channel_changed_months(ref('int_kpi__contributions')) }})
+            {% endif %}
+            {% endif %}",
+        ],
+        post_hook=["{{ change_log_consume(ref('int_kpi__contributions')) }}"],
+    )
+}}
+
 {#- Month x channel x attribution model: conversions (first valid orders) and their
     revenue credited to channels by each model (int_lifecycle__attribution_credits;
     fractional under linear and position_based), next to the month's ad spend of the
     channel. cac = spend / conversions, roas = revenue / spend, NULL when the divisor is 0.
     A month and channel appears when it has a credited conversion or ad spend; the channel
-    `direct` holds conversions without any touch and never has spend. -#}
+    `direct` holds conversions without any touch and never has spend.
+
+    Read from int_kpi__contributions (its attribution_credit and ad_spend rows).
+    Incremental, and equal to a full refresh: a run recomputes only the months of the
+    credits and ad spend changed since the last run, as the contributions' change log says
+    (macros/change_log.sql), from their contributions; the pre-hook deletes those months'
+    stored rows, in the transaction of the insert. Every month when the contributions were
+    built in full (the log says so). -#}
+
+{%- set recompute_all = change_log_recompute_all(contributions_model) %}
 
 with
 
-credits as (
+contributions as not materialized (
 
-    select * from {{ ref('int_lifecycle__attribution_credits') }}
+    select * from {{ contributions_model }}
 
 ),
 
-ad_spends as (
+{% if not recompute_all %}
 
-    select * from {{ ref('stg_marketing__ad_spends') }}
+    -- months of the credits and ad spend changed since the last run (as they were and are)
+    changed_months as (
+
+        {{ channel_changed_months(contributions_model) }}
+
+    ),
+
+{% endif %}
+
+channel_contributions as (
+
+    {% if recompute_all %}
+        select * from contributions
+        where contribution_type in ('attribution_credit', 'ad_spend')
+    {% else %}
+        -- one range lookup per month, through the (contribution_type, date_day) index
+        select month_contributions.*
+        from changed_months
+        cross join lateral (
+            select * from contributions
+            where
+                contributions.contribution_type in ('attribution_credit', 'ad_spend')
+                and contributions.date_day >= changed_months.changed_key
+                and contributions.date_day < (changed_months.changed_key + interval '1 month')::date
+        ) as month_contributions
+    {% endif %}
 
 ),
 
 credited as (
 
     select
-        date_trunc('month', conversion_date)::date as month,
+        date_trunc('month', date_day)::date as month,
         channel,
         attribution_model,
-        sum(weight) as conversions,
+        sum(credited_conversions) as conversions,
         sum(credited_revenue) as revenue
-    from credits
-    group by date_trunc('month', conversion_date)::date, channel, attribution_model
+    from channel_contributions
+    where contribution_type = 'attribution_credit'
+    group by date_trunc('month', date_day)::date, channel, attribution_model
 
 ),
 
 spend as (
 
     select
-        date_trunc('month', spend_date)::date as month,
+        date_trunc('month', date_day)::date as month,
         channel,
-        sum(spend_reporting) as spend
-    from ad_spends
-    group by date_trunc('month', spend_date)::date, channel
+        sum(ad_spend) as spend
+    from channel_contributions
+    where contribution_type = 'ad_spend'
+    group by date_trunc('month', date_day)::date, channel
 
 ),
 

@@ -12,8 +12,7 @@
             delete from {{ this }}
             {% if not change_log_recompute_all(ref('int_lifecycle__stage_intervals')) %}
                 where customer_key in (
-                    select changes.customer_key
-                    from ({{ change_log_changes(ref('int_lifecycle__stage_intervals')) }}) as changes
+                    {{ change_log_changed_keys(ref('int_lifecycle__stage_intervals'), 'customer_key') }}
                 )
             {% endif %}
             {% endif %}",
@@ -44,8 +43,7 @@ stage_intervals as (
 
     changed_persons as (
 
-        select distinct changes.customer_key
-        from ({{ change_log_changes(intervals_model) }}) as changes
+        {{ change_log_changed_keys(intervals_model, 'customer_key') }}
 
     ),
 
@@ -69,7 +67,7 @@ final as (
         is_current
     from stage_intervals
     {% if not recompute_all %}
-        where customer_key in (select customer_key from changed_persons)
+        where customer_key in (select changed_key from changed_persons)
     {% endif %}
 
 )
