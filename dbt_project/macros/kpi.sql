@@ -33,6 +33,7 @@
         ('unsubscribed_pairs', 'integer'),
         ('orders', 'integer'), ('revenue', 'numeric'), ('new_customers', 'integer'),
         ('person_orders', 'integer'), ('repeat_orders', 'integer'), ('upsell_orders', 'integer'),
+        ('cohort_month', 'date'), ('first_order_of_month', 'integer'), ('order_net_revenue', 'numeric'),
         ('refunds', 'numeric'), ('attributed_revenue', 'numeric'),
         ('credited_conversions', 'numeric'), ('credited_revenue', 'numeric'),
         ('nps_answers', 'integer'), ('nps_promoters', 'integer'), ('nps_detractors', 'integer'),

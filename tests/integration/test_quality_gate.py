@@ -280,7 +280,8 @@ def build_marts(url: str) -> None:
         ], text)
         _table(conn, "cohort_retention", [
             {"cohort_month": date(2026, 9, 1), "months_since_first_order": 0, "cohort_size": 1,
-             "active_customers": 1, "retention_rate": 1, "revenue_per_customer_cumulative": 140},
+             "active_customers": 1, "retention_rate": 1, "net_revenue": 140,
+             "revenue_per_customer_cumulative": 140},
         ], text)
         _table(conn, "channel_attribution", [
             {"month": date(2026, 9, 1), "channel": channel, "attribution_model": model, "conversions": conv,

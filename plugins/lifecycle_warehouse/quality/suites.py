@@ -797,9 +797,10 @@ def lifecycle_funnel_suite() -> Suite:
 def cohort_retention_suite() -> Suite:
     exps = [
         columns_present(("cohort_month", "months_since_first_order", "cohort_size", "active_customers",
-                         "retention_rate", "revenue_per_customer_cumulative")),
+                         "retention_rate", "net_revenue", "revenue_per_customer_cumulative")),
         min_rows(), *_collapse("cohort_retention"),
         not_null("cohort_month"), not_null("months_since_first_order"), not_null("cohort_size"),
+        not_null("net_revenue"),
         unique_together(["cohort_month", "months_since_first_order"]), _month_start("cohort_month"),
         between("months_since_first_order", min_value=0), between("cohort_size", min_value=1),
         between("active_customers", min_value=0), *_rates(["retention_rate"]),

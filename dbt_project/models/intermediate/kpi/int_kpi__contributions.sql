@@ -1,6 +1,6 @@
-{%- set consumers = ['kpi_daily', 'kpi_monthly', 'channel_attribution'] -%}
+{%- set consumers = ['kpi_daily', 'kpi_monthly', 'channel_attribution', 'cohort_retention'] -%}
 {%- set crm_types = ['contact', 'email_delivery', 'survey_response', 'loyalty_event'] -%}
-{%- do require_stored_columns(['channel', 'attribution_model']) -%}
+{%- do require_stored_columns(['channel', 'attribution_model', 'cohort_month']) -%}
 {%- set other_types = [
     'ad_spend', 'order', 'order_activity_end', 'refund', 'attribution_credit', 'advocate_from',
     'advocate_to', 'subscription_start', 'subscription_end',
@@ -25,14 +25,14 @@
     new_contacts on its creation day, an order to orders and revenue on its day and to the
     stock of active customers (+1) on it, and another row (-1) 180 days later, an
     attribution credit to its channel's conversions, and so on. kpi_daily and kpi_monthly
-    sum the contributions of a day or a month, channel_attribution of a month and channel.
+    sum the contributions of a day or a month, channel_attribution of a month and channel,
+    cohort_retention of a cohort and month.
 
     Incremental, and equal to a full refresh. A run selects the candidates, every record
     whose contribution may have changed, and the strategy replace_changed
     (macros/change_log.sql) writes those that did and logs them, before and after, for
-    kpi_daily, kpi_monthly and channel_attribution: these recompute only the days and
-    months of logged changes.
-    Candidates:
+    kpi_daily, kpi_monthly, channel_attribution and cohort_retention: these recompute only
+    the days and months of logged changes. Candidates:
     - CRM records (contacts, e-mail pairs, survey answers, loyalty events): those delivered
       within var('late_data_lookback_days') days of the latest delivery of their kind
       already used (`_last_dt`), or from var('recompute_from'), now or last time (a
@@ -284,10 +284,17 @@ valid_orders as (
     select
         *,
         lag(order_date) over person_orders as previous_order_date,
-        lead(order_date) over person_orders as next_order_date
+        lead(order_date) over person_orders as next_order_date,
+        -- the person's first-order cohort, and their orders' rank within a calendar month
+        date_trunc('month', min(order_date) over person_history)::date as cohort_month,
+        row_number() over (
+            partition by customer_key, date_trunc('month', order_date) order by ordered_at, order_id
+        ) as order_of_month
     from orders
     where is_valid and order_date is not null
-    window person_orders as (partition by customer_key order by ordered_at, order_id)
+    window
+        person_orders as (partition by customer_key order by ordered_at, order_id),
+        person_history as (partition by customer_key)
 
 ),
 
@@ -335,6 +342,10 @@ order_contributions as (
             'person_orders': '(valid_orders.customer_key is not null)::integer',
             'repeat_orders': 'coalesce(valid_orders.valid_order_number >= 2, false)::integer',
             'upsell_orders': '(upsell_orders.order_id is not null)::integer',
+            'cohort_month': 'case when valid_orders.customer_key is not null then valid_orders.cohort_month end',
+            'first_order_of_month':
+                'case when valid_orders.customer_key is not null then (valid_orders.order_of_month = 1)::integer end',
+            'order_net_revenue': 'valid_orders.net_revenue',
             'active_customers_delta':
                 "case when valid_orders.customer_key is not null and (valid_orders.previous_order_date is null
                 or valid_orders.order_date - valid_orders.previous_order_date >= "
