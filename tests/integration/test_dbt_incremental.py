@@ -9,10 +9,12 @@ with late web events (one in ten arrives one to three days late), duplicated eve
 in twenty delivered again the next day), orders whose status changes after they were
 loaded, two web date folders re-delivered with changed content (one inside the
 late-data window, one older than it), late CRM corrections that move a contact's
-creation and a survey answer to earlier days, and a CRM contacts folder re-delivered
-without one of them. Each run is planned and logged as the warehouse DAG
-does (warehouse_tasks.plan_build / record_build): the older re-delivery is in
-raw.load_audit, so the plan moves the windows back to its date (dbt var recompute_from).
+creation and a survey answer to earlier days, a CRM contacts folder re-delivered
+without one of them, and the orders of the smallest first-order cohort in its month
+cancelled (the cohort vanishes from cohort_retention, its members change stages). Each
+run is planned and logged as the warehouse DAG does (warehouse_tasks.plan_build /
+record_build): the older re-delivery is in raw.load_audit, so the plan moves the windows
+back to its date (dbt var recompute_from).
 After the last incremental run it copies every incremental model and every mart, rebuilds
 with `--full-refresh`, and requires both versions to hold exactly the same rows (EXCEPT
 ALL in both directions). The same built warehouse also checks that the YAML documents
@@ -27,7 +29,10 @@ by hand). INCREMENTAL_VARS = {"late_data_lookback_days": 0} with IGNORE_PLAN als
 the other re-delivery outside the window. The KPI marts find the old days of moved or
 dropped records only in int_kpi__contributions' change log: with the old rows of contacts
 and survey answers left out of the log (macros/change_log.sql), kpi_daily differs on
-exactly the two old days (checked by hand).
+exactly the two old days (checked by hand). The other consumers of a change log fail it
+too when they ignore their changes (checked by hand): fct_lifecycle_transitions (146 rows)
+and lifecycle_funnel (11 rows) for int_lifecycle__stage_intervals' log, channel_attribution
+(20 rows) and cohort_retention (6 rows) for int_kpi__contributions'.
 
 A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data.sql
 (contact versions, identity stitching on a shared device, orders before the FX series,
@@ -226,6 +231,48 @@ def _redeliver_crm_contacts_folder(url: str, dt: str) -> None:
         )
 
 
+def _cancel_cohort(url: str) -> str:
+    """The smallest first-order cohort (neither the first nor the last month) loses every
+    member: their valid orders of that month are cancelled in the shop. The cohort must
+    vanish from cohort_retention, its members move to the cohort of their next order, and
+    their stage intervals change. Returns the cohort month."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        cohort_month = conn.execute(
+            """
+            select cohort_month
+            from marts.cohort_retention
+            where
+                months_since_first_order = 0
+                and cohort_month > (select min(cohort_month) from marts.cohort_retention)
+                and cohort_month < (select max(cohort_month) from marts.cohort_retention)
+            order by cohort_size, cohort_month
+            limit 1
+            """
+        ).fetchone()[0]
+        cancelled = conn.execute(
+            """
+            update raw.shop_orders
+            set status = 'cancelled', updated_at = updated_at + interval '1 second'
+            where order_id in (
+                select orders.order_id
+                from intermediate.int_orders__orders as orders
+                where
+                    orders.is_valid
+                    and date_trunc('month', orders.order_date) = %(month)s
+                    and orders.customer_key in (
+                        select customer_key
+                        from intermediate.int_orders__orders
+                        where is_valid and valid_order_number = 1
+                            and date_trunc('month', order_date) = %(month)s
+                    )
+            )
+            """,
+            {"month": cohort_month},
+        ).rowcount
+    assert cancelled > 0, f"cohort {cohort_month} has no order to cancel"
+    return str(cohort_month)
+
+
 def _compared_relations(manifest: dict) -> list[tuple[str, str]]:
     """(schema, table) of every incremental model and every mart, from dbt's manifest."""
     return sorted(
@@ -308,6 +355,8 @@ def built_warehouse(pg_server, tmp_path_factory) -> BuiltWarehouse:
         _deliver(url, through)
         if through == CORRECTED_IN_RUN:
             _correct_crm_records(url, CORRECTED_CRM_FOLDER)
+        if through == LATER_DELIVERIES[-1][0]:
+            cancelled_cohort = _cancel_cohort(url)
         _planned_run(url, workdir, f"through {through}", INCREMENTAL_VARS)
 
     with psycopg.connect(url) as conn:
@@ -315,7 +364,11 @@ def built_warehouse(pg_server, tmp_path_factory) -> BuiltWarehouse:
             "select count(*) from raw.web_events where _dt > %s and _dt > (occurred_at at time zone 'UTC')::date",
             (FIRST_DELIVERY,),
         ).fetchone()[0]
+        cohort_rows = conn.execute(
+            "select count(*) from marts.cohort_retention where cohort_month = %s", (cancelled_cohort,)
+        ).fetchone()[0]
     assert late_events > 0, "the incremental deliveries hold no late web events: the scenario lost its point"
+    assert cohort_rows == 0, f"cohort {cancelled_cohort} lost every member but is still in cohort_retention"
 
     manifest = json.loads((workdir / "target" / "manifest.json").read_text())
     relations = _compared_relations(manifest)
