@@ -1,6 +1,8 @@
-{%- set consumers = ['kpi_daily', 'kpi_monthly', 'channel_attribution', 'cohort_retention'] -%}
+{%- set consumers = [
+    'kpi_daily', 'kpi_monthly', 'channel_attribution', 'cohort_retention', 'fct_mrr_movements',
+] -%}
 {%- set crm_types = ['contact', 'email_delivery', 'survey_response', 'loyalty_event'] -%}
-{%- do require_stored_columns(['channel', 'attribution_model', 'cohort_month']) -%}
+{%- do require_stored_columns(['channel', 'attribution_model', 'cohort_month', 'shop_customer_id']) -%}
 {%- set other_types = [
     'ad_spend', 'order', 'order_activity_end', 'refund', 'attribution_credit', 'advocate_from',
     'advocate_to', 'subscription_start', 'subscription_end',
@@ -31,8 +33,8 @@
     Incremental, and equal to a full refresh. A run selects the candidates, every record
     whose contribution may have changed, and the strategy replace_changed
     (macros/change_log.sql) writes those that did and logs them, before and after, for
-    kpi_daily, kpi_monthly, channel_attribution and cohort_retention: these recompute only
-    the days and months of logged changes. Candidates:
+    kpi_daily, kpi_monthly, channel_attribution, cohort_retention and fct_mrr_movements:
+    these recompute only the days, months and customers of logged changes. Candidates:
     - CRM records (contacts, e-mail pairs, survey answers, loyalty events): those delivered
       within var('late_data_lookback_days') days of the latest delivery of their kind
       already used (`_last_dt`), or from var('recompute_from'), now or last time (a
@@ -104,6 +106,12 @@ loyalty_stage_intervals as (
 subscriptions as (
 
     select * from {{ ref('stg_shop__subscriptions') }}
+
+),
+
+shop_customers as (
+
+    select * from {{ ref('int_identity__shop_customers') }}
 
 ),
 
@@ -442,11 +450,17 @@ advocate_contributions as (
 subscription_spans as (
 
     select
-        subscription_id,
-        coalesce(mrr_reporting, 0) as mrr,
-        started_date,
+        subscriptions_ended.subscription_id,
+        subscriptions_ended.shop_customer_id,
+        shop_customers.customer_key,
+        coalesce(subscriptions_ended.mrr_reporting, 0) as mrr,
+        subscriptions_ended.started_date,
         -- a cancellation dated before the start ends the subscription on its first day
-        case when ended_date < started_date then started_date else ended_date end as ended_date
+        case
+            when subscriptions_ended.ended_date < subscriptions_ended.started_date
+                then subscriptions_ended.started_date
+            else subscriptions_ended.ended_date
+        end as ended_date
     from (
         select
             *,
@@ -454,7 +468,8 @@ subscription_spans as (
                 as ended_date
         from subscriptions
     ) as subscriptions_ended
-    where started_date is not null
+    left join shop_customers on subscriptions_ended.shop_customer_id = shop_customers.shop_customer_id
+    where subscriptions_ended.started_date is not null
 
 ),
 
@@ -465,6 +480,8 @@ subscription_contributions as (
             'contribution_id': "'subscription_start:' || subscription_id",
             'contribution_type': "'subscription_start'",
             'date_day': 'started_date',
+            'customer_key': 'customer_key',
+            'shop_customer_id': 'shop_customer_id',
             'mrr_delta': 'mrr',
         }) }}
     from subscription_spans
@@ -476,6 +493,8 @@ subscription_contributions as (
             'contribution_id': "'subscription_end:' || subscription_id",
             'contribution_type': "'subscription_end'",
             'date_day': 'ended_date',
+            'customer_key': 'customer_key',
+            'shop_customer_id': 'shop_customer_id',
             'mrr_delta': '-mrr',
         }) }}
     from subscription_spans

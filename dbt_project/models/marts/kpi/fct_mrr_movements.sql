@@ -1,3 +1,22 @@
+{%- set contributions_model = ref('int_kpi__contributions') -%}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['month', 'shop_customer_id'],
+        indexes=[
+            {'columns': ['shop_customer_id']},
+        ],
+        post_hook=[
+            "delete from {{ this }}
+            where
+                (mrr_start = 0 and mrr_end = 0)
+                or month > (select as_of_date from {{ ref('int_lifecycle__as_of') }})",
+            "{{ change_log_consume(ref('int_kpi__contributions')) }}",
+        ],
+    )
+}}
+
 {#- Month x subscribing shop customer: MRR at the start and the end of the month and the
     movement between them (reporting currency).
 
@@ -11,7 +30,18 @@
     (x -> less, not 0), churned (x -> 0), unchanged. Changes within a month that cancel
     out are not movements. The shop table holds the current state of each subscription: an
     in-place change of `mrr` rewrites its history (a snapshot of the shop table would be
-    needed to keep it). -#}
+    needed to keep it).
+
+    Incremental, and equal to a full refresh. A run recomputes every month of the customers
+    whose subscriptions changed since the last run (their subscription rows in
+    int_kpi__contributions' change log, macros/change_log.sql: MRR, start or end day,
+    customer or person), and the months from the as-of month of the last run on for every
+    customer (the as-of date moves the current month's end, and a scheduled cancellation
+    takes effect without any change). A stored row of those that no longer exists is
+    written with zero MRR and deleted by the post-hook, like the months after the as-of
+    month. Everything when the contributions were built in full (the log says so). -#}
+
+{%- set recompute_all = change_log_recompute_all(contributions_model) %}
 
 with
 
@@ -32,6 +62,31 @@ shop_customers as (
     select * from {{ ref('int_identity__shop_customers') }}
 
 ),
+
+{% if not recompute_all %}
+
+    -- customers whose subscriptions changed since the last run (as they were and are)
+    changed_customers as (
+
+        {{ change_log_changed_keys(
+            contributions_model,
+            'shop_customer_id',
+            "contribution_type in ('subscription_start', 'subscription_end') and shop_customer_id is not null",
+        ) }}
+
+    ),
+
+    -- every customer's months from the as-of month of the last run (or of this one) on
+    recomputed_months as (
+
+        select least(max(previous_run.month), date_trunc('month', as_of.as_of_date)::date) as first_month
+        from {{ this }} as previous_run
+        cross join as_of
+        group by as_of.as_of_date
+
+    ),
+
+{% endif %}
 
 subscription_spans as (
 
@@ -77,6 +132,12 @@ month_end_mrr as (
                 subscription_spans.ended_at is null
                 or months.month_end_at <= subscription_spans.ended_at
             )
+    {% if not recompute_all %}
+        where
+            subscription_spans.shop_customer_id in (select changed_key from changed_customers)
+            -- (and the month before, the start of the first month recomputed)
+            or months.month >= (select (first_month - interval '1 month')::date as month_before from recomputed_months)
+    {% endif %}
     group by months.month, subscription_spans.shop_customer_id
 
 ),
@@ -125,7 +186,7 @@ classified as (
 
 ),
 
-final as (
+mrr_movements as (
 
     select
         classified.month,
@@ -146,6 +207,43 @@ final as (
         case when classified.movement_type = 'churned' then classified.mrr_start else 0 end as churned_mrr
     from classified
     left join shop_customers on classified.shop_customer_id = shop_customers.shop_customer_id
+
+),
+
+final as (
+
+    select * from mrr_movements
+    {% if not recompute_all %}
+        where
+            shop_customer_id in (select changed_key from changed_customers)
+            or month >= (select first_month from recomputed_months)
+
+        union all
+
+        -- stored rows recomputed away: zero MRR, deleted by the post-hook
+        select
+            previous_run.month,
+            previous_run.shop_customer_id,
+            previous_run.customer_key,
+            0 as mrr_start,
+            0 as mrr_end,
+            'unchanged' as movement_type,
+            0 as new_mrr,
+            0 as expansion_mrr,
+            0 as contraction_mrr,
+            0 as churned_mrr
+        from {{ this }} as previous_run
+        left join mrr_movements
+            on
+                previous_run.month = mrr_movements.month
+                and previous_run.shop_customer_id = mrr_movements.shop_customer_id
+        where
+            (
+                previous_run.shop_customer_id in (select changed_key from changed_customers)
+                or previous_run.month >= (select first_month from recomputed_months)
+            )
+            and mrr_movements.month is null
+    {% endif %}
 
 )
 
