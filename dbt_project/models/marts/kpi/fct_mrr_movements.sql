@@ -79,10 +79,13 @@ shop_customers as (
     -- every customer's months from the as-of month of the last run (or of this one) on
     recomputed_months as (
 
-        select least(max(previous_run.month), date_trunc('month', as_of.as_of_date)::date) as first_month
-        from {{ this }} as previous_run
-        cross join as_of
-        group by as_of.as_of_date
+        -- (least ignores NULL: an empty table starts from the as-of month)
+        select
+            least(
+                (select max(previous_run.month) as last_month from {{ this }} as previous_run),
+                date_trunc('month', as_of.as_of_date)::date
+            ) as first_month
+        from as_of
 
     ),
 
