@@ -159,6 +159,19 @@
 {%- endmacro %}
 
 
+{% macro change_log_delete_recomputed(logged_model, key_column, changed_keys_sql) -%}
+    {#- Pre-hook of a consuming model that appends what it recomputes: delete its stored rows
+        whose key_column is among changed_keys_sql (the keys of its logged changes), or all
+        of them when it recomputes everything; in the transaction of its insert. -#}
+    {% if is_incremental() -%}
+        delete from {{ this }}
+        {% if not change_log_recompute_all(logged_model) -%}
+            where {{ key_column }} in ({{ changed_keys_sql }})
+        {%- endif %}
+    {%- endif %}
+{%- endmacro %}
+
+
 {% macro change_log_consume(logged_model) -%}
     {#- Post-hook of the consuming model: delete the changes logged for it, in the
         transaction of its update. Builds run one at a time (the warehouse DAG has

@@ -7,13 +7,9 @@
             {'columns': ['month']},
         ],
         pre_hook=[
-            "{% if is_incremental() %}
-            -- the months recomputed below: all of them, or those of logged changes
-            delete from {{ this }}
-            {% if not change_log_recompute_all(ref('int_kpi__contributions')) %}
-                where month in ({{ channel_changed_months(ref('int_kpi__contributions')) }})
-            {% endif %}
-            {% endif %}",
+            "{{ change_log_delete_recomputed(
+                ref('int_kpi__contributions'), 'month', channel_changed_months(ref('int_kpi__contributions')),
+            ) }}",
         ],
         post_hook=["{{ change_log_consume(ref('int_kpi__contributions')) }}"],
     )
@@ -30,8 +26,8 @@
     Incremental, and equal to a full refresh: a run recomputes only the months of the
     credits and ad spend changed since the last run, as the contributions' change log says
     (macros/change_log.sql), from their contributions; the pre-hook deletes those months'
-    stored rows, in the transaction of the insert. Every month when the contributions were
-    built in full (the log says so). -#}
+    stored rows, in the transaction of the insert (change_log_delete_recomputed). Every
+    month when the contributions were built in full (the log says so). -#}
 
 {%- set recompute_all = change_log_recompute_all(contributions_model) %}
 

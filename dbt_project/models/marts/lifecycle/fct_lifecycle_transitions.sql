@@ -7,15 +7,11 @@
             {'columns': ['customer_key']},
         ],
         pre_hook=[
-            "{% if is_incremental() %}
-            -- the persons recomputed below: all of them, or those of logged changes
-            delete from {{ this }}
-            {% if not change_log_recompute_all(ref('int_lifecycle__stage_intervals')) %}
-                where customer_key in (
-                    {{ change_log_changed_keys(ref('int_lifecycle__stage_intervals'), 'customer_key') }}
-                )
-            {% endif %}
-            {% endif %}",
+            "{{ change_log_delete_recomputed(
+                ref('int_lifecycle__stage_intervals'),
+                'customer_key',
+                change_log_changed_keys(ref('int_lifecycle__stage_intervals'), 'customer_key'),
+            ) }}",
         ],
         post_hook=["{{ change_log_consume(ref('int_lifecycle__stage_intervals')) }}"],
     )
@@ -27,7 +23,8 @@
     Incremental, and equal to a full refresh: a run rewrites only the persons whose
     intervals changed since the last run, as int_lifecycle__stage_intervals' change log says
     (macros/change_log.sql); the pre-hook deletes their stored rows, in the transaction of
-    the insert. Everyone when the intervals were built in full (the log says so). -#}
+    the insert (change_log_delete_recomputed). Everyone when the intervals were built in
+    full (the log says so). -#}
 
 {%- set recompute_all = change_log_recompute_all(intervals_model) %}
 
