@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 from rich.table import Table
 
-from lifecycle_warehouse import bootstrap, contract, embedded, settings
+from lifecycle_warehouse import bootstrap, contract, embedded, settings, warehouse_tasks
 
 # Measured days 2026-06-29 and 2026-09-21 from the default start: both Mondays, when the
 # simulated company sends no bulk e-mail, so the two days hold comparable data.
@@ -243,8 +243,9 @@ def history_growth(results: Mapping) -> float | None:
 def how_to_read(results: Mapping) -> str:
     growth = history_growth(results)
     return (
-        f"Each H column is one day's incremental build after H days of history (the fastest of its "
-        f"runs: the daily run and reruns of the same day); ratio = its seconds at "
+        f"Each H column is one day's incremental build after H days of history, planned as the "
+        f"warehouse DAG plans it (var recompute_from: the day's date folder), the fastest of its "
+        f"runs (the daily run and retries of it); ratio = its seconds at "
         f"the longest history / at the shortest. History grew {_number(growth)}×: a ratio near 1 means the "
         f"cost does not grow with history, a ratio near {_number(growth)} means it scans all history. "
         "Ratios of nodes that take under ~0.1 s are noise; the machine is shared, so compare "
@@ -405,17 +406,20 @@ def _dbt(config: BenchConfig, args: list[str], url: str) -> int:
     return dbt_runner.run(args, url=url, check=False, env=env)
 
 
-def _dbt_build(config: BenchConfig, url: str, what: str) -> dict:
-    """One timed `dbt build` (incremental unless the warehouse is empty) and its
+def _dbt_build(config: BenchConfig, url: str, what: str, run_id: str) -> dict:
+    """One timed `dbt build` (incremental unless the warehouse is empty) planned as the
+    warehouse DAG plans it (warehouse_tasks.plan_build: the var recompute_from), and its
     run_results summarised; fails when a node failed, since its times would mislead."""
     run_results_file = config.dbt_target_dir / "run_results.json"
     run_results_file.unlink(missing_ok=True)  # never read an older invocation's results
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
+    recompute_from = warehouse_tasks.plan_build(url, run_id)
     # as the warehouse DAG runs it: models, seeds and data tests; unit tests are for CI
     code = _dbt(
         config,
-        ["build", "--exclude", "resource_type:unit_test", "--quiet", "--threads", str(config.threads)],
+        ["build", "--exclude", "resource_type:unit_test", "--quiet", "--threads", str(config.threads),
+         "--vars", json.dumps({"recompute_from": recompute_from.isoformat() if recompute_from else ""})],
         url,
     )
     wall = time.perf_counter() - started
@@ -423,7 +427,8 @@ def _dbt_build(config: BenchConfig, url: str, what: str) -> dict:
     if code != 0 or summary is None or summary["failed"]:
         failed = "; ".join((summary or {}).get("failed", [])[:10]) or "see dbt's output above"
         raise BenchError(f"{what}: `dbt build` failed (exit {code}): {failed}")
-    return {"wall_seconds": wall, "load_average_1m_before": load_before, **summary}
+    return {"wall_seconds": wall, "load_average_1m_before": load_before,
+            "recompute_from": recompute_from.isoformat() if recompute_from else None, **summary}
 
 
 def _row_counts(url: str) -> dict[str, int | None]:
@@ -452,13 +457,15 @@ def _bench_history(config: BenchConfig, admin_url: str, history_days: int, repor
         report(f"H={history_days}: loading the history {config.start} … {measured_day - timedelta(days=1)} …")
         history_load = _load_interval(config.start, measured_day)
         report(f"H={history_days}: full `dbt build` of the history …")
-        full_build = _dbt_build(config, warehouse_url, f"H={history_days}, full build")
+        full_build = _dbt_build(config, warehouse_url, f"H={history_days}, full build", "bench full build")
+        warehouse_tasks.record_build(warehouse_url, "bench full build")
         report(f"H={history_days}: loading the measured day {measured_day} and the daily `dbt build` …")
         day_load = _load_interval(measured_day, measured_day + timedelta(days=1))
-        # the daily run, then reruns of the same day: the same late-data window (the stage
-        # intervals and KPI marts may find fewer rows to rewrite)
+        # the daily run, then retries of the same run: the same plan and late-data window
+        # (the stage intervals and KPI marts may find fewer rows to rewrite)
         daily_builds = [
-            _dbt_build(config, warehouse_url, f"H={history_days}, daily build {run + 1}/{config.repeats}")
+            _dbt_build(config, warehouse_url, f"H={history_days}, daily build {run + 1}/{config.repeats}",
+                       "bench daily build")
             for run in range(config.repeats)
         ]
         daily_build = fastest_of(daily_builds)

@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='replace_window',
         unique_key='event_id',
-        meta={'window_column': '_dt'},
+        meta={'window_column': '_dt', 'test_window_column': '_dt'},
         indexes=[
             {'columns': ['event_id'], 'unique': true},
             {'columns': ['session_id']},
