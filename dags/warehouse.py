@@ -83,7 +83,8 @@ def warehouse():
             test_behavior=TestBehavior.BUILD,
             # Unit tests check SQL logic on fixtures, not data: `make test` and CI run them
             # (dbt's advice), a scheduled run would only pay their cost every day.
-            exclude=["resource_type:unit_test"],
+            # Exposures name BI consumers: nothing to run (and no Cosmos operator for them).
+            exclude=["resource_type:unit_test", "resource_type:exposure"],
             # A test that reads two models (relationships) runs once both are built.
             should_detach_multiple_parents_tests=True,
             # Per-model Assets would add nothing: the DAG's output is `analytics`.
