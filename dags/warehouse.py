@@ -4,7 +4,7 @@
 Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw_web`,
 `raw_marketing`, `raw_shop`), then:
 
-1. **plan**: logs the run in `raw.warehouse_builds` and finds the oldest date folder
+1. **plan**: logs the run in `raw.warehouse_builds` (it now holds the warehouse) and finds the oldest date folder
    (re)delivered since the last successful build; incremental models reprocess
    deliveries from that date (dbt var `recompute_from`) when it is older than their
    late-data window, so that they still equal a full refresh. The data tests of the
@@ -19,6 +19,10 @@ Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw
 5. **publish**: `analytics` gets the validated marts in one transaction (readers see
    the old or the new version, never a mix).
    When a gate fails, `analytics` keeps the last good version and the run fails.
+6. **end**: a teardown that runs whatever happened before it: the run no longer holds
+   the warehouse. From its plan to its end a run holds the warehouse, so that nothing
+   else writes it meanwhile: a manual `lw dbt build` refuses to start, and the plan of a
+   run waits (retries) while a manual build runs.
 
 Emits the `analytics` Asset for downstream consumers (reports, exports).
 """
@@ -116,7 +120,16 @@ def warehouse():
         """Replace `analytics` with the validated marts, atomically."""
         return warehouse_tasks.publish_marts(run_id)
 
-    plan_build() >> raw_quality_gate() >> dbt_build >> record_build() >> marts_quality_gate() >> publish()
+    @task
+    def end_build(run_id=None) -> None:
+        """Log that the run ended, whatever its outcome: manual builds may start again."""
+        warehouse_tasks.end_build(settings.warehouse_url(), run_id)
+
+    plan = plan_build()
+    published = plan >> raw_quality_gate() >> dbt_build >> record_build() >> marts_quality_gate() >> publish()
+    # a teardown: it runs once the tasks before it are done, failed or not, if the plan
+    # (its setup) took the warehouse
+    published >> end_build().as_teardown(setups=plan)
 
 
 warehouse()

@@ -90,3 +90,14 @@ def test_warehouse_plans_the_build_and_passes_the_plan_to_every_dbt_task(dagbag)
         assert task.vars == {"recompute_from": "{{ ti.xcom_pull(task_ids='plan_build') }}"}, task.task_id
     assert "vars" in type(dbt_tasks[0]).template_fields
     assert dag.get_task("record_build").downstream_task_ids == {"marts_quality_gate"}
+
+
+def test_warehouse_run_ends_whatever_happened_before(dagbag):
+    """The run holds the warehouse from its plan to end_build (manual builds wait), so
+    end_build is a teardown of the plan: it runs after every task, failed or not."""
+    dag = dagbag.dags["warehouse"]
+    end = dag.get_task("end_build")
+    assert end.is_teardown
+    assert dag.get_task("plan_build").is_setup
+    assert {task.task_id for task in end.upstream_list} == {"plan_build", "publish"}
+    assert dag.get_task("publish").downstream_task_ids == {"end_build"}

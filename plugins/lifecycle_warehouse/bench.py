@@ -415,14 +415,17 @@ def _dbt_build(config: BenchConfig, url: str, what: str, run_id: str) -> dict:
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     recompute_from = warehouse_tasks.plan_build(url, run_id)
-    # as the warehouse DAG runs it: models, seeds and data tests; unit tests are for CI
-    code = _dbt(
-        config,
-        ["build", "--exclude", "resource_type:unit_test", "--quiet", "--threads", str(config.threads),
-         "--vars", json.dumps({"recompute_from": recompute_from.isoformat() if recompute_from else ""})],
-        url,
-    )
-    wall = time.perf_counter() - started
+    try:
+        # as the warehouse DAG runs it: models, seeds and data tests; unit tests are for CI
+        code = _dbt(
+            config,
+            ["build", "--exclude", "resource_type:unit_test", "--quiet", "--threads", str(config.threads),
+             "--vars", json.dumps({"recompute_from": recompute_from.isoformat() if recompute_from else ""})],
+            url,
+        )
+        wall = time.perf_counter() - started
+    finally:
+        warehouse_tasks.end_build(url, run_id)
     summary = summarise_run_results(json.loads(run_results_file.read_text())) if run_results_file.exists() else None
     if code != 0 or summary is None or summary["failed"]:
         failed = "; ".join((summary or {}).get("failed", [])[:10]) or "see dbt's output above"

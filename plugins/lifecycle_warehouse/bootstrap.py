@@ -73,15 +73,23 @@ create table if not exists raw.extract_watermarks (
     watermark timestamptz not null,
     updated_at timestamptz not null default now()
 )"""),
-    # One row per warehouse DAG run: when it started, and when its dbt build succeeded.
-    # A date folder loaded after the start of the last successful build may not have been
-    # read by it; the next build reprocesses from its date (warehouse_tasks.plan_build).
+    # One row per warehouse DAG run: when it started, when its dbt build succeeded and when
+    # the run ended (succeeded or not). A date folder loaded after the start of the last
+    # successful build may not have been read by it; the next build reprocesses from its
+    # date (warehouse_tasks.plan_build). A run that has not ended holds the warehouse: a
+    # manual `lw dbt build` waits for it (warehouse_tasks.manual_build).
     ("raw.warehouse_builds", """
 create table if not exists raw.warehouse_builds (
     run_id text primary key,
     started_at timestamptz not null default now(),
-    built_at timestamptz
+    built_at timestamptz,
+    ended_at timestamptz
 )"""),
+)
+# Columns added to a bookkeeping table after its first release: (table, column, type). A
+# warehouse created before gets them from ensure_raw_schema.
+ADDED_COLUMNS = (
+    ("warehouse_builds", "ended_at", "timestamptz"),
 )
 
 
@@ -137,11 +145,19 @@ def raw_relations() -> list[tuple[str, sql.Composable]]:
 
 
 def raw_schema_complete(conn: psycopg.Connection) -> bool:
-    """True when every raw table and index already exists (one catalog query, no locks)."""
+    """True when every raw table, index and added column already exists (catalog queries,
+    no locks)."""
     with conn.transaction():  # leaves the connection as it found it
         missing = conn.execute(
             "select count(*) from unnest(%s::text[]) as n where to_regclass(n) is null",
             ([name for name, _ in raw_relations()],),
+        ).fetchone()[0]
+        missing += conn.execute(
+            "select count(*) from unnest(%s::text[], %s::text[]) as added (table_name, column_name)"
+            " where not exists (select from information_schema.columns as c"
+            " where c.table_schema = %s and c.table_name = added.table_name"
+            " and c.column_name = added.column_name)",
+            ([t for t, _, _ in ADDED_COLUMNS], [c for _, c, _ in ADDED_COLUMNS], RAW_SCHEMA),
         ).fetchone()[0]
     return missing == 0
 
@@ -162,6 +178,10 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW_SCHEMA)))
         for _, statement in raw_relations():
             conn.execute(statement)
+        for table, column, column_type in ADDED_COLUMNS:
+            conn.execute(sql.SQL("alter table {} add column if not exists {} {}").format(
+                sql.Identifier(RAW_SCHEMA, table), sql.Identifier(column), sql.SQL(column_type)
+            ))
 
 
 def bootstrap(url: str) -> None:

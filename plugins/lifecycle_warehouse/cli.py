@@ -1,6 +1,6 @@
 """`lw`: the command behind the Makefile targets.
 
-    lw up | stop | urls | psql [DB] | sources | pipeline --from D --to D | summary | bench | airflow … | dbt …
+    lw up | stop | urls | psql [DB] | sources | pipeline --from D --to D | summary | bench | builds | airflow … | dbt …
 
 Every command prints what it did and where the results are; errors say what to do next.
 """
@@ -208,10 +208,39 @@ def cmd_airflow(args) -> int:
     return subprocess.call([_bin("airflow"), *args.rest], env=runtime.environment())
 
 
-def cmd_dbt(args) -> int:
-    from lifecycle_warehouse import dbt_runner
+# dbt commands that write the warehouse: one runs at a time with warehouse DAG runs
+# (warehouse_tasks.manual_build). Reading ones (test, compile, docs, ls, ...) do not wait.
+WRITING_DBT_COMMANDS = frozenset({"build", "run", "seed", "snapshot", "clone", "retry"})
 
-    return dbt_runner.run(args.rest, check=False)
+
+def cmd_dbt(args) -> int:
+    from lifecycle_warehouse import dbt_runner, warehouse_tasks
+
+    command = next((arg for arg in args.rest if not arg.startswith("-")), None)
+    if command not in WRITING_DBT_COMMANDS:
+        return dbt_runner.run(args.rest, check=False)
+    try:
+        with warehouse_tasks.manual_build(settings.warehouse_url(), f"lw dbt {command}"):
+            return dbt_runner.run(args.rest, check=False)
+    except warehouse_tasks.BuildInProgress as error:
+        console.print(f"[red]✗ `lw dbt {command}` did not start: {error}[/]")
+        return 1
+
+
+def cmd_builds(args) -> int:
+    """The warehouse runs that hold the warehouse, or end one that was interrupted."""
+    from lifecycle_warehouse import warehouse_tasks
+
+    url = settings.warehouse_url()
+    if args.end:
+        warehouse_tasks.end_build(url, args.end)
+        console.print(f"[green]✓[/] warehouse run {args.end} ended: manual builds can start")
+    running = warehouse_tasks.running_builds(url)
+    if not running:
+        console.print("no warehouse run holds the warehouse")
+    for run_id, started_at in running:
+        console.print(f"warehouse run {run_id} holds the warehouse since {started_at:%Y-%m-%d %H:%M:%S %Z}")
+    return 0
 
 
 def cmd_bench(args) -> int:
@@ -273,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--out", type=Path, default=None,
                        help="folder for results.json and results.md (default: bench/ in the repo)")
     bench.set_defaults(func=cmd_bench)
+
+    builds = sub.add_parser("builds", help="the warehouse DAG runs that hold the warehouse (manual dbt builds wait)")
+    builds.add_argument("--end", metavar="RUN_ID", help="end a run that was interrupted before its end_build task")
+    builds.set_defaults(func=cmd_builds)
 
     for name, func, help_ in (("pipeline", cmd_pipeline, "run the DAGs over a date range"),
                               ("summary", cmd_summary, "print what was loaded and quarantined")):

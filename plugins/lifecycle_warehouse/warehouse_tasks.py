@@ -6,7 +6,10 @@ functions, never at parse time.
 from __future__ import annotations
 
 import logging
-from datetime import date
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
 
 import psycopg
 
@@ -37,22 +40,71 @@ where
 """
 
 
+# One build writes the warehouse at a time. Incremental models and their change logs assume
+# it (a consumer deletes the changes logged for it after reading them), and so does the
+# publish (the marts it copies are the ones the marts gate validated). Warehouse DAG runs
+# are serialised by Airflow (max_active_runs=1); a run holds the warehouse from its plan to
+# its end (a row of raw.warehouse_builds without ended_at). A manual `lw dbt build` holds
+# this session-level advisory lock for as long as it runs: its connection ends with the
+# process, so a killed build never leaves the lock behind.
+_MANUAL_BUILD_LOCK = "hashtext('lifecycle_warehouse.manual_build')"
+
+
+class BuildInProgress(RuntimeError):
+    """Another build holds the warehouse."""
+
+
+def _manual_build_holder(conn: psycopg.Connection) -> str:
+    row = conn.execute(
+        "select activity.application_name, activity.backend_start"
+        " from pg_locks as locks inner join pg_stat_activity as activity using (pid)"
+        " where locks.locktype = 'advisory' and locks.granted"
+        " and locks.database = (select oid from pg_database where datname = current_database())"
+        f" and locks.objid = ({_MANUAL_BUILD_LOCK})::oid"
+        " limit 1"
+    ).fetchone()
+    return f"{row[0] or 'a manual build'}, since {row[1]:%Y-%m-%d %H:%M:%S %Z}" if row else "a manual build"
+
+
 def plan_build(url: str, run_id: str) -> date | None:
-    """Log the start of this warehouse run and return the date to reprocess deliveries from
-    (dbt var `recompute_from`): the oldest date folder loaded since the start of the last
-    successful build, which that build may not have read. None when there is none, or no
-    successful build is logged yet (the first build of a warehouse is a full one).
+    """Start this warehouse run: take the warehouse and return the date to reprocess
+    deliveries from (dbt var `recompute_from`): the oldest date folder loaded since the
+    start of the last successful build, which that build may not have read. None when there
+    is none, or no successful build is logged yet (the first build of a warehouse is a full
+    one).
 
     Incremental models reprocess the late-data window (the last `late_data_lookback_days`
     date folders); a folder re-delivered or backfilled further back would otherwise be
     missed, and incremental runs would no longer equal a full refresh. A retry of the plan
     keeps the run's first start, so it plans at least the same window.
+
+    Raises BuildInProgress while a manual build runs (the task's retries wait for it). An
+    earlier run that never ended (interrupted before its end_build) is ended here: runs are
+    serialised, so it is not running any more.
     """
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_raw_schema(conn)  # a warehouse upgraded in place may lack the log until its next load
-        conn.execute(
-            "insert into raw.warehouse_builds (run_id) values (%s) on conflict (run_id) do nothing", (run_id,)
-        )
+        if not conn.execute(f"select pg_try_advisory_lock({_MANUAL_BUILD_LOCK})").fetchone()[0]:
+            raise BuildInProgress(
+                f"warehouse run {run_id} cannot start: a manual dbt build is running "
+                f"({_manual_build_holder(conn)}); the task retries"
+            )
+        try:
+            # inserted under the lock: a manual build that takes it next sees this run
+            conn.execute(
+                "insert into raw.warehouse_builds (run_id) values (%s)"
+                " on conflict (run_id) do update set ended_at = null",
+                (run_id,),
+            )
+        finally:
+            conn.execute(f"select pg_advisory_unlock({_MANUAL_BUILD_LOCK})")
+        for earlier_run, started_at in conn.execute(
+            "update raw.warehouse_builds set ended_at = now()"
+            " where ended_at is null and run_id <> %s returning run_id, started_at",
+            (run_id,),
+        ).fetchall():
+            log.warning("warehouse run %s (started %s) never ended, it was interrupted: ended now",
+                        earlier_run, started_at)
         recompute_from = conn.execute(_REDELIVERED_FROM_SQL).fetchone()[0]
     if recompute_from is not None:
         log.info("date folders from %s were delivered since the last successful build: "
@@ -68,6 +120,50 @@ def record_build(url: str, run_id: str) -> None:
         ).rowcount
     if updated != 1:
         raise RuntimeError(f"warehouse run {run_id} has no planned build in raw.warehouse_builds")
+
+
+def end_build(url: str, run_id: str) -> None:
+    """Log that this warehouse run ended, whether it succeeded or not: it no longer holds
+    the warehouse."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "update raw.warehouse_builds set ended_at = now() where run_id = %s and ended_at is null",
+            (run_id,),
+        )
+
+
+def running_builds(url: str) -> list[tuple[str, datetime]]:
+    """(run_id, started_at) of the warehouse runs that have not ended, oldest first."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_raw_schema(conn)
+        return conn.execute(
+            "select run_id, started_at from raw.warehouse_builds where ended_at is null order by started_at"
+        ).fetchall()
+
+
+@contextmanager
+def manual_build(url: str, description: str) -> Iterator[None]:
+    """Hold the warehouse for a build started by hand (`lw dbt build`): raises
+    BuildInProgress when a warehouse run or another manual build holds it; while the body
+    runs, warehouse runs wait (their plan_build task retries)."""
+    with psycopg.connect(
+        url, autocommit=True, application_name=f"{description} (pid {os.getpid()})"[:63]
+    ) as conn:
+        ensure_raw_schema(conn)
+        if not conn.execute(f"select pg_try_advisory_lock({_MANUAL_BUILD_LOCK})").fetchone()[0]:
+            raise BuildInProgress(f"another manual build is running: {_manual_build_holder(conn)}")
+        running = conn.execute(
+            "select run_id, started_at from raw.warehouse_builds where ended_at is null order by started_at"
+        ).fetchall()
+        if running:
+            run_id, started_at = running[-1]
+            raise BuildInProgress(
+                f"warehouse run {run_id} (started {started_at:%Y-%m-%d %H:%M:%S %Z}) is building"
+                " the warehouse; wait for it to end. If it is not running any more (interrupted"
+                f" before its end_build task), `lw builds --end {run_id}` ends it"
+            )
+        yield
+    # closing the connection released the lock
 
 
 def quality_gate(stage: str, run_id: str, as_of: date) -> dict:

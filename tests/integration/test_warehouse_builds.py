@@ -5,6 +5,9 @@ test_dbt_incremental.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
 from datetime import date
 
@@ -113,3 +116,98 @@ def test_the_plan_creates_the_log_in_a_warehouse_upgraded_in_place(warehouse_url
 def test_recording_a_build_that_was_not_planned_fails(warehouse):
     with pytest.raises(RuntimeError, match="no planned build"):
         warehouse_tasks.record_build(warehouse, "never planned")
+
+
+# One build writes the warehouse at a time: a warehouse run from its plan to its end, or a
+# manual `lw dbt build` (warehouse_tasks.manual_build).
+
+
+def test_a_manual_build_does_not_start_while_a_warehouse_run_holds_the_warehouse(warehouse):
+    warehouse_tasks.plan_build(warehouse, "run 1")
+    with pytest.raises(warehouse_tasks.BuildInProgress, match="warehouse run run 1 .* is building"):
+        with warehouse_tasks.manual_build(warehouse, "lw dbt build"):
+            pytest.fail("the manual build ran while run 1 held the warehouse")
+
+    warehouse_tasks.record_build(warehouse, "run 1")  # its dbt build succeeded, the gates and publish follow
+    with pytest.raises(warehouse_tasks.BuildInProgress):
+        with warehouse_tasks.manual_build(warehouse, "lw dbt build"):
+            pass
+
+    warehouse_tasks.end_build(warehouse, "run 1")
+    with warehouse_tasks.manual_build(warehouse, "lw dbt build"):
+        pass
+
+
+def test_a_warehouse_run_waits_while_a_manual_build_runs(warehouse):
+    with warehouse_tasks.manual_build(warehouse, "lw dbt build"):
+        with pytest.raises(warehouse_tasks.BuildInProgress, match=r"manual dbt build is running \(lw dbt build \(pid"):
+            warehouse_tasks.plan_build(warehouse, "run 1")
+        with pytest.raises(warehouse_tasks.BuildInProgress, match="another manual build is running"):
+            with warehouse_tasks.manual_build(warehouse, "lw dbt run"):
+                pass
+    assert warehouse_tasks.running_builds(warehouse) == []  # the refused plan took nothing
+
+    assert warehouse_tasks.plan_build(warehouse, "run 1") is None  # the retry, once the manual build ended
+    assert [run_id for run_id, _ in warehouse_tasks.running_builds(warehouse)] == ["run 1"]
+
+
+def test_a_killed_manual_build_leaves_nothing_behind(warehouse):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from lifecycle_warehouse import warehouse_tasks\n"
+         "with warehouse_tasks.manual_build(sys.argv[1], 'lw dbt build'):\n"
+         "    print('holding', flush=True)\n"
+         "    time.sleep(600)\n",
+         warehouse],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(warehouse_tasks.BuildInProgress):
+            warehouse_tasks.plan_build(warehouse, "run 1")
+    finally:
+        holder.kill()  # no cleanup code runs: the server drops the lock with the connection
+        holder.wait()
+    for _ in range(50):  # the server notices the closed socket within milliseconds
+        try:
+            warehouse_tasks.plan_build(warehouse, "run 1")
+            break
+        except warehouse_tasks.BuildInProgress:
+            time.sleep(0.1)
+    assert [run_id for run_id, _ in warehouse_tasks.running_builds(warehouse)] == ["run 1"]
+
+
+def test_a_run_interrupted_before_its_end_is_ended_by_the_next_run(warehouse):
+    warehouse_tasks.plan_build(warehouse, "run 1")  # killed: its end_build never ran
+    warehouse_tasks.plan_build(warehouse, "run 2")  # runs are serialised: run 1 is not running
+    assert [run_id for run_id, _ in warehouse_tasks.running_builds(warehouse)] == ["run 2"]
+
+    warehouse_tasks.end_build(warehouse, "run 2")
+    warehouse_tasks.plan_build(warehouse, "run 2")  # the run cleared and rerun: it holds the warehouse again
+    assert [run_id for run_id, _ in warehouse_tasks.running_builds(warehouse)] == ["run 2"]
+
+
+def test_the_plan_adds_the_end_column_to_a_log_created_before_it(warehouse_url):
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        bootstrap(warehouse_url)
+        conn.execute("alter table raw.warehouse_builds drop column ended_at")  # as released before
+    warehouse_tasks.plan_build(warehouse_url, "run 1")
+    assert [run_id for run_id, _ in warehouse_tasks.running_builds(warehouse_url)] == ["run 1"]
+
+
+def test_lw_dbt_build_does_not_start_while_a_warehouse_run_holds_the_warehouse(warehouse, monkeypatch, capsys):
+    from lifecycle_warehouse import cli, dbt_runner
+
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse)
+    monkeypatch.setattr(dbt_runner, "run", lambda *args, **kwargs: pytest.fail("dbt ran"))
+    warehouse_tasks.plan_build(warehouse, "scheduled__2026-09-02")
+
+    assert cli.main(["dbt", "build", "--select", "kpi_daily"]) == 1
+    out = capsys.readouterr().out
+    assert "`lw dbt build` did not start: warehouse run scheduled__2026-09-02" in out
+    assert "lw builds --end scheduled__2026-09-02" in out
+
+    assert cli.main(["builds", "--end", "scheduled__2026-09-02"]) == 0
+    monkeypatch.setattr(dbt_runner, "run", lambda args, **kwargs: 0)
+    assert cli.main(["dbt", "build", "--select", "kpi_daily"]) == 0
