@@ -174,8 +174,10 @@
 
 {% macro change_log_consume(logged_model) -%}
     {#- Post-hook of the consuming model: delete the changes logged for it, in the
-        transaction of its update. Builds run one at a time (the warehouse DAG has
-        max_active_runs=1), so nothing is logged between its select and this delete. -#}
+        transaction of its update. Builds run one at a time (warehouse DAG runs are
+        serialised, and `lw dbt build` waits for none: it refuses to start while a run
+        holds the warehouse, docs/architecture.md), so nothing is logged between its select
+        and this delete. -#}
     {%- set log = change_log_relation(logged_model) -%}
     delete from {{ log }} where consumer = '{{ this.identifier }}'
 {%- endmacro %}

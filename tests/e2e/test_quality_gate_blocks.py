@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from lifecycle_warehouse import warehouse_tasks
 from tests.e2e.scenario import PIPELINE_LAST, START
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +38,7 @@ def test_published_marts_reach_analytics(pipeline):
     for relation in ("dim_customers", "fct_orders", "fct_lifecycle_transitions", "kpi_daily", "kpi_monthly",
                      "lifecycle_funnel", "cohort_retention", "channel_attribution"):
         assert snapshot.get(relation, (0,))[0] > 0, f"analytics.{relation} is empty or missing"
+    assert warehouse_tasks.running_builds(instance.url("warehouse")) == [], "end_build ended the run"
 
 
 def test_failed_gate_blocks_publish_and_keeps_analytics(pipeline):
@@ -69,6 +71,7 @@ def test_failed_gate_blocks_publish_and_keeps_analytics(pipeline):
                 "select count(*) from audit.gate_runs where stage = 'raw' and not success"
             ).fetchone()[0]
         assert attempts == 1, "a failed verdict is not retried (the same data fails the same way)"
+        assert warehouse_tasks.running_builds(url) == [], "the failed run ended: manual builds may start"
     finally:
         with psycopg.connect(url) as conn:
             conn.execute("delete from raw.crm_survey_responses where response_id = %s", (bad_id,))
