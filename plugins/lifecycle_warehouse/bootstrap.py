@@ -86,10 +86,11 @@ create table if not exists raw.warehouse_builds (
     ended_at timestamptz
 )"""),
 )
-# Columns added to a bookkeeping table after its first release: (table, column, type). A
-# warehouse created before gets them from ensure_raw_schema.
+# Columns added to a bookkeeping table after its first release: (table, column, type, the
+# value of the rows already there). A warehouse created before gets them from
+# ensure_raw_schema. Runs logged before ended_at existed have ended.
 ADDED_COLUMNS = (
-    ("warehouse_builds", "ended_at", "timestamptz"),
+    ("warehouse_builds", "ended_at", "timestamptz", "coalesce(built_at, started_at)"),
 )
 
 
@@ -157,7 +158,7 @@ def raw_schema_complete(conn: psycopg.Connection) -> bool:
             " where not exists (select from information_schema.columns as c"
             " where c.table_schema = %s and c.table_name = added.table_name"
             " and c.column_name = added.column_name)",
-            ([t for t, _, _ in ADDED_COLUMNS], [c for _, c, _ in ADDED_COLUMNS], RAW_SCHEMA),
+            ([t for t, _, _, _ in ADDED_COLUMNS], [c for _, c, _, _ in ADDED_COLUMNS], RAW_SCHEMA),
         ).fetchone()[0]
     return missing == 0
 
@@ -178,10 +179,20 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW_SCHEMA)))
         for _, statement in raw_relations():
             conn.execute(statement)
-        for table, column, column_type in ADDED_COLUMNS:
-            conn.execute(sql.SQL("alter table {} add column if not exists {} {}").format(
-                sql.Identifier(RAW_SCHEMA, table), sql.Identifier(column), sql.SQL(column_type)
-            ))
+        for table, column, column_type, existing_rows_value in ADDED_COLUMNS:
+            exists = conn.execute(
+                "select exists (select from information_schema.columns"
+                " where table_schema = %s and table_name = %s and column_name = %s)",
+                (RAW_SCHEMA, table, column),
+            ).fetchone()[0]
+            if not exists:
+                qualified = sql.Identifier(RAW_SCHEMA, table)
+                conn.execute(sql.SQL("alter table {} add column {} {}").format(
+                    qualified, sql.Identifier(column), sql.SQL(column_type)
+                ))
+                conn.execute(sql.SQL("update {} set {} = {}").format(
+                    qualified, sql.Identifier(column), sql.SQL(existing_rows_value)
+                ))
 
 
 def bootstrap(url: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -219,12 +220,42 @@ def cmd_dbt(args) -> int:
     command = next((arg for arg in args.rest if not arg.startswith("-")), None)
     if command not in WRITING_DBT_COMMANDS:
         return dbt_runner.run(args.rest, check=False)
+    url = settings.warehouse_url()
     try:
-        with warehouse_tasks.manual_build(settings.warehouse_url(), f"lw dbt {command}"):
-            return dbt_runner.run(args.rest, check=False)
+        with warehouse_tasks.manual_build(url, f"lw dbt {command}"):
+            # planned as a warehouse run plans (not logged as one: the next run plans the same)
+            recompute_from = warehouse_tasks.redelivered_from(url)
+            if recompute_from is not None:
+                console.print(f"date folders from {recompute_from} were delivered since the last successful "
+                              "warehouse build: incremental models reprocess deliveries from that date")
+            return dbt_runner.run(with_recompute_from(args.rest, recompute_from), check=False)
     except warehouse_tasks.BuildInProgress as error:
         console.print(f"[red]✗ `lw dbt {command}` did not start: {error}[/]")
         return 1
+
+
+def with_recompute_from(dbt_args: list[str], recompute_from: date | None) -> list[str]:
+    """dbt_args with the var recompute_from set to the plan's date, unless it is None or
+    the arguments set the var themselves (their --vars, YAML, keep every other var)."""
+    import yaml
+
+    if recompute_from is None:
+        return dbt_args
+    positions = [i for i, arg in enumerate(dbt_args) if arg == "--vars" or arg.startswith("--vars=")]
+    if not positions:
+        return [*dbt_args, "--vars", json.dumps({"recompute_from": recompute_from.isoformat()})]
+    last = positions[-1]  # dbt keeps the last --vars
+    inline = dbt_args[last].startswith("--vars=")
+    if not inline and last + 1 == len(dbt_args):
+        return dbt_args  # `--vars` without a value: dbt says what is wrong
+    given = dbt_args[last].removeprefix("--vars=") if inline else dbt_args[last + 1]
+    variables = yaml.safe_load(given) or {}
+    if not isinstance(variables, dict) or "recompute_from" in variables:
+        return dbt_args  # not a mapping (dbt says so), or the var is chosen by hand
+    merged = json.dumps({**variables, "recompute_from": recompute_from.isoformat()}, default=str)
+    if inline:
+        return [*dbt_args[:last], f"--vars={merged}", *dbt_args[last + 1:]]
+    return [*dbt_args[:last + 1], merged, *dbt_args[last + 2:]]
 
 
 def cmd_builds(args) -> int:

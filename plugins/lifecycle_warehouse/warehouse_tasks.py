@@ -112,6 +112,13 @@ def plan_build(url: str, run_id: str) -> date | None:
     return recompute_from
 
 
+def redelivered_from(url: str) -> date | None:
+    """What plan_build would return, without starting a run: for a manual build."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_raw_schema(conn)
+        return conn.execute(_REDELIVERED_FROM_SQL).fetchone()[0]
+
+
 def record_build(url: str, run_id: str) -> None:
     """Log that this run's dbt build succeeded: later runs plan from its start."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -158,9 +165,9 @@ def manual_build(url: str, description: str) -> Iterator[None]:
         if running:
             run_id, started_at = running[-1]
             raise BuildInProgress(
-                f"warehouse run {run_id} (started {started_at:%Y-%m-%d %H:%M:%S %Z}) is building"
-                " the warehouse; wait for it to end. If it is not running any more (interrupted"
-                f" before its end_build task), `lw builds --end {run_id}` ends it"
+                f"warehouse run {run_id} (started {started_at:%Y-%m-%d %H:%M:%S %Z}) holds the"
+                " warehouse until its last task; wait for it to end. If it is not running any more"
+                f" (interrupted before its end_build task), `lw builds --end {run_id}` ends it"
             )
         yield
     # closing the connection released the lock

@@ -124,7 +124,7 @@ def test_recording_a_build_that_was_not_planned_fails(warehouse):
 
 def test_a_manual_build_does_not_start_while_a_warehouse_run_holds_the_warehouse(warehouse):
     warehouse_tasks.plan_build(warehouse, "run 1")
-    with pytest.raises(warehouse_tasks.BuildInProgress, match="warehouse run run 1 .* is building"):
+    with pytest.raises(warehouse_tasks.BuildInProgress, match="warehouse run run 1 .* holds the warehouse until its last task"):
         with warehouse_tasks.manual_build(warehouse, "lw dbt build"):
             pytest.fail("the manual build ran while run 1 held the warehouse")
 
@@ -188,10 +188,16 @@ def test_a_run_interrupted_before_its_end_is_ended_by_the_next_run(warehouse):
     assert [run_id for run_id, _ in warehouse_tasks.running_builds(warehouse)] == ["run 2"]
 
 
-def test_the_plan_adds_the_end_column_to_a_log_created_before_it(warehouse_url):
+def test_a_log_created_before_runs_ended_gets_the_column_and_its_runs_end(warehouse_url):
+    bootstrap(warehouse_url)
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        bootstrap(warehouse_url)
         conn.execute("alter table raw.warehouse_builds drop column ended_at")  # as released before
+        conn.execute("insert into raw.warehouse_builds (run_id, built_at) values ('old 1', now()), ('old 2', null)")
+
+    # runs of the older release ended (it had no end): they must not hold the warehouse
+    assert warehouse_tasks.running_builds(warehouse_url) == []
+    with warehouse_tasks.manual_build(warehouse_url, "lw dbt build"):
+        pass
     warehouse_tasks.plan_build(warehouse_url, "run 1")
     assert [run_id for run_id, _ in warehouse_tasks.running_builds(warehouse_url)] == ["run 1"]
 
@@ -206,8 +212,28 @@ def test_lw_dbt_build_does_not_start_while_a_warehouse_run_holds_the_warehouse(w
     assert cli.main(["dbt", "build", "--select", "kpi_daily"]) == 1
     out = capsys.readouterr().out
     assert "`lw dbt build` did not start: warehouse run scheduled__2026-09-02" in out
+    assert "holds the warehouse until its last task" in out
     assert "lw builds --end scheduled__2026-09-02" in out
 
     assert cli.main(["builds", "--end", "scheduled__2026-09-02"]) == 0
     monkeypatch.setattr(dbt_runner, "run", lambda args, **kwargs: 0)
     assert cli.main(["dbt", "build", "--select", "kpi_daily"]) == 0
+
+
+def test_lw_dbt_build_is_planned_as_a_warehouse_run(warehouse, monkeypatch):
+    from lifecycle_warehouse import cli, dbt_runner
+
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse)
+    calls = []
+    monkeypatch.setattr(dbt_runner, "run", lambda args, **kwargs: calls.append(args) or 0)
+    warehouse_tasks.plan_build(warehouse, "run 1")
+    warehouse_tasks.record_build(warehouse, "run 1")
+    warehouse_tasks.end_build(warehouse, "run 1")
+    _load(warehouse, "web", "2026-08-15")  # re-delivered after run 1 started
+
+    assert cli.main(["dbt", "build", "--select", "int_web__events"]) == 0
+    assert calls[-1][-2:] == ["--vars", '{"recompute_from": "2026-08-15"}']
+    assert cli.main(["dbt", "ls", "--select", "int_web__events"]) == 0  # reads only: not planned
+    assert calls[-1] == ["ls", "--select", "int_web__events"]
+    assert warehouse_tasks.running_builds(warehouse) == []  # a manual build is not logged as a run
+    assert warehouse_tasks.plan_build(warehouse, "run 2") == date(2026, 8, 15)
