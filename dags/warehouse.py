@@ -22,7 +22,7 @@ Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw
 6. **end**: a teardown that runs whatever happened before it: the run no longer holds
    the warehouse. From its plan to its end a run holds the warehouse, so that nothing
    else writes it meanwhile: a manual `lw dbt build` refuses to start, and the plan of a
-   run waits (retries) while a manual build runs.
+   run waits for a manual build to end.
 
 Emits the `analytics` Asset for downstream consumers (reports, exports).
 """

@@ -45,8 +45,8 @@ where
 # publish (the marts it copies are the ones the marts gate validated). Warehouse DAG runs
 # are serialised by Airflow (max_active_runs=1); a run holds the warehouse from its plan to
 # its end (a row of raw.warehouse_builds without ended_at). A manual `lw dbt build` holds
-# this session-level advisory lock for as long as it runs: its connection ends with the
-# process, so a killed build never leaves the lock behind.
+# this session-level advisory lock for as long as it runs (a run's plan waits for it): its
+# connection ends with the process, so a killed build never leaves the lock behind.
 _MANUAL_BUILD_LOCK = "hashtext('lifecycle_warehouse.manual_build')"
 
 
@@ -66,7 +66,13 @@ def _manual_build_holder(conn: psycopg.Connection) -> str:
     return f"{row[0] or 'a manual build'}, since {row[1]:%Y-%m-%d %H:%M:%S %Z}" if row else "a manual build"
 
 
-def plan_build(url: str, run_id: str) -> date | None:
+def manual_build_wait_seconds() -> float:
+    """How long a warehouse run's plan waits for a manual build to end before it fails
+    (LW_MANUAL_BUILD_WAIT_SECONDS, default one hour)."""
+    return float(os.environ.get("LW_MANUAL_BUILD_WAIT_SECONDS", "3600"))
+
+
+def plan_build(url: str, run_id: str, wait_seconds: float | None = None) -> date | None:
     """Start this warehouse run: take the warehouse and return the date to reprocess
     deliveries from (dbt var `recompute_from`): the oldest date folder loaded since the
     start of the last successful build, which that build may not have read. None when there
@@ -78,17 +84,28 @@ def plan_build(url: str, run_id: str) -> date | None:
     missed, and incremental runs would no longer equal a full refresh. A retry of the plan
     keeps the run's first start, so it plans at least the same window.
 
-    Raises BuildInProgress while a manual build runs (the task's retries wait for it). An
-    earlier run that never ended (interrupted before its end_build) is ended here: runs are
-    serialised, so it is not running any more.
+    While a manual build runs, waits for it to end, up to `wait_seconds` (default
+    manual_build_wait_seconds()), then raises BuildInProgress. An earlier run that never
+    ended (interrupted before its end_build) is ended here: runs are serialised, so it is
+    not running any more.
     """
+    wait_seconds = manual_build_wait_seconds() if wait_seconds is None else wait_seconds
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_raw_schema(conn)  # a warehouse upgraded in place may lack the log until its next load
         if not conn.execute(f"select pg_try_advisory_lock({_MANUAL_BUILD_LOCK})").fetchone()[0]:
-            raise BuildInProgress(
-                f"warehouse run {run_id} cannot start: a manual dbt build is running "
-                f"({_manual_build_holder(conn)}); the task retries"
-            )
+            holder = _manual_build_holder(conn)
+            log.warning("a manual dbt build is running (%s): waiting up to %.0f s for it to end",
+                        holder, wait_seconds)
+            try:
+                conn.execute(f"set lock_timeout = {max(int(wait_seconds * 1000), 1)}")
+                conn.execute(f"select pg_advisory_lock({_MANUAL_BUILD_LOCK})")
+            except psycopg.errors.LockNotAvailable:
+                raise BuildInProgress(
+                    f"warehouse run {run_id} cannot start: a manual dbt build ({holder}) still runs "
+                    f"after {wait_seconds:.0f} s (LW_MANUAL_BUILD_WAIT_SECONDS)"
+                ) from None
+            finally:
+                conn.execute("reset lock_timeout")
         try:
             # inserted under the lock: a manual build that takes it next sees this run
             conn.execute(
@@ -152,7 +169,7 @@ def running_builds(url: str) -> list[tuple[str, datetime]]:
 def manual_build(url: str, description: str) -> Iterator[None]:
     """Hold the warehouse for a build started by hand (`lw dbt build`): raises
     BuildInProgress when a warehouse run or another manual build holds it; while the body
-    runs, warehouse runs wait (their plan_build task retries)."""
+    runs, a warehouse run's plan_build waits for it to end."""
     with psycopg.connect(
         url, autocommit=True, application_name=f"{description} (pid {os.getpid()})"[:63]
     ) as conn:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import date
@@ -138,16 +139,23 @@ def test_a_manual_build_does_not_start_while_a_warehouse_run_holds_the_warehouse
         pass
 
 
-def test_a_warehouse_run_waits_while_a_manual_build_runs(warehouse):
+def test_a_warehouse_run_waits_for_a_manual_build_to_end(warehouse):
     with warehouse_tasks.manual_build(warehouse, "lw dbt build"):
-        with pytest.raises(warehouse_tasks.BuildInProgress, match=r"manual dbt build is running \(lw dbt build \(pid"):
-            warehouse_tasks.plan_build(warehouse, "run 1")
+        with pytest.raises(warehouse_tasks.BuildInProgress,
+                           match=r"a manual dbt build \(lw dbt build \(pid \d+\), since .*\) still runs after 0 s"):
+            warehouse_tasks.plan_build(warehouse, "run 1", wait_seconds=0.2)
         with pytest.raises(warehouse_tasks.BuildInProgress, match="another manual build is running"):
             with warehouse_tasks.manual_build(warehouse, "lw dbt run"):
                 pass
-    assert warehouse_tasks.running_builds(warehouse) == []  # the refused plan took nothing
+    assert warehouse_tasks.running_builds(warehouse) == []  # the plan that gave up took nothing
 
-    assert warehouse_tasks.plan_build(warehouse, "run 1") is None  # the retry, once the manual build ended
+    # a plan that starts while the manual build runs proceeds as soon as it ends
+    manual_build = warehouse_tasks.manual_build(warehouse, "lw dbt build")
+    manual_build.__enter__()
+    threading.Timer(1.0, manual_build.__exit__, (None, None, None)).start()
+    started = time.monotonic()
+    assert warehouse_tasks.plan_build(warehouse, "run 1", wait_seconds=60) is None
+    assert 0.8 < time.monotonic() - started < 30
     assert [run_id for run_id, _ in warehouse_tasks.running_builds(warehouse)] == ["run 1"]
 
 
@@ -165,16 +173,11 @@ def test_a_killed_manual_build_leaves_nothing_behind(warehouse):
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(warehouse_tasks.BuildInProgress):
-            warehouse_tasks.plan_build(warehouse, "run 1")
+            warehouse_tasks.plan_build(warehouse, "run 1", wait_seconds=0.2)
     finally:
         holder.kill()  # no cleanup code runs: the server drops the lock with the connection
         holder.wait()
-    for _ in range(50):  # the server notices the closed socket within milliseconds
-        try:
-            warehouse_tasks.plan_build(warehouse, "run 1")
-            break
-        except warehouse_tasks.BuildInProgress:
-            time.sleep(0.1)
+    warehouse_tasks.plan_build(warehouse, "run 1", wait_seconds=10)
     assert [run_id for run_id, _ in warehouse_tasks.running_builds(warehouse)] == ["run 1"]
 
 
