@@ -4,9 +4,9 @@
 Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw_web`,
 `raw_marketing`, `raw_shop`), then:
 
-1. **plan**: logs the run in `raw.warehouse_builds` (it now holds the warehouse) and finds the oldest date folder
-   (re)delivered since the last successful build; incremental models reprocess
-   deliveries from that date (dbt var `recompute_from`) when it is older than their
+1. **plan**: logs the run in `raw.warehouse_builds` (the run now holds the warehouse,
+   see 6) and finds the oldest date folder (re)delivered since the last successful
+   build; incremental models reprocess deliveries from that date (dbt var `recompute_from`) when it is older than their
    late-data window, so that they still equal a full refresh. The data tests of the
    event tables read only the folders from that date on (older ones passed a build).
 2. **raw gate**: Great Expectations suites on the raw tables; an error blocks the run.
