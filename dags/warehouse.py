@@ -6,9 +6,10 @@ Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw
 
 1. **plan**: logs the run in `raw.warehouse_builds` (the run now holds the warehouse,
    see 6) and finds the oldest date folder (re)delivered since the last successful
-   build; incremental models reprocess deliveries from that date (dbt var `recompute_from`) when it is older than their
-   late-data window, so that they still equal a full refresh. The data tests of the
-   event tables read only the folders from that date on (older ones passed a build).
+   build; incremental models reprocess deliveries from that date (dbt var
+   `recompute_from`) when it is older than their late-data window, so that they still
+   equal a full refresh. The data tests of the event tables read only the folders from
+   that date on (older ones passed a build).
 2. **raw gate**: Great Expectations suites on the raw tables; an error blocks the run.
 3. **dbt build**, model by model (astronomer-cosmos, one task per model running
    `dbt build --select <model>`: the model and its data tests; unit tests run in
