@@ -222,9 +222,7 @@ def cmd_dbt(args) -> int:
         return dbt_runner.run(args.rest, check=False)
     url = settings.warehouse_url()
     try:
-        with warehouse_tasks.manual_build(url, f"lw dbt {command}"):
-            # planned as a warehouse run plans (not logged as one: the next run plans the same)
-            recompute_from = warehouse_tasks.redelivered_from(url)
+        with warehouse_tasks.manual_build(url, f"lw dbt {command}") as recompute_from:
             if recompute_from is not None:
                 console.print(f"date folders from {recompute_from} were delivered since the last successful "
                               "warehouse build: incremental models reprocess deliveries from that date")

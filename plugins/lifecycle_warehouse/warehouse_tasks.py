@@ -129,13 +129,6 @@ def plan_build(url: str, run_id: str, wait_seconds: float | None = None) -> date
     return recompute_from
 
 
-def redelivered_from(url: str) -> date | None:
-    """What plan_build would return, without starting a run: for a manual build."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        ensure_raw_schema(conn)
-        return conn.execute(_REDELIVERED_FROM_SQL).fetchone()[0]
-
-
 def record_build(url: str, run_id: str) -> None:
     """Log that this run's dbt build succeeded: later runs plan from its start."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -156,29 +149,31 @@ def end_build(url: str, run_id: str) -> None:
         )
 
 
+_RUNNING_BUILDS_SQL = (
+    "select run_id, started_at from raw.warehouse_builds where ended_at is null order by started_at"
+)
+
+
 def running_builds(url: str) -> list[tuple[str, datetime]]:
     """(run_id, started_at) of the warehouse runs that have not ended, oldest first."""
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_raw_schema(conn)
-        return conn.execute(
-            "select run_id, started_at from raw.warehouse_builds where ended_at is null order by started_at"
-        ).fetchall()
+        return conn.execute(_RUNNING_BUILDS_SQL).fetchall()
 
 
 @contextmanager
-def manual_build(url: str, description: str) -> Iterator[None]:
-    """Hold the warehouse for a build started by hand (`lw dbt build`): raises
-    BuildInProgress when a warehouse run or another manual build holds it; while the body
-    runs, a warehouse run's plan_build waits for it to end."""
+def manual_build(url: str, description: str) -> Iterator[date | None]:
+    """Hold the warehouse for a build started by hand (`lw dbt build`) and give its plan:
+    what plan_build would return, without logging a run (the next run plans the same).
+    Raises BuildInProgress when a warehouse run or another manual build holds the
+    warehouse; while the body runs, a warehouse run's plan_build waits for it to end."""
     with psycopg.connect(
         url, autocommit=True, application_name=f"{description} (pid {os.getpid()})"[:63]
     ) as conn:
         ensure_raw_schema(conn)
         if not conn.execute(f"select pg_try_advisory_lock({_MANUAL_BUILD_LOCK})").fetchone()[0]:
             raise BuildInProgress(f"another manual build is running: {_manual_build_holder(conn)}")
-        running = conn.execute(
-            "select run_id, started_at from raw.warehouse_builds where ended_at is null order by started_at"
-        ).fetchall()
+        running = conn.execute(_RUNNING_BUILDS_SQL).fetchall()
         if running:
             run_id, started_at = running[-1]
             raise BuildInProgress(
@@ -186,7 +181,7 @@ def manual_build(url: str, description: str) -> Iterator[None]:
                 " warehouse until its last task; wait for it to end. If it is not running any more"
                 f" (interrupted before its end_build task), `lw builds --end {run_id}` ends it"
             )
-        yield
+        yield conn.execute(_REDELIVERED_FROM_SQL).fetchone()[0]
     # closing the connection released the lock
 
 
