@@ -41,6 +41,12 @@ def reporting_currency() -> str:
     return os.environ.get("REPORTING_CURRENCY", "USD")
 
 
+def manual_build_wait_seconds() -> float:
+    """How long a warehouse run's plan waits for a manual `lw dbt build` to end before it
+    fails (`LW_MANUAL_BUILD_WAIT_SECONDS`, default one hour)."""
+    return float(os.environ.get("LW_MANUAL_BUILD_WAIT_SECONDS", "3600"))
+
+
 class ConfigurationError(RuntimeError):
     pass
 

@@ -54,6 +54,10 @@ class BuildInProgress(RuntimeError):
     """Another build holds the warehouse."""
 
 
+def _try_manual_build_lock(conn: psycopg.Connection) -> bool:
+    return conn.execute(f"select pg_try_advisory_lock({_MANUAL_BUILD_LOCK})").fetchone()[0]
+
+
 def _manual_build_holder(conn: psycopg.Connection) -> str:
     row = conn.execute(
         "select activity.application_name, activity.backend_start"
@@ -64,12 +68,6 @@ def _manual_build_holder(conn: psycopg.Connection) -> str:
         " limit 1"
     ).fetchone()
     return f"{row[0] or 'a manual build'}, since {row[1]:%Y-%m-%d %H:%M:%S %Z}" if row else "a manual build"
-
-
-def manual_build_wait_seconds() -> float:
-    """How long a warehouse run's plan waits for a manual build to end before it fails
-    (LW_MANUAL_BUILD_WAIT_SECONDS, default one hour)."""
-    return float(os.environ.get("LW_MANUAL_BUILD_WAIT_SECONDS", "3600"))
 
 
 def plan_build(url: str, run_id: str, wait_seconds: float | None = None) -> date | None:
@@ -85,14 +83,14 @@ def plan_build(url: str, run_id: str, wait_seconds: float | None = None) -> date
     keeps the run's first start, so it plans at least the same window.
 
     While a manual build runs, waits for it to end, up to `wait_seconds` (default
-    manual_build_wait_seconds()), then raises BuildInProgress. An earlier run that never
-    ended (interrupted before its end_build) is ended here: runs are serialised, so it is
-    not running any more.
+    settings.manual_build_wait_seconds()), then raises BuildInProgress. An earlier run
+    that never ended (interrupted before its end_build) is ended here: runs are
+    serialised, so it is not running any more.
     """
-    wait_seconds = manual_build_wait_seconds() if wait_seconds is None else wait_seconds
+    wait_seconds = settings.manual_build_wait_seconds() if wait_seconds is None else wait_seconds
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_raw_schema(conn)  # a warehouse upgraded in place may lack the log until its next load
-        if not conn.execute(f"select pg_try_advisory_lock({_MANUAL_BUILD_LOCK})").fetchone()[0]:
+        if not _try_manual_build_lock(conn):
             holder = _manual_build_holder(conn)
             log.warning("a manual dbt build is running (%s): waiting up to %.0f s for it to end",
                         holder, wait_seconds)
@@ -171,7 +169,7 @@ def manual_build(url: str, description: str) -> Iterator[date | None]:
         url, autocommit=True, application_name=f"{description} (pid {os.getpid()})"[:63]
     ) as conn:
         ensure_raw_schema(conn)
-        if not conn.execute(f"select pg_try_advisory_lock({_MANUAL_BUILD_LOCK})").fetchone()[0]:
+        if not _try_manual_build_lock(conn):
             raise BuildInProgress(f"another manual build is running: {_manual_build_holder(conn)}")
         running = conn.execute(_RUNNING_BUILDS_SQL).fetchall()
         if running:
