@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from lifecycle_warehouse import contract
-from lifecycle_warehouse.ingest import describe_url, files
-from lifecycle_warehouse.ingest.files import FileRejected
+from lifecycle_warehouse.ingest import describe_url, files, records as reading, validation_sql
+from lifecycle_warehouse.ingest.records import FileRejected
 
 
-def records(data: bytes) -> list[files.CsvRecord]:
-    return list(files.csv_records(files.decode_lines(data.splitlines(keepends=True))))
+def records(data: bytes) -> list[reading.CsvRecord]:
+    return list(reading.csv_records(reading.decode_lines(data.splitlines(keepends=True))))
 
 
 def test_csv_records_keep_raw_text_and_start_line_across_quoted_newlines():
@@ -48,30 +48,30 @@ def test_csv_malformed_record_is_reported_and_parsing_continues():
 
 
 def test_decode_lines_strips_bom_and_flags_invalid_utf8_and_nul():
-    lines = list(files.decode_lines([b"\xef\xbb\xbfid,name\n", b"1,caf\xe9\n", b"2,a\x00b\n", b"3,\xc3\xa9\n"]))
+    lines = list(reading.decode_lines([b"\xef\xbb\xbfid,name\n", b"1,caf\xe9\n", b"2,a\x00b\n", b"3,\xc3\xa9\n"]))
     assert lines[0] == ("id,name\n", None)
-    assert lines[1] == ("1,caf\\xe9\n", files.RULE_NOT_UTF8)
-    assert lines[2] == ("2,a\\x00b\n", files.RULE_NUL)
+    assert lines[1] == ("1,caf\\xe9\n", reading.RULE_NOT_UTF8)
+    assert lines[2] == ("2,a\\x00b\n", reading.RULE_NUL)
     assert lines[3] == ("3,é\n", None)
 
 
 def test_bom_only_stripped_at_start_of_file():
-    lines = list(files.decode_lines([b"a\n", b"\xef\xbb\xbfb\n"]))
+    lines = list(reading.decode_lines([b"a\n", b"\xef\xbb\xbfb\n"]))
     assert lines[1][0] == "\ufeffb\n"
 
 
 def test_jsonl_records_number_lines_and_skip_blank_ones():
-    lines = files.decode_lines([b'{"a":1}\r\n', b"\n", b"   \n", b'{"a":2}'])
-    assert list(files.jsonl_records(lines)) == [
-        files.JsonlRecord(1, '{"a":1}', None),
-        files.JsonlRecord(4, '{"a":2}', None),
+    lines = reading.decode_lines([b'{"a":1}\r\n', b"\n", b"   \n", b'{"a":2}'])
+    assert list(reading.jsonl_records(lines)) == [
+        reading.JsonlRecord(1, '{"a":1}', None),
+        reading.JsonlRecord(4, '{"a":2}', None),
     ]
 
 
 def test_map_header_positions_extras_and_trimmed_names():
     entity = contract.file_entity("crm", "email_events")
     header = [" event_id", "contact_id", "campaign_id", "event_type", "occurred_at", "url", "ip", "ip"]
-    mapped = files.map_header(entity, header)
+    mapped = reading.map_header(entity, header)
     assert mapped.positions == {
         "event_id": 0, "contact_id": 1, "campaign_id": 2, "event_type": 3, "occurred_at": 4, "url": 5,
     }
@@ -81,13 +81,13 @@ def test_map_header_positions_extras_and_trimmed_names():
 def test_map_header_rejects_missing_columns_naming_them():
     entity = contract.file_entity("crm", "email_events")
     with pytest.raises(FileRejected, match=r"missing column\(s\) in header: contact_id, url \(required: contact_id\)"):
-        files.map_header(entity, ["event_id", "campaign_id", "event_type", "occurred_at"])
+        reading.map_header(entity, ["event_id", "campaign_id", "event_type", "occurred_at"])
 
 
 def test_map_header_rejects_a_repeated_contract_column():
     entity = contract.file_entity("crm", "email_events")
     with pytest.raises(FileRejected, match="more than once in header: url"):
-        files.map_header(entity, ["event_id", "contact_id", "campaign_id", "event_type", "occurred_at", "url", "url"])
+        reading.map_header(entity, ["event_id", "contact_id", "campaign_id", "event_type", "occurred_at", "url", "url"])
 
 
 def test_interval_dates_with_dates_and_airflow_datetimes():
@@ -110,20 +110,20 @@ def test_file_format_and_delivery_files_ignore_markers_and_other_files(tmp_path:
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "sub.csv").mkdir()
     assert [p.name for p in files.delivery_files(tmp_path)] == ["a.csv.gz", "b.csv", "c.JSONL"]
-    assert files.file_format(Path("x.jsonl.gz")) == "jsonl"
-    assert files.file_format(Path("x.json")) is None
+    assert reading.file_format(Path("x.jsonl.gz")) == "jsonl"
+    assert reading.file_format(Path("x.json")) is None
 
 
 def test_read_lines_turns_a_truncated_gzip_into_a_rejection(tmp_path: Path):
     path = tmp_path / "x.jsonl.gz"
     path.write_bytes(gzip.compress(b'{"a":1}\n' * 1000)[:-20])
     with pytest.raises(FileRejected, match="cannot read the file"):
-        list(files.read_lines(path))
+        list(reading.read_lines(path))
 
 
 def test_rule_expression_follows_contract_order_then_checks():
     entity = contract.file_entity("crm", "survey_responses")
-    text = files.rule_expr(entity).as_string(None)
+    text = validation_sql.rule_expr(entity).as_string(None)
     order = [
         "response_id: required",
         "survey_type: required",
@@ -140,7 +140,7 @@ def test_rule_expression_follows_contract_order_then_checks():
 
 def test_rules_for_lengths_and_bounds():
     spend = contract.file_entity("marketing", "ad_spend")
-    text = files.rule_expr(spend).as_string(None)
+    text = validation_sql.rule_expr(spend).as_string(None)
     assert "spend: must be at least 0" in text
     assert "currency: must be 3 characters long" in text
 
