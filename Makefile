@@ -16,6 +16,8 @@ SEED ?= 42
 FROM ?= $(START)
 TO ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(START)') + d.timedelta(days=$(DAYS) - 1))")
 PYTEST_ARGS ?=
+# Extra options of `lw sources` (make sources SOURCES_ARGS="--shop-ids uuid").
+SOURCES_ARGS ?=
 # Options of `lw bench` (make bench BENCH_ARGS="--customers 1000 --histories 10,40").
 BENCH_ARGS ?=
 
@@ -45,8 +47,8 @@ urls: $(STAMP) ## print WAREHOUSE_URL and SHOP_DB_URL
 psql: up ## open psql on the warehouse
 	@$(LW) psql
 
-sources: up ## simulate sources: make sources DAYS=60 CUSTOMERS=3000 SEED=42 [START=2026-09-01]
-	@$(LW) sources --start $(START) --days $(DAYS) --customers $(CUSTOMERS) --seed $(SEED)
+sources: up ## simulate sources: make sources DAYS=60 CUSTOMERS=3000 SEED=42 [START=2026-09-01] [SOURCES_ARGS=--shop-ids=uuid]
+	@$(LW) sources --start $(START) --days $(DAYS) --customers $(CUSTOMERS) --seed $(SEED) $(SOURCES_ARGS)
 
 pipeline: up ## run the DAGs over what is in the landing zone and shop: make pipeline FROM=… TO=…
 	@$(LW) pipeline --from $(FROM) --to $(TO)
@@ -56,7 +58,7 @@ summary: up ## print what was loaded and quarantined between FROM and TO
 
 demo: up ## everything: fresh warehouse, simulate 60 days, run the pipeline, print the summary
 	@$(LW) reset
-	@$(LW) sources --start $(START) --days $(DAYS) --customers $(CUSTOMERS) --seed $(SEED)
+	@$(LW) sources --start $(START) --days $(DAYS) --customers $(CUSTOMERS) --seed $(SEED) $(SOURCES_ARGS)
 	@$(LW) pipeline --from $(FROM) --to $(TO)
 
 test: $(STAMP) ## run the whole test suite (unit, integration, end-to-end)

@@ -66,9 +66,9 @@ def warehouse():
 
     @task
     def raw_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
-        """Validate the raw tables before transforming them."""
-        _, end = run_dates(params, data_interval_start, data_interval_end)
-        return warehouse_tasks.quality_gate("raw", run_id, end)
+        """Validate the raw tables and deliveries before transforming them."""
+        start, end = run_dates(params, data_interval_start, data_interval_end)
+        return warehouse_tasks.quality_gate("raw", run_id, start, end)
 
     dbt_build = DbtTaskGroup(
         group_id="dbt_build",
@@ -113,8 +113,8 @@ def warehouse():
     @task
     def marts_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
         """Validate the freshly built marts before BI can see them."""
-        _, end = run_dates(params, data_interval_start, data_interval_end)
-        return warehouse_tasks.quality_gate("marts", run_id, end)
+        start, end = run_dates(params, data_interval_start, data_interval_end)
+        return warehouse_tasks.quality_gate("marts", run_id, start, end)
 
     @task(outlets=[ANALYTICS_ASSET])
     def publish(run_id=None) -> dict:

@@ -14,14 +14,6 @@
 {%- endmacro %}
 
 
-{% macro json_bigint(json_column, key) -%}
-    case
-        when {{ json_text(json_column, key) }} ~ '^[0-9]{1,18}$'
-            then ({{ json_text(json_column, key) }})::bigint
-    end
-{%- endmacro %}
-
-
 {% macro clean_text(column) -%}
     nullif(btrim({{ column }}), '')
 {%- endmacro %}

@@ -26,7 +26,7 @@
 {% macro kpi_contribution_columns() -%}
     {{- return([
         ('contribution_id', 'text'), ('contribution_type', 'text'), ('date_day', 'date'),
-        ('customer_key', 'text'), ('shop_customer_id', 'bigint'), ('channel', 'text'),
+        ('customer_key', 'text'), ('shop_customer_id', 'text'), ('channel', 'text'),
         ('attribution_model', 'text'),
         ('new_contacts', 'integer'),
         ('ad_impressions', 'bigint'), ('ad_clicks', 'bigint'), ('ad_spend', 'numeric'),

@@ -38,11 +38,31 @@ def run_dags(dag_ids: list[str], date_from: date, date_to: date) -> list[tuple[s
         print(f"==> {dag_id}: one run for {date_from} … {date_to}", flush=True)
         run = dag.test(logical_date=logical_date, run_conf=conf)
         state = str(getattr(run, "state", "unknown"))
+        problem = tasks_not_run(run) if state == "success" else None
+        if problem:
+            print(f"==> {dag_id}: the run says success, but {problem}", flush=True)
+            state = "incomplete"
         outcomes.append((dag_id, state, time.monotonic() - started))
         print(f"==> {dag_id}: {state} in {outcomes[-1][2]:.1f} s", flush=True)
         if state != "success":
             break
     return outcomes
+
+
+def tasks_not_run(run) -> str | None:
+    """Why a DAG run that Airflow marked successful did not do its work, or None when every
+    task of it succeeded. Airflow marks a run successful when it has no task instance at
+    all (its logical date is before the DAG's start date), and none of the project's DAGs
+    skips a task on purpose: a skipped task or one that never ran means work not done."""
+    instances = run.get_task_instances()
+    if not instances:
+        return ("no task ran: Airflow created the run without task instances (is the logical date "
+                f"{run.logical_date} before the DAG's start date? see LW_START_DATE)")
+    left = sorted(f"{ti.task_id}{'' if ti.map_index < 0 else f'[{ti.map_index}]'} ({ti.state or 'never ran'})"
+                  for ti in instances if ti.state != "success")
+    if left:
+        return f"{len(left)} task(s) did not succeed: {', '.join(left[:10])}{' …' if len(left) > 10 else ''}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,15 @@ create table if not exists raw.load_audit (
     rows_loaded bigint not null default 0,
     rows_quarantined bigint not null default 0,
     error text,
-    loaded_at timestamptz not null default now()
+    loaded_at timestamptz not null default now(),
+    -- the file as it was loaded: a later run reloads a date folder whose files changed
+    file_size bigint,
+    file_modified_at timestamptz,
+    file_sha256 text,
+    -- a CSV file's header line, so that its quarantined records can be replayed
+    header text,
+    -- when `lw quarantine replay` last loaded records of the file
+    replayed_at timestamptz
 )"""),
     ("raw.load_audit_source_entity_dt",
      "create index if not exists load_audit_source_entity_dt on raw.load_audit (source, entity, dt)"),
@@ -88,9 +96,16 @@ create table if not exists raw.warehouse_builds (
 )
 # Columns added to a bookkeeping table after its first release: (table, column, type, the
 # value of the rows already there). A warehouse created before gets them from
-# ensure_raw_schema. Runs logged before ended_at existed have ended.
+# ensure_raw_schema. Runs logged before ended_at existed have ended; files loaded before
+# the file columns existed have no recorded size or checksum (a look-back run reloads
+# such a folder once).
 ADDED_COLUMNS = (
     ("warehouse_builds", "ended_at", "timestamptz", "coalesce(built_at, started_at)"),
+    ("load_audit", "file_size", "bigint", "null"),
+    ("load_audit", "file_modified_at", "timestamptz", "null"),
+    ("load_audit", "file_sha256", "text", "null"),
+    ("load_audit", "header", "text", "null"),
+    ("load_audit", "replayed_at", "timestamptz", "null"),
 )
 
 
@@ -145,10 +160,53 @@ def raw_relations() -> list[tuple[str, sql.Composable]]:
     return relations
 
 
+# format_type() of each contract type, to compare a raw table with the contract.
+_CATALOG_TYPES = {
+    contract.TEXT: "text",
+    contract.TIMESTAMPTZ: "timestamp with time zone",
+    contract.DATE: "date",
+    contract.NUMERIC: "numeric",
+    contract.INTEGER: "integer",
+    contract.BIGINT: "bigint",
+    contract.JSONB: "jsonb",
+}
+
+
+def _contract_columns() -> list[tuple[str, str, str]]:
+    """(raw table, column, contract type) of every contract column."""
+    tables = [(e.raw_table, e.columns) for e in contract.FILE_ENTITIES]
+    tables += [(t.raw_table, t.columns) for t in contract.SHOP_TABLES]
+    return [(table, c.name, c.type) for table, columns in tables for c in columns]
+
+
+def retyped_columns(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(raw table, column, contract type) of the raw columns whose type differs from the
+    contract: a warehouse created before a contract change (shop ids were bigint until ids
+    became opaque text). ensure_raw_schema converts them."""
+    columns = _contract_columns()
+    return [
+        (table, column, contract_type)
+        for table, column, contract_type, catalog_type in conn.execute(
+            "select wanted.table_name, wanted.column_name, wanted.contract_type,"
+            " format_type(a.atttypid, a.atttypmod)"
+            " from unnest(%s::text[], %s::text[], %s::text[])"
+            "   as wanted (table_name, column_name, contract_type)"
+            " join pg_attribute as a"
+            "   on a.attrelid = to_regclass(quote_ident(%s) || '.' || quote_ident(wanted.table_name))"
+            "  and a.attname = wanted.column_name and not a.attisdropped",
+            ([t for t, _, _ in columns], [c for _, c, _ in columns], [k for _, _, k in columns],
+             RAW_SCHEMA),
+        ).fetchall()
+        if catalog_type != _CATALOG_TYPES[contract_type]
+    ]
+
+
 def raw_schema_complete(conn: psycopg.Connection) -> bool:
-    """True when every raw table, index and added column already exists (catalog queries,
-    no locks)."""
+    """True when every raw table, index and added column already exists and every contract
+    column has its contract type (catalog queries, no locks)."""
     with conn.transaction():  # leaves the connection as it found it
+        if retyped_columns(conn):
+            return False
         missing = conn.execute(
             "select count(*) from unnest(%s::text[]) as n where to_regclass(n) is null",
             ([name for name, _ in raw_relations()],),
@@ -179,6 +237,12 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW_SCHEMA)))
         for _, statement in raw_relations():
             conn.execute(statement)
+        for table, column, column_type in retyped_columns(conn):
+            # e.g. bigint shop ids to text: every value keeps its text (123 -> '123')
+            conn.execute(sql.SQL("alter table {} alter column {} type {} using {}::{}").format(
+                sql.Identifier(RAW_SCHEMA, table), sql.Identifier(column), sql.SQL(column_type),
+                sql.Identifier(column), sql.SQL(column_type),
+            ))
         for table, column, column_type, existing_rows_value in ADDED_COLUMNS:
             exists = conn.execute(
                 "select exists (select from information_schema.columns"
@@ -190,9 +254,10 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
                 conn.execute(sql.SQL("alter table {} add column {} {}").format(
                     qualified, sql.Identifier(column), sql.SQL(column_type)
                 ))
-                conn.execute(sql.SQL("update {} set {} = {}").format(
-                    qualified, sql.Identifier(column), sql.SQL(existing_rows_value)
-                ))
+                if existing_rows_value != "null":  # a new column is null already
+                    conn.execute(sql.SQL("update {} set {} = {}").format(
+                        qualified, sql.Identifier(column), sql.SQL(existing_rows_value)
+                    ))
 
 
 def bootstrap(url: str) -> None:

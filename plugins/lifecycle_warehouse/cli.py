@@ -123,14 +123,21 @@ def cmd_psql(args) -> int:
 
 def cmd_sources(args) -> int:
     from lifecycle_warehouse.simulator import SimulationConfig, simulate
+    from lifecycle_warehouse.simulator.simulation import foreign_shop_refusal
 
+    shop_url = settings.shop_db_url()
+    refusal = None if args.i_know_this_drops_tables else foreign_shop_refusal(shop_url)
+    if refusal:
+        console.print(f"[red]✗ {refusal}[/]")
+        return 2
     config = SimulationConfig(
         start=args.start,
         days=args.days,
         customers=args.customers,
         seed=args.seed,
+        shop_ids=args.shop_ids,
         landing_dir=settings.landing_dir(),
-        shop_url=settings.shop_db_url(),
+        shop_url=shop_url,
         truth_file=settings.simulator_truth_file(),
         progress=True,
     )
@@ -175,6 +182,47 @@ def cmd_pipeline(args) -> int:
         return code
     console.print(f"[green]✓[/] pipeline finished in {elapsed:.0f} s")
     return cmd_summary(args)
+
+
+def cmd_quarantine(args) -> int:
+    """List the quarantine, or replay it with today's contract."""
+    from rich.table import Table
+
+    from lifecycle_warehouse.ingest import quarantine
+
+    selection = quarantine.Selection(args.source, args.entity, args.rule, args.date_from, args.date_to)
+    url = settings.warehouse_url()
+    if args.action == "replay":
+        replays = quarantine.replay(url, settings.landing_dir(), selection)
+        if not replays:
+            console.print("no quarantined record matches")
+            return 0
+        table = Table(title="Quarantine replayed with today's contract")
+        for column in ("source/entity", "date folder", "replayed", "loaded", "still quarantined"):
+            table.add_column(column, justify="left" if column in ("source/entity", "still quarantined") else "right")
+        for r in replays:
+            still = [f"{n} × {rule}" for rule, n in r.still_quarantined.most_common()]
+            still += [f"{n} not replayable: {why}" for why, n in r.not_replayable.items()]
+            table.add_row(f"{r.source}/{r.entity}", r.dt.isoformat(), f"{r.replayed:,}", f"{r.loaded:,}",
+                          "\n".join(still) or "0")
+        console.print(table)
+        loaded = sum(r.loaded for r in replays)
+        console.print(f"[green]✓[/] {loaded:,} record(s) loaded into raw; the next warehouse run "
+                      "reprocesses their dates (`make pipeline` or the scheduled run)")
+        return 0
+    rows = quarantine.counts(url, selection)
+    if not rows:
+        console.print("the quarantine is empty" + (" for this selection" if selection != quarantine.Selection() else ""))
+        return 0
+    table = Table(title="raw.quarantine: records by source, entity, rule and date folder")
+    for column in ("source/entity", "rule", "date folder", "records"):
+        table.add_column(column, justify="right" if column == "records" else "left")
+    for source, entity, rule, dt, records in rows:
+        table.add_row(f"{source}/{entity}", rule, dt.isoformat() if dt else "–", f"{records:,}")
+    console.print(table)
+    console.print("Replay after fixing the contract: `lw quarantine replay [--source S] [--entity E] "
+                  "[--rule TEXT] [--from D --to D]`")
+    return 0
 
 
 def cmd_summary(args) -> int:
@@ -316,7 +364,22 @@ def main(argv: list[str] | None = None) -> int:
     sources.add_argument("--days", type=int, default=60)
     sources.add_argument("--customers", type=int, default=3000)
     sources.add_argument("--seed", type=int, default=42)
+    sources.add_argument("--shop-ids", choices=("integer", "text", "uuid"), default="integer",
+                         help="type of the shop's ids: integer (default), text (e.g. ord_3f9a…) or uuid")
+    sources.add_argument("--i-know-this-drops-tables", dest="i_know_this_drops_tables", action="store_true",
+                         help="allow simulating into a shop database other than the embedded one "
+                              "(its contract tables are dropped and recreated)")
     sources.set_defaults(func=cmd_sources)
+
+    quarantine = sub.add_parser("quarantine", help="quarantined records by source, entity, rule and date; "
+                                                   "`replay` loads those that pass today's contract")
+    quarantine.add_argument("action", nargs="?", choices=("list", "replay"), default="list")
+    quarantine.add_argument("--source")
+    quarantine.add_argument("--entity")
+    quarantine.add_argument("--rule", help="records whose rule contains this text (any case)")
+    quarantine.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first date folder")
+    quarantine.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last date folder")
+    quarantine.set_defaults(func=cmd_quarantine)
 
     bench = sub.add_parser("bench", help="measure how a daily run's cost grows with history (docs/benchmark.md)")
     bench.add_argument("--customers", type=int, help="persons of the simulation (default 3000)")

@@ -18,6 +18,9 @@ NUMERIC = "numeric"
 INTEGER = "integer"
 BIGINT = "bigint"
 JSONB = "jsonb"
+# Ids are opaque (docs/sources.md): an integer, text such as `sub_8f3a` or `B1`, or a uuid
+# in the source, kept in raw as the text of the source's value and compared as text.
+ID = TEXT
 
 # Human wording of a failed type check, used in quarantine `rule` values.
 TYPE_RULE = {
@@ -227,7 +230,7 @@ SHOP_TABLES: tuple[ShopTable, ...] = (
         "customers",
         ("customer_id",),
         (
-            Column("customer_id", BIGINT, required=True),
+            Column("customer_id", ID, required=True),
             Column("email"),
             Column("created_at", TIMESTAMPTZ),
             Column("updated_at", TIMESTAMPTZ, required=True),
@@ -237,8 +240,8 @@ SHOP_TABLES: tuple[ShopTable, ...] = (
         "orders",
         ("order_id",),
         (
-            Column("order_id", BIGINT, required=True),
-            Column("customer_id", BIGINT),
+            Column("order_id", ID, required=True),
+            Column("customer_id", ID),
             Column("status", accepted=ORDER_STATUSES),
             Column("currency"),
             Column("subtotal", NUMERIC),
@@ -256,7 +259,7 @@ SHOP_TABLES: tuple[ShopTable, ...] = (
         "order_items",
         ("order_id", "line_number"),
         (
-            Column("order_id", BIGINT, required=True),
+            Column("order_id", ID, required=True),
             Column("line_number", INTEGER, required=True),
             Column("sku"),
             Column("product_name"),
@@ -270,8 +273,8 @@ SHOP_TABLES: tuple[ShopTable, ...] = (
         "refunds",
         ("refund_id",),
         (
-            Column("refund_id", BIGINT, required=True),
-            Column("order_id", BIGINT),
+            Column("refund_id", ID, required=True),
+            Column("order_id", ID),
             Column("amount", NUMERIC),
             Column("reason"),
             Column("refunded_at", TIMESTAMPTZ),
@@ -282,8 +285,8 @@ SHOP_TABLES: tuple[ShopTable, ...] = (
         "subscriptions",
         ("subscription_id",),
         (
-            Column("subscription_id", BIGINT, required=True),
-            Column("customer_id", BIGINT),
+            Column("subscription_id", ID, required=True),
+            Column("customer_id", ID),
             Column("plan"),
             Column("status", accepted=SUBSCRIPTION_STATUSES),
             Column("mrr", NUMERIC),
@@ -296,6 +299,8 @@ SHOP_TABLES: tuple[ShopTable, ...] = (
 )
 
 SOURCES: tuple[str, ...] = ("crm", "web", "marketing", "shop")
+# The id columns of the shop tables (any type in the shop: integer, text, uuid).
+SHOP_ID_COLUMNS = ("customer_id", "order_id", "refund_id", "subscription_id")
 
 
 def file_entities(source: str | None = None) -> tuple[FileEntity, ...]:

@@ -41,6 +41,23 @@ def url(pgdata: Path, database: str = "postgres") -> str | None:
     return info.get_uri(database=database) if info else None
 
 
+def is_embedded(database_url: str, pgdata: Path) -> bool:
+    """Whether a libpq URL points at the embedded server of `pgdata` (its socket folder)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        host = conninfo_to_dict(database_url).get("host")
+    except psycopg.ProgrammingError:
+        return False
+    if not host:
+        return False
+    own = {str(Path(pgdata).resolve())}
+    running = url(Path(pgdata))
+    if running:
+        own.add(conninfo_to_dict(running).get("host") or "")
+    return str(Path(host).resolve()) in own if host.startswith("/") else False
+
+
 def start(pgdata: Path) -> str:
     """Start the server if needed (initdb on first use) and create the project's databases.
     Returns the URL of the `postgres` maintenance database."""

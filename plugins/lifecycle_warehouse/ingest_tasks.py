@@ -25,11 +25,19 @@ def prepare_raw_schema() -> None:
 
 
 def load_files(source: str, entity: str, start: date, end: date) -> list[dict]:
+    """Load one entity's date folders for the run's dates (and late or changed folders of
+    the look-back window). A folder whose every file was rejected fails the task at once,
+    without retries: the same files would be rejected again."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from lifecycle_warehouse.ingest import files
 
-    results = files.load_interval(
-        settings.warehouse_url(), settings.landing_dir(), source, start, end, entities=[entity]
-    )
+    try:
+        results = files.load_interval(
+            settings.warehouse_url(), settings.landing_dir(), source, start, end, entities=[entity]
+        )
+    except files.DeliveryRejected as rejected:
+        raise AirflowFailException(str(rejected)) from rejected
     return [_jsonable(r) for r in results]
 
 
@@ -46,10 +54,19 @@ def extract_shop_table(table: str, end: date) -> dict:
 def summarize_file_loads(source: str, results: list[list[dict]]) -> dict:
     """Totals of a file-ingestion run, logged as one table; rejected files are listed again
     so they stand out in the task log."""
+    from lifecycle_warehouse.ingest.deliveries import IN_INTERVAL
+
     deliveries = [d for per_entity in results for d in per_entity]
-    totals = {"deliveries": len(deliveries), "files": 0, "rejected_files": 0,
-              "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0}
+    totals = {"deliveries": sum(1 for d in deliveries if d["batch_id"]), "files": 0,
+              "rejected_files": 0, "rows_read": 0, "rows_loaded": 0, "rows_quarantined": 0,
+              "not_loaded": 0}
     for delivery in deliveries:
+        label = f"{delivery['source']}/{delivery['entity']} dt={delivery['dt']}"
+        if delivery["note"]:
+            totals["not_loaded"] += 1
+            log.warning("NOT LOADED %s: %s", label, delivery["note"])
+        elif delivery["reason"] != IN_INTERVAL:
+            log.info("loaded %s: %s", label, delivery["reason"])
         for f in delivery["files"]:
             totals["files"] += 1
             totals["rows_read"] += f["rows_read"]
@@ -68,6 +85,15 @@ def summarize_file_loads(source: str, results: list[list[dict]]) -> dict:
 
 
 def summarize_shop_extracts(results: list[dict]) -> dict:
+    """Totals of a shop extraction run; tables with rows that have no updated_at (which
+    incremental extraction cannot follow) are named at warning level."""
     for r in results:
-        log.info("shop %s: %s", r.get("table"), r)
-    return {"tables": len(results), "rows_extracted": sum(r.get("rows_extracted", 0) for r in results)}
+        log.info("shop %s: %s", r["table"], r)
+        if r["rows_without_updated_at"]:
+            log.warning("shop %s: %d rows have no updated_at: only the first extraction takes them, "
+                        "later changes to them are not extracted", r["table"], r["rows_without_updated_at"])
+    return {
+        "tables": len(results),
+        "rows_extracted": sum(r["rows_extracted"] for r in results),
+        "rows_without_updated_at": sum(r["rows_without_updated_at"] for r in results),
+    }

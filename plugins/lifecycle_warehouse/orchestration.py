@@ -12,8 +12,13 @@ from datetime import date, datetime, timedelta
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param
 
-# One start date for all DAGs; runs before it are never scheduled (catchup is off).
-START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+from lifecycle_warehouse import settings
+
+# One start date for all DAGs, early by default (LW_START_DATE): Airflow creates a run
+# whose logical date is before its DAG's start date without any task, so a late start date
+# would make backfills of older history succeed without loading anything. Catchup is off:
+# the scheduler still starts from the latest interval.
+START_DATE = pendulum.parse(settings.start_date(), tz="UTC")
 
 # A daily run at 00:00 UTC covers the previous day: data interval [D, D+1).
 # (Airflow 3's default for cron strings has no data interval, so it is set explicitly.)

@@ -51,6 +51,84 @@ class ConfigurationError(RuntimeError):
     pass
 
 
+def _number(env: str, default: str, kind=float, minimum: float = 0):
+    text = os.environ.get(env, default)
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigurationError(f"{env} must be a number, got {text!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{env} must be at least {minimum}, got {value}")
+    return value
+
+
+def _names(env: str, default: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in os.environ.get(env, default).split(",") if n.strip())
+
+
+# --- landing-zone deliveries (docs/sources.md, "How this project applies the contract")
+
+
+def lookback_days() -> int:
+    """A run also loads the date folders of this many days before its own dates that are
+    new or changed since their last load (a late delivery): `LW_LOOKBACK_DAYS`, default 7."""
+    return _number("LW_LOOKBACK_DAYS", "7", int)
+
+
+def settle_seconds() -> float:
+    """A date folder without a `_SUCCESS` marker is loaded once nothing in it has changed
+    for this long (a file still being written is not read): `LW_SETTLE_SECONDS`, default 60."""
+    return _number("LW_SETTLE_SECONDS", "60")
+
+
+def success_marker_sources() -> frozenset[str]:
+    """Sources that write a `_SUCCESS` marker into each complete date folder: their folders
+    load only once it is there (`LW_SUCCESS_MARKER_SOURCES`, comma-separated, default none)."""
+    return _names("LW_SUCCESS_MARKER_SOURCES", "")
+
+
+def daily_entities() -> frozenset[str]:
+    """`source/entity` delivered for every day (the contract's cadence), whose missing date
+    folder fails the raw gate: `LW_DAILY_ENTITIES`, default web/events,marketing/ad_spend."""
+    return _names("LW_DAILY_ENTITIES", "web/events,marketing/ad_spend")
+
+
+def missing_grace_days() -> int:
+    """A daily entity's folder for date D is missing (a raw gate error) once the run's end
+    is more than this many days after D's end: `LW_MISSING_GRACE_DAYS`, default 1 (a run
+    for D does not yet require D's folder; the next day's run does)."""
+    return _number("LW_MISSING_GRACE_DAYS", "1", int)
+
+
+def max_bad_records_pct() -> float:
+    """A file with more than this share of its records quarantined is reported by the raw
+    gate (the source likely changed its format): `LW_MAX_BAD_RECORDS_PCT`, default 5."""
+    return _number("LW_MAX_BAD_RECORDS_PCT", "5")
+
+
+# Severity settings of raw-gate expectations: `error` blocks the run, `warning` reports.
+SEVERITY_SETTINGS = {
+    "LW_REJECTED_FILE_SEVERITY": "error",  # a file rejected whole in a delivery since the last build
+    "LW_BAD_RECORDS_SEVERITY": "error",  # a file above LW_MAX_BAD_RECORDS_PCT quarantined
+    "LW_NULL_UPDATED_AT_SEVERITY": "warning",  # shop rows without updated_at
+}
+
+
+def gate_severity(setting: str) -> str:
+    """`error` or `warning`: the value of one of SEVERITY_SETTINGS."""
+    value = os.environ.get(setting, SEVERITY_SETTINGS[setting]).strip().lower()
+    if value not in ("error", "warning"):
+        raise ConfigurationError(f"{setting} must be error or warning, got {value!r}")
+    return value
+
+
+def start_date() -> str:
+    """The start date of every DAG (`LW_START_DATE`, default 1900-01-01): no backfill can
+    reach before it (Airflow creates such runs without tasks), so it is early by default;
+    scheduled runs still start from the latest interval (catchup is off)."""
+    return os.environ.get("LW_START_DATE", "1900-01-01")
+
+
 def _embedded_url(database: str, variable: str) -> str:
     from lifecycle_warehouse import embedded
 

@@ -28,15 +28,17 @@ def warehouse_profile_env(key: str) -> str:
     return dbt_runner.profile_env(settings.warehouse_url())[key]
 
 
-# The oldest date folder (re)delivered since the start of the last successful build.
-# Shop extractions are not date folders (their rows carry updated_at), so they do not count.
+# The oldest date folder (re)delivered, or whose quarantine was replayed, since the start
+# of the last successful build. Shop extractions are not date folders (their rows carry
+# updated_at), so they do not count.
 _REDELIVERED_FROM_SQL = """
 select min(dt)
 from raw.load_audit
 where
     source <> 'shop'
     and dt is not null
-    and loaded_at > (select max(started_at) from raw.warehouse_builds where built_at is not null)
+    and greatest(loaded_at, replayed_at)
+        > (select max(started_at) from raw.warehouse_builds where built_at is not null)
 """
 
 
@@ -183,9 +185,10 @@ def manual_build(url: str, description: str) -> Iterator[date | None]:
     # closing the connection released the lock
 
 
-def quality_gate(stage: str, run_id: str, as_of: date) -> dict:
-    """Validate a layer (`raw` before dbt, `marts` after); fails the task when an
-    error-level expectation fails, after logging every failing expectation.
+def quality_gate(stage: str, run_id: str, start: date, as_of: date) -> dict:
+    """Validate a layer (`raw` before dbt, `marts` after) for a run covering [start, as_of);
+    fails the task when an error-level expectation fails, after logging every failing
+    expectation.
 
     A failed verdict fails at once, without retries: the same data would fail the same
     way. Retries stay for what can pass on a second try (a database that was restarting).
@@ -195,7 +198,8 @@ def quality_gate(stage: str, run_id: str, as_of: date) -> dict:
     from lifecycle_warehouse.quality import QualityGateFailed, run_gate
 
     try:
-        result = run_gate(settings.warehouse_url(), stage=stage, run_id=run_id, data_interval_end=as_of)
+        result = run_gate(settings.warehouse_url(), stage=stage, run_id=run_id, data_interval_end=as_of,
+                          data_interval_start=start)
     except QualityGateFailed as failed:
         raise AirflowFailException(str(failed)) from failed
     return {"stage": stage, "success": result.success, "warnings": len(result.warnings),

@@ -20,7 +20,7 @@ import pytest
 
 from lifecycle_warehouse import embedded
 
-from tests.e2e.scenario import CUSTOMERS, PIPELINE_LAST, SEED, SIM_DAYS, START
+from tests.e2e.scenario import CUSTOMERS, PIPELINE_LAST, SEED, SHOP_IDS, SIM_DAYS, START
 
 
 @dataclass
@@ -80,6 +80,6 @@ def pipeline(instance):
     """Sources simulated and the whole pipeline run once, for real: returns the instance
     and the output of `lw pipeline`."""
     instance.lw("sources", "--start", str(START), "--days", str(SIM_DAYS),
-                "--customers", str(CUSTOMERS), "--seed", str(SEED))
+                "--customers", str(CUSTOMERS), "--seed", str(SEED), "--shop-ids", SHOP_IDS)
     result = instance.lw("pipeline", "--from", str(START), "--to", str(PIPELINE_LAST))
     return instance, result

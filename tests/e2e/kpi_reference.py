@@ -129,7 +129,7 @@ def delivered_records(landing: Path, source: str, entity: str, window: Window) -
         folder = landing / source / entity / f"dt={day.isoformat()}"
         if not folder.is_dir():
             continue
-        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))):
             with _open_text(path) as handle:
                 if fmt == "csv":
                     rows: Iterable[dict] = (

@@ -1,11 +1,16 @@
 """The end-to-end scenario: `SIM_DAYS` days are simulated; the full pipeline (ingestion,
 dbt, gates, publish) runs over the first `PIPELINE_DAYS`; the last simulated day
 (`SPARE_DAY`) is left for tests that load on their own (corrupted deliveries) without
-touching what the marts were built from."""
+touching what the marts were built from.
+
+The data is shaped as other people's, not as the simulator's defaults: history in the
+1990s (nothing may assume recent dates, and Airflow must run every task of a run that long
+before today) and a shop whose ids are uuids (nothing may assume integer ids)."""
 
 from datetime import date, timedelta
 
-START = date(2026, 9, 1)
+START = date(1998, 9, 1)
+SHOP_IDS = "uuid"
 SIM_DAYS = 22
 PIPELINE_DAYS = SIM_DAYS - 1
 PIPELINE_LAST = START + timedelta(days=PIPELINE_DAYS - 1)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
-from datetime import date, timedelta
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from lifecycle_warehouse import contract
+from lifecycle_warehouse.ingest import deliveries
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +36,7 @@ def records_in_files(landing: Path, entity: contract.FileEntity) -> int:
     total = 0
     for day in range(DAYS):
         folder = landing / entity.source / entity.entity / f"dt={START + timedelta(days=day)}"
-        for path in sorted(folder.iterdir()):
+        for path in deliveries.delivery_files(folder):
             with _open_text(path) as handle:
                 if entity.format == "csv":
                     total += sum(1 for _ in csv.DictReader(handle))
@@ -95,8 +96,8 @@ def test_every_file_record_reaches_raw_or_quarantine(instance, loaded):
         ).fetchall()
         assert bad == []
         files_on_disk = sum(
-            1 for e in contract.FILE_ENTITIES for day in range(DAYS)
-            for _ in (instance.landing / e.source / e.entity / f"dt={START + timedelta(days=day)}").iterdir()
+            len(deliveries.delivery_files(instance.landing / e.source / e.entity / f"dt={START + timedelta(days=day)}"))
+            for e in contract.FILE_ENTITIES for day in range(DAYS)
         )
         audited = conn.execute(
             "select count(*) from raw.load_audit where source <> 'shop' and dt <= %s", (LAST,)
@@ -116,6 +117,10 @@ def test_shop_history_extracted_up_to_interval_end(instance, loaded):
             assert got == expected, table.table
         oldest = wh.execute("select min(ordered_at) from raw.shop_orders").fetchone()[0]
         assert oldest.date() < START - timedelta(days=365), "the first extraction takes the shop's whole history"
+        # the shop's ids are uuids: raw keeps their text, every one of them
+        shop_ids = {r[0] for r in shop.execute("select order_id::text from public.orders where updated_at < %s", (end,))}
+        raw_ids = {r[0] for r in wh.execute("select order_id from raw.shop_orders")}
+        assert raw_ids == shop_ids and all(uuid.UUID(i) for i in raw_ids)
 
 
 def test_web_duplicates_and_late_events_kept_in_raw(instance, loaded):

@@ -158,7 +158,7 @@ def test_missing_folder_is_no_delivery(warehouse_url, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="lifecycle_warehouse.ingest.files")
     result = load(warehouse_url, tmp_path, "crm", "contacts")
     assert (result.batch_id, result.files) == (None, [])
-    assert "no delivery" in caplog.text
+    assert "not delivered" in caplog.text
     assert rows(warehouse_url, "select count(*) as n from raw.load_audit") == [{"n": 0}]
 
 
@@ -168,12 +168,13 @@ def test_load_interval_takes_dates_in_the_half_open_interval(warehouse_url, tmp_
                 f"campaign_id,name,channel,start_date,end_date,budget,currency\ncmp{day},Spring,email,,,,\n",
                 dt=date(2024, 3, day))
     results = files.load_interval(warehouse_url, tmp_path, "crm", date(2024, 3, 1), date(2024, 3, 3),
-                                  entities=["campaigns"])
+                                  entities=["campaigns"], settle_seconds=0)
     assert [(r.entity, r.dt, r.rows_loaded) for r in results] == [
         ("campaigns", date(2024, 3, 1), 1), ("campaigns", date(2024, 3, 2), 1)
     ]
     assert [r["campaign_id"] for r in rows(warehouse_url, "select campaign_id from raw.crm_campaigns order by 1")] == ["cmp1", "cmp2"]
-    all_crm = files.load_interval(warehouse_url, tmp_path, "crm", date(2024, 3, 3), date(2024, 3, 4))
+    all_crm = files.load_interval(warehouse_url, tmp_path, "crm", date(2024, 3, 3), date(2024, 3, 4),
+                                  settle_seconds=0)
     assert [r.entity for r in all_crm] == [e.entity for e in contract.file_entities("crm")]
     assert [r.delivered for r in all_crm] == [e.entity == "campaigns" for e in contract.file_entities("crm")]
     with pytest.raises(ValueError, match="unknown crm entity"):

@@ -88,11 +88,11 @@ def test_first_run_takes_all_history_up_to_interval_end(shop_db, warehouse_url):
     result = shop.extract_table(shop_db, warehouse_url, "orders", t(2))
     assert (result.rows_extracted, result.rows_upserted, result.since, result.watermark_before) == (2, 2, None, None)
     assert data(warehouse_url, "orders", "order_id") == [
-        {"order_id": 10, "customer_id": 1, "status": "paid", "currency": "EUR", "subtotal": Decimal("100.00"),
+        {"order_id": "10", "customer_id": "1", "status": "paid", "currency": "EUR", "subtotal": Decimal("100.00"),
          "discount": Decimal("0.00"), "shipping": Decimal("5.00"), "tax": Decimal("19.00"), "total": Decimal("124.00"),
          "coupon_code": None, "channel": "web", "ordered_at": datetime(2019, 5, 2, 10, tzinfo=UTC),
          "updated_at": datetime(2019, 5, 2, 10, tzinfo=UTC)},  # timestamp without zone read as UTC
-        {"order_id": 11, "customer_id": 2, "status": "pending", "currency": "USD", "subtotal": Decimal("50.00"),
+        {"order_id": "11", "customer_id": "2", "status": "pending", "currency": "USD", "subtotal": Decimal("50.00"),
          "discount": Decimal("5.00"), "shipping": Decimal("0.00"), "tax": Decimal("0.00"), "total": Decimal("45.00"),
          "coupon_code": "SPRING", "channel": "app", "ordered_at": datetime(2024, 2, 28, 9, tzinfo=UTC),
          "updated_at": datetime(2024, 2, 28, 9, tzinfo=UTC)},
@@ -100,7 +100,7 @@ def test_first_run_takes_all_history_up_to_interval_end(shop_db, warehouse_url):
     assert watermark(warehouse_url, "orders") == datetime(2024, 2, 28, 9, tzinfo=UTC)
 
     customers = shop.extract_table(shop_db, warehouse_url, "customers", t(2))
-    assert [r["customer_id"] for r in data(warehouse_url, "customers", "customer_id")] == [1, 2]  # 3 is later
+    assert [r["customer_id"] for r in data(warehouse_url, "customers", "customer_id")] == ["1", "2"]  # 3 is later
     assert customers.watermark_after == t(27, month=2)
     with psycopg.connect(warehouse_url, row_factory=dict_row) as conn:
         audit = conn.execute("select * from raw.load_audit order by loaded_at, entity").fetchall()
@@ -123,9 +123,9 @@ def test_later_update_is_upserted_and_watermark_moves_forward(shop_db, warehouse
     assert (result.rows_extracted, result.rows_upserted) == (2, 2)
     got = {r["order_id"]: (r["status"], r["updated_at"]) for r in data(warehouse_url, "orders", "order_id")}
     assert got == {
-        10: ("paid", datetime(2019, 5, 2, 10, tzinfo=UTC)),
-        11: ("shipped", datetime(2024, 3, 2, 15, tzinfo=UTC)),
-        12: ("paid", datetime(2024, 3, 2, 16, tzinfo=UTC)),
+        "10": ("paid", datetime(2019, 5, 2, 10, tzinfo=UTC)),
+        "11": ("shipped", datetime(2024, 3, 2, 15, tzinfo=UTC)),
+        "12": ("paid", datetime(2024, 3, 2, 16, tzinfo=UTC)),
     }
     assert result.watermark_before == datetime(2024, 2, 28, 9, tzinfo=UTC)
     assert watermark(warehouse_url, "orders") == result.watermark_after == datetime(2024, 3, 2, 16, tzinfo=UTC)
@@ -154,7 +154,7 @@ def test_an_older_version_never_overwrites_a_newer_one(shop_db, warehouse_url):
     shop_exec(shop_db, "update orders set status = 'paid', updated_at = '2024-02-29 12:00' where order_id = 11")
     result = shop.extract_table(shop_db, warehouse_url, "orders", t(2))
     assert result.rows_extracted == 1 and result.rows_upserted == 0
-    (row,) = [r for r in data(warehouse_url, "orders", "order_id") if r["order_id"] == 11]
+    (row,) = [r for r in data(warehouse_url, "orders", "order_id") if r["order_id"] == "11"]
     assert (row["status"], row["updated_at"]) == ("delivered", datetime(2024, 3, 1, 12, tzinfo=UTC))
 
 
@@ -215,3 +215,96 @@ def test_shop_table_missing_a_contract_column_fails_clearly(shop_url, warehouse_
         shop.extract_table(shop_url, warehouse_url, "refunds", t(2))
     with psycopg.connect(warehouse_url) as conn:
         assert conn.execute("select count(*) from raw.load_audit").fetchone()[0] == 0
+
+
+# --------------------------------------------------------------------------- shops nobody here wrote
+
+
+def test_ids_of_any_type_are_kept_as_the_source_wrote_them(shop_url, warehouse_url):
+    """Text ids (Stripe-like `sub_…`, `B1`), uuids and integers alike: raw keeps each id's
+    text; nothing assumes a number."""
+    shop_exec(shop_url, """
+        create table customers (customer_id uuid primary key, email text, created_at timestamptz,
+                                updated_at timestamptz not null);
+        create table subscriptions (subscription_id text primary key, customer_id uuid, plan text,
+            status text, mrr numeric, currency text, started_at timestamptz, canceled_at timestamptz,
+            updated_at timestamptz not null);
+        insert into customers values ('5f0c7c52-1d1e-4d7a-9a55-2a1f3e8b7c10', 'a@x.io', '2024-01-01', '2024-01-01');
+        insert into subscriptions values
+            ('B1', '5f0c7c52-1d1e-4d7a-9a55-2a1f3e8b7c10', 'pro', 'active', 50, 'EUR', '2024-01-01', null, '2024-01-01'),
+            ('sub_8f3a91c2', null, 'basic', 'paused', 9, 'EUR', '2024-02-01', null, '2024-02-01'),
+            ('0042', null, 'basic', 'active', 9, 'EUR', '2024-02-01', null, '2024-02-01')""")
+    shop.extract_table(shop_url, warehouse_url, "customers", t(2))
+    result = shop.extract_table(shop_url, warehouse_url, "subscriptions", t(2))
+    assert result.rows_extracted == 3
+    assert [(r["subscription_id"], r["customer_id"]) for r in data(warehouse_url, "subscriptions", "subscription_id")] == [
+        ("0042", None), ("B1", "5f0c7c52-1d1e-4d7a-9a55-2a1f3e8b7c10"), ("sub_8f3a91c2", None)]
+    assert [r["customer_id"] for r in data(warehouse_url, "customers", "customer_id")] == [
+        "5f0c7c52-1d1e-4d7a-9a55-2a1f3e8b7c10"]
+
+
+def test_a_warehouse_with_integer_shop_ids_is_converted_in_place(warehouse_url):
+    from lifecycle_warehouse import bootstrap
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        bootstrap.ensure_raw_schema(conn)
+        # as created before ids became opaque
+        conn.execute("alter table raw.shop_orders alter column order_id type bigint using order_id::bigint,"
+                     " alter column customer_id type bigint using customer_id::bigint")
+        conn.execute("insert into raw.shop_orders (order_id, customer_id, updated_at, _batch_id, _extracted_at)"
+                     " values (1001, 7, now(), gen_random_uuid(), now())")
+        assert not bootstrap.raw_schema_complete(conn)
+        bootstrap.ensure_raw_schema(conn)
+        assert bootstrap.raw_schema_complete(conn)
+        assert conn.execute("select order_id, customer_id, pg_typeof(order_id)::text from raw.shop_orders").fetchone() == (
+            "1001", "7", "text")
+
+
+def test_a_row_dated_in_the_future_does_not_freeze_the_watermark(shop_db, warehouse_url):
+    shop_exec(shop_db, "insert into orders (order_id, customer_id, status, updated_at) values (13, 1, 'paid', '2999-01-01')")
+    # a run whose end lies beyond the future row (a backfill to a far date)
+    first = shop.extract_table(shop_db, warehouse_url, "orders", t(1, year=3000))
+    assert first.rows_extracted == 3
+    with psycopg.connect(shop_db) as conn:
+        shop_now = conn.execute("select now()").fetchone()[0]
+    assert first.watermark_after <= shop_now, "never past the shop's clock"
+    # a row written after the first run, dated now: the next run must take it
+    shop_exec(shop_db, "insert into orders (order_id, customer_id, status, updated_at) values (14, 1, 'paid', now())")
+    second = shop.extract_table(shop_db, warehouse_url, "orders", t(1, year=3000))
+    assert "14" in {r["order_id"] for r in data(warehouse_url, "orders", "order_id")}
+    assert second.watermark_after <= shop_now + timedelta(minutes=5)
+    # nor past the run's end
+    third = shop.extract_table(shop_db, warehouse_url, "refunds", t(2))
+    assert third.watermark_after is None
+
+
+def test_a_watermark_left_in_the_future_by_an_earlier_version_is_brought_back(shop_db, warehouse_url):
+    shop.extract_table(shop_db, warehouse_url, "orders", t(2))
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("update raw.extract_watermarks set watermark = '2999-01-01' where source_table = 'public.orders'")
+    shop_exec(shop_db, "insert into orders (order_id, customer_id, status, updated_at) values (15, 1, 'paid', now() - interval '1 hour')")
+    shop.extract_table(shop_db, warehouse_url, "orders", t(1, year=3000))
+    assert watermark(warehouse_url, "orders") < datetime(2999, 1, 1, tzinfo=UTC)
+    shop.extract_table(shop_db, warehouse_url, "orders", t(1, year=3000))
+    shop_exec(shop_db, "insert into orders (order_id, customer_id, status, updated_at) values (16, 1, 'paid', now())")
+    shop.extract_table(shop_db, warehouse_url, "orders", t(1, year=3000))
+    assert {"15", "16"} <= {r["order_id"] for r in data(warehouse_url, "orders", "order_id")}
+
+
+def test_rows_without_updated_at_are_taken_once_and_counted(shop_url, warehouse_url):
+    shop_exec(shop_url, """
+        create table refunds (refund_id text primary key, order_id text, amount numeric, reason text,
+                              refunded_at timestamptz, updated_at timestamptz);
+        insert into refunds values ('r1', 'o1', 5, 'late', '2024-03-01', null), ('r2', 'o2', 7, 'size', '2024-03-01', '2024-03-01')""")
+    first = shop.extract_table(shop_url, warehouse_url, "refunds", t(2))
+    assert (first.rows_extracted, first.rows_without_updated_at) == (2, 1)
+    assert {r["refund_id"]: r["updated_at"] for r in data(warehouse_url, "refunds", "refund_id")} == {
+        "r1": None, "r2": t(1)}
+    shop_exec(shop_url, "update refunds set amount = 6 where refund_id = 'r1'")
+    second = shop.extract_table(shop_url, warehouse_url, "refunds", t(3))
+    assert (second.rows_extracted, second.rows_without_updated_at) == (1, 1)  # r2 in the overlap; r1 cannot be followed
+    # a row that gets an updated_at later is taken, and replaces the undated version
+    shop_exec(shop_url, "update refunds set amount = 6, updated_at = '2024-03-02 12:00' where refund_id = 'r1'")
+    shop.extract_table(shop_url, warehouse_url, "refunds", t(3))
+    assert {r["refund_id"]: r["amount"] for r in data(warehouse_url, "refunds", "refund_id")} == {
+        "r1": Decimal("6"), "r2": Decimal("7")}

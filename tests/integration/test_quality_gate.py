@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -199,8 +199,8 @@ def build_marts(url: str) -> None:
     text = {"customer_key": "text", "contact_id": "text", "email_sha256": "text", "country": "text",
             "acquisition_channel": "text", "lifecycle_stage": "text", "status": "text", "currency": "text",
             "from_stage": "text", "to_stage": "text", "stage": "text", "channel": "text",
-            "attribution_model": "text", "movement_type": "text", "shop_customer_id": "bigint",
-            "order_id": "bigint", "is_first_order": "boolean", "date": "date", "month": "date",
+            "attribution_model": "text", "movement_type": "text", "shop_customer_id": "text",
+            "order_id": "text", "is_first_order": "boolean", "date": "date", "month": "date",
             "cohort_month": "date", "months_since_first_order": "integer"}
     for column in ("first_seen_at", "first_order_at", "last_order_at", "lifecycle_stage_since", "ordered_at",
                    "transitioned_at"):
@@ -337,23 +337,30 @@ def test_committed_gx_project_is_generated_from_the_contract():
     assert "${" + suites.CONNECTION_ENV + "}" in config and "postgresql://" not in config
 
 
-def test_gate_connects_with_the_interval_end_as_a_session_setting():
-    """GX gets a SQLAlchemy URL carrying the run's interval end, UTC and read-only sessions."""
+def test_gate_connects_with_the_interval_end_as_a_session_setting(monkeypatch):
+    """GX gets a SQLAlchemy URL carrying the run's dates and delivery settings, UTC and
+    read-only sessions."""
     from urllib.parse import parse_qs, urlsplit
 
     from lifecycle_warehouse.quality.gate import interval_end_instant, sqlalchemy_url
 
+    monkeypatch.setenv("LW_DAILY_ENTITIES", "web/events")
     end = interval_end_instant(END)
     assert end == datetime(2026, 9, 3, tzinfo=timezone.utc)
-    url = sqlalchemy_url("postgresql://wh:s%40cret@db:5433/warehouse?sslmode=require&options=-c%20work_mem%3D8MB", end)
+    session = suites.session_settings(end - timedelta(days=2), end)
+    url = sqlalchemy_url("postgresql://wh:s%40cret@db:5433/warehouse?sslmode=require&options=-c%20work_mem%3D8MB",
+                         session)
     parts = urlsplit(url)
     assert parts.scheme == "postgresql+psycopg" and parts.netloc == "wh:s%40cret@db:5433"
     query = parse_qs(parts.query)
     assert query["sslmode"] == ["require"]
-    assert query["options"] == ["-c work_mem=8MB -c lw.data_interval_end=2026-09-03T00:00:00+00:00 "
+    assert query["options"] == ["-c work_mem=8MB -c lw.data_interval_start=2026-09-01T00:00:00+00:00 "
+                                "-c lw.data_interval_end=2026-09-03T00:00:00+00:00 "
+                                "-c lw.max_bad_records_pct=5.0 -c lw.daily_entities=web/events "
+                                "-c lw.missing_grace_days=1 -c lw.lookback_days=7 "
                                 "-c timezone=UTC -c default_transaction_read_only=on"]
     with pytest.raises(ValueError, match="postgresql:// URL"):
-        sqlalchemy_url("host=db dbname=warehouse", end)
+        sqlalchemy_url("host=db dbname=warehouse", session)
 
 
 def test_raw_gate_passes_records_results_and_blocks_broken_sources(warehouse_url, gx_root):
@@ -496,3 +503,82 @@ def test_a_gate_that_cannot_run_is_recorded_as_failed(warehouse_url, gx_root):
                             ).fetchone() == (False, 1)
     with pytest.raises(PublishRefused, match="failed"):
         publish(warehouse_url)
+
+
+# --- the deliveries themselves (raw.load_audit) --------------------------------------------
+
+
+def _latest_batch(conn, source: str, entity: str, dt: date) -> uuid.UUID:
+    return conn.execute("select batch_id from raw.load_audit where source = %s and entity = %s and dt = %s"
+                        " order by loaded_at desc limit 1", (source, entity, dt)).fetchone()[0]
+
+
+def test_raw_gate_reports_every_rejected_file_with_a_severity_that_is_a_setting(warehouse_url, gx_root, monkeypatch):
+    build_raw(warehouse_url)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        batch = _latest_batch(conn, "crm", "contacts", DAY2)
+        conn.execute(
+            "insert into raw.load_audit (batch_id, source, entity, dt, file, status, error) values"
+            " (%s, 'crm', 'contacts', %s, 'crm/contacts/dt=2026-09-02/partner.csv', 'rejected',"
+            " 'crm/contacts/dt=2026-09-02/partner.csv: missing column(s) in header: email (required: email)')",
+            (batch, DAY2))
+    message = gate_fails(warehouse_url, "raw", gx_root, "run-rejected")
+    assert "ERROR raw_load_audit · no file rejected whole in the deliveries since the last build" in message
+    assert "partner.csv" in message and "missing column(s) in header" in message
+
+    monkeypatch.setenv("LW_REJECTED_FILE_SEVERITY", "warning")
+    result = run_gate(warehouse_url, "raw", "run-rejected-warning", END, project_root=gx_root)
+    assert result.success
+    assert [w.description.split(" (")[0] for w in result.warnings if w.suite == "raw_load_audit"] == [
+        "no file rejected whole in the deliveries since the last build"]
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("select severity from audit.validation_results where run_id = 'run-rejected-warning'"
+                            " and suite = 'raw_load_audit' and not success").fetchone() == ("warning",)
+
+    # a build that succeeded since then has read those deliveries: they are not this run's
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("insert into raw.warehouse_builds (run_id, started_at, built_at, ended_at)"
+                     " values ('built', now(), now(), now())")
+    monkeypatch.delenv("LW_REJECTED_FILE_SEVERITY")
+    assert run_gate(warehouse_url, "raw", "run-after-build", END, project_root=gx_root).success
+
+
+def test_raw_gate_reports_a_file_whose_records_are_mostly_quarantined(warehouse_url, gx_root, monkeypatch):
+    build_raw(warehouse_url)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("update raw.load_audit set rows_read = rows_loaded + 7, rows_quarantined = 7"
+                     " where source = 'web' and dt = %s", (DAY2,))
+    message = gate_fails(warehouse_url, "raw", gx_root, "run-bad-records")
+    assert "ERROR raw_load_audit · no file with more than LW_MAX_BAD_RECORDS_PCT %" in message
+    assert "quarantined_pct=70.0" in message and "web/events/dt=2026-09-02" in message
+    monkeypatch.setenv("LW_MAX_BAD_RECORDS_PCT", "75")
+    assert run_gate(warehouse_url, "raw", "run-bad-records-75", END, project_root=gx_root).success
+
+
+def test_raw_gate_names_a_missing_daily_delivery(warehouse_url, gx_root, monkeypatch):
+    build_raw(warehouse_url)
+    day4 = DAY2 + timedelta(days=2)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:  # DAY3 never came
+        deliver(conn, "web", "events", day4, [])
+        deliver(conn, "marketing", "ad_spend", day4, [])
+    end = day4 + timedelta(days=2)  # the run covers DAY1..day4 + 1; grace: its last day is not due yet
+    with pytest.raises(QualityGateFailed) as failed:
+        run_gate(warehouse_url, "raw", "run-hole", end, data_interval_start=DAY1, project_root=gx_root)
+    message = str(failed.value)
+    assert "ERROR raw_load_audit · every date folder of a daily entity (LW_DAILY_ENTITIES) is delivered" in message
+    assert "source=marketing, entity=ad_spend, missing_date=2026-09-03" in message
+    assert "source=web, entity=events, missing_date=2026-09-03" in message
+    assert "missing_date=2026-09-05" not in message, "within the grace period"
+    # CRM entities are not delivered daily: their quiet days are not missing
+    assert "entity=contacts" not in message
+    monkeypatch.setenv("LW_DAILY_ENTITIES", "")
+    assert run_gate(warehouse_url, "raw", "run-no-daily", end, data_interval_start=DAY1, project_root=gx_root).success
+
+
+def test_raw_gate_warns_about_shop_rows_without_updated_at(warehouse_url, gx_root):
+    build_raw(warehouse_url)
+    sql_exec(warehouse_url, "update raw.shop_refunds set updated_at = null")
+    result = run_gate(warehouse_url, "raw", "run-undated", END, project_root=gx_root)
+    assert result.success
+    assert [(w.suite, w.column) for w in result.warnings if w.column == "updated_at"] == [
+        ("raw_shop_refunds", "updated_at")]

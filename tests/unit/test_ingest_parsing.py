@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lifecycle_warehouse import contract
-from lifecycle_warehouse.ingest import describe_url, files, records as reading, validation_sql
+from lifecycle_warehouse.ingest import deliveries, describe_url, records as reading, validation_sql
 from lifecycle_warehouse.ingest.records import FileRejected
 
 
@@ -91,25 +91,25 @@ def test_map_header_rejects_a_repeated_contract_column():
 
 
 def test_interval_dates_with_dates_and_airflow_datetimes():
-    assert files.interval_dates(date(2024, 3, 1), date(2024, 3, 4)) == [
+    assert deliveries.interval_dates(date(2024, 3, 1), date(2024, 3, 4)) == [
         date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)
     ]
     utc = timezone.utc
     daily = (datetime(2024, 3, 1, tzinfo=utc), datetime(2024, 3, 2, tzinfo=utc))
-    assert files.interval_dates(*daily) == [date(2024, 3, 1)]
+    assert deliveries.interval_dates(*daily) == [date(2024, 3, 1)]
     # A datetime is taken in UTC: 2024-03-02 01:00+02:00 is 2024-03-01 23:00 UTC.
     plus2 = timezone(timedelta(hours=2))
-    assert files.interval_dates(
+    assert deliveries.interval_dates(
         datetime(2024, 3, 1, 1, tzinfo=plus2), datetime(2024, 3, 2, 1, tzinfo=plus2)
     ) == [date(2024, 3, 1)]
-    assert files.interval_dates(date(2024, 3, 2), date(2024, 3, 2)) == []
+    assert deliveries.interval_dates(date(2024, 3, 2), date(2024, 3, 2)) == []
 
 
 def test_file_format_and_delivery_files_ignore_markers_and_other_files(tmp_path: Path):
     for name in ["b.csv", "a.csv.gz", "_SUCCESS", ".a.csv.swp", ".hidden.csv", "notes.txt", "c.JSONL"]:
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "sub.csv").mkdir()
-    assert [p.name for p in files.delivery_files(tmp_path)] == ["a.csv.gz", "b.csv", "c.JSONL"]
+    assert [p.name for p in deliveries.delivery_files(tmp_path)] == ["a.csv.gz", "b.csv", "c.JSONL"]
     assert reading.file_format(Path("x.jsonl.gz")) == "jsonl"
     assert reading.file_format(Path("x.json")) is None
 

@@ -23,6 +23,7 @@ import pytest
 from psycopg import sql
 
 from lifecycle_warehouse import contract
+from lifecycle_warehouse.ingest.deliveries import MARKER
 from lifecycle_warehouse.simulator import Rates, SimulationConfig, simulate
 from lifecycle_warehouse.simulator.__main__ import main as cli_main
 
@@ -56,9 +57,10 @@ def day_folders(landing: Path, entity: contract.FileEntity, days: int = DAYS):
 
 
 def data_file(folder: Path) -> Path:
-    files = [p for p in folder.iterdir()]
-    assert len(files) == 1, f"{folder}: expected exactly one file, found {[p.name for p in files]}"
-    return files[0]
+    """The one data file of a date folder, which the simulator marks complete (`_SUCCESS`)."""
+    files = sorted(p.name for p in folder.iterdir())
+    assert len(files) == 2 and MARKER in files, f"{folder}: expected one file and {MARKER}, found {files}"
+    return folder / next(name for name in files if name != MARKER)
 
 
 def read_text(path: Path) -> str:
@@ -304,8 +306,8 @@ def test_web_users_are_crm_contacts_and_purchases_match_web_orders(run):
     with psycopg.connect(url) as conn:
         for e in purchases.values():
             props = e["properties"]
-            row = conn.execute("select total, currency, channel, ordered_at from orders where order_id = %s",
-                               (int(props["order_id"]),)).fetchone()
+            row = conn.execute("select total, currency, channel, ordered_at from orders where order_id::text = %s",
+                               (props["order_id"],)).fetchone()
             assert row is not None, e
             total, currency, channel, ordered_at = row
             assert (Decimal(str(props["value"])), props["currency"], channel) == (total, currency, "web")
@@ -352,6 +354,43 @@ def test_same_seed_gives_identical_bytes_and_rows_and_a_rerun_replaces_date_fold
     assert shop_dump(shop_url) != rows_1
 
 
+def test_shop_ids_can_be_text_or_uuids_in_the_same_world(pg_server, tmp_path):
+    """`shop_ids` changes the shop's ids and nothing else: their column type in the shop,
+    and every reference to them (orders -> customers, refunds -> orders, web purchases and
+    loyalty references -> orders) uses the same ids."""
+    id_columns = {("customers", "customer_id"), ("orders", "order_id"), ("orders", "customer_id"),
+                  ("refunds", "refund_id"), ("refunds", "order_id"), ("subscriptions", "subscription_id"),
+                  ("subscriptions", "customer_id"), ("order_items", "order_id")}
+    without_ids = "select status, total, ordered_at from orders order by ordered_at, total, status"
+    worlds = {}
+    for kind, column_type in (("integer", "bigint"), ("text", "text"), ("uuid", "uuid")):
+        url = new_database(pg_server)
+        cfg = config(tmp_path / kind, url, customers=600, days=3, shop_ids=kind)
+        simulate(cfg)
+        with psycopg.connect(url) as conn:
+            types = dict(((t, c), ty) for t, c, ty in conn.execute(
+                "select table_name, column_name, data_type from information_schema.columns"
+                " where table_schema = 'public'"))
+            assert {types[key] for key in id_columns} == {column_type}, kind
+            worlds[kind] = conn.execute(without_ids).fetchall()
+            orders = {r[0] for r in conn.execute("select order_id::text from orders")}
+            assert conn.execute(
+                "select count(*) from orders o where o.customer_id is not null and not exists"
+                " (select from customers c where c.customer_id = o.customer_id)").fetchone()[0] == 0
+            assert conn.execute(
+                "select count(*) from refunds r where not exists"
+                " (select from orders o where o.order_id = r.order_id)").fetchone()[0] == 0
+            sample = conn.execute("select order_id::text from orders order by ordered_at limit 1").fetchone()[0]
+        purchases = {e["properties"]["order_id"] for _, _, e in web_events(cfg.landing_dir, days=3)
+                     if e["event_name"] == "purchase"}
+        assert purchases and purchases <= orders, kind
+        if kind == "text":
+            assert sample.startswith("ord_") and not sample[4:].isdigit()
+        if kind == "uuid":
+            assert uuid.UUID(sample)
+    assert worlds["text"] == worlds["integer"] == worlds["uuid"], "the same world, other ids"
+
+
 def test_late_and_duplicate_events_come_in_the_planted_shares(shop_url, tmp_path):
     days = 6
     rates = replace(Rates(), p_late=0.10, p_duplicate=0.04)
@@ -388,17 +427,22 @@ def test_late_and_duplicate_events_come_in_the_planted_shares(shop_url, tmp_path
 
 
 def test_cli_runs_with_explicit_paths(shop_url, tmp_path, capsys):
-    code = cli_main([
+    args = [
         "--start", "2026-09-01", "--days", "2", "--customers", "40", "--seed", "3", "--history-days", "60",
         "--landing-dir", str(tmp_path / "landing"), "--shop-url", shop_url,
         "--truth-file", str(tmp_path / "truth.json"), "--no-progress",
-    ])
-    assert code == 0
+    ]
+    # the test server is not the project's embedded one: simulating there drops its tables
+    assert cli_main(args) == 2
+    assert "--i-know-this-drops-tables" in capsys.readouterr().err
+    assert not (tmp_path / "landing").exists()
+
+    assert cli_main([*args, "--i-know-this-drops-tables"]) == 0
     assert "web/events" in capsys.readouterr().out
     truth = json.loads((tmp_path / "truth.json").read_text())
     assert truth["config"] | {"landing_dir": None} == {
         "start": "2026-09-01", "days": 2, "end_exclusive": "2026-09-03", "customers": 40,
-        "history_days": 60, "history_start": "2026-07-03", "landing_dir": None,
+        "history_days": 60, "history_start": "2026-07-03", "shop_ids": "integer", "landing_dir": None,
     }
 
 

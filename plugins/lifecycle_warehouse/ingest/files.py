@@ -5,28 +5,32 @@ deleted, each file is streamed into a TEMP staging table with COPY (`records` sp
 records), and validation and casting run as one set-based statement per file
 (`validation_sql`, generated from `contract`). Good records go to `raw.<source>_<entity>`,
 bad ones to `raw.quarantine` with the first rule they fail, and every file gets a
-`raw.load_audit` row.
+`raw.load_audit` row (with its size, modification time, SHA-256 and, for CSV, its header).
+`deliveries` decides which folders a run loads.
 
 A file that cannot be used at all (unreadable, corrupt gzip, header without a contract column)
-is rejected whole and the rest of the folder still loads; any other error rolls the whole
-folder back.
+is rejected whole and the rest of the folder still loads. A folder whose every file is
+rejected replaces nothing: the previous load stays, the rejected files are audited, and the
+run fails (`DeliveryRejected`). Any other error rolls the whole folder back.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from lifecycle_warehouse import bootstrap, contract
+from lifecycle_warehouse import bootstrap, contract, settings
 from lifecycle_warehouse.contract import FileEntity
-from lifecycle_warehouse.ingest import connect
+from lifecycle_warehouse.ingest import connect, deliveries
+from lifecycle_warehouse.ingest.deliveries import DataFile, Folder, Skipped
 from lifecycle_warehouse.ingest.records import (
     CSV,
     JSONL,
@@ -34,6 +38,7 @@ from lifecycle_warehouse.ingest.records import (
     FileRejected,
     HeaderMap,
     JsonlRecord,
+    RULE_NOT_JSON,
     csv_records,
     decode_lines,
     file_format,
@@ -51,6 +56,13 @@ REJECTED = "rejected"
 # The validated rows are materialised once and read by both inserts; enough memory keeps a
 # typical daily file out of temp files. Transaction-local.
 _WORK_MEM = "64MB"
+STAGE_SQL = sql.Identifier(STAGE)
+
+
+class DeliveryRejected(RuntimeError):
+    """Every file of one or more date folders was rejected: those folders kept their
+    previous load (if any). The message names each folder and file with its reason."""
+
 
 @dataclass
 class FileResult:
@@ -61,6 +73,10 @@ class FileResult:
     rows_quarantined: int = 0
     error: str | None = None
     rules: dict[str, int] = field(default_factory=dict)  # quarantined records per rule
+    size: int | None = None
+    modified_at: datetime | None = None
+    sha256: str | None = None
+    header: str | None = None  # a CSV file's header line
 
 
 @dataclass
@@ -68,12 +84,15 @@ class DeliveryResult:
     source: str
     entity: str
     dt: date
-    batch_id: uuid.UUID | None  # None when there was no delivery (nothing changed)
+    batch_id: uuid.UUID | None  # None when nothing was loaded (see `note`)
     files: list[FileResult] = field(default_factory=list)
+    reason: str | None = None  # why the folder was loaded (deliveries.IN_INTERVAL, LATE, CHANGED)
+    note: str | None = None  # why nothing was loaded: not delivered, not complete yet, …
+    kept_previous: bool = False  # every file was rejected: the previous load stays
 
     @property
     def delivered(self) -> bool:
-        return self.batch_id is not None
+        return self.batch_id is not None and not self.kept_previous
 
     @property
     def rows_loaded(self) -> int:
@@ -87,6 +106,10 @@ class DeliveryResult:
     def rejected(self) -> list[FileResult]:
         return [f for f in self.files if f.status == REJECTED]
 
+    @property
+    def label(self) -> str:
+        return f"{self.source}/{self.entity} dt={self.dt.isoformat()}"
+
 
 # --------------------------------------------------------------------------- public API
 
@@ -98,12 +121,26 @@ def load_interval(
     start: date,
     end: date,
     entities: Sequence[str] | None = None,
+    *,
+    lookback_days: int | None = None,
+    settle_seconds: float | None = None,
+    now: float | None = None,
 ) -> list[DeliveryResult]:
-    """Load every date folder with start <= dt < end of each entity of `source` (all its
-    contract entities, or only `entities`). Datetimes (an Airflow data interval) are taken in
-    UTC: a folder is in the interval when its date's midnight is."""
+    """Load the date folders of each entity of `source` (all its contract entities, or only
+    `entities`) for a run covering start <= dt < end, and the folders of the look-back
+    window before `start` that are new or changed since their last load
+    (`deliveries.plan_folders`; settings LW_LOOKBACK_DAYS, LW_SETTLE_SECONDS,
+    LW_SUCCESS_MARKER_SOURCES unless given). Datetimes (an Airflow data interval) are taken
+    in UTC: a folder is in the interval when its date's midnight is.
+
+    Returns one result per folder of the run's dates and per folder loaded from the
+    look-back. Raises DeliveryRejected, once every folder has been tried, when every file
+    of a folder was rejected."""
     targets = _entities(source, entities)
-    dates = interval_dates(start, end)
+    lookback_days = settings.lookback_days() if lookback_days is None else lookback_days
+    settle_seconds = settings.settle_seconds() if settle_seconds is None else settle_seconds
+    require_marker = source in settings.success_marker_sources()
+    landing_dir = Path(landing_dir)
     results: list[DeliveryResult] = []
     with connect(
         warehouse_url, "WAREHOUSE_URL", autocommit=True,
@@ -111,91 +148,97 @@ def load_interval(
     ) as conn:
         bootstrap.ensure_raw_schema(conn)
         for entity in targets:
-            for dt in dates:
-                results.append(load_delivery(conn, Path(landing_dir), entity, dt))
+            planned, skipped = deliveries.plan_folders(
+                conn, landing_dir, entity, start, end, lookback_days=lookback_days,
+                settle_seconds=settle_seconds, require_marker=require_marker,
+                now=time.time() if now is None else now,
+            )
+            entity_results = [_not_loaded(s) for s in skipped]
+            for folder in planned:
+                entity_results.append(load_folder(conn, landing_dir, folder))
+            results += sorted(entity_results, key=lambda r: r.dt)
+    failed = [r for r in results if r.kept_previous]
+    if failed:
+        raise DeliveryRejected(
+            "every file of " + ("this date folder" if len(failed) == 1 else "these date folders")
+            + " was rejected; nothing of it was loaded and the previous load (if any) stays:\n"
+            + "\n".join(f"  {r.label}: " + "; ".join(f.error or f.file for f in r.files) for r in failed)
+            + "\nFix the files and deliver the folder again."
+        )
     return results
+
+
+def _not_loaded(skipped: Skipped) -> DeliveryResult:
+    entity = skipped.entity
+    log.warning("%s/%s dt=%s: nothing loaded: %s", entity.source, entity.entity,
+                skipped.dt.isoformat(), skipped.reason)
+    return DeliveryResult(entity.source, entity.entity, skipped.dt, None, note=skipped.reason)
 
 
 def load_delivery(
     conn: psycopg.Connection, landing_dir: Path, entity: FileEntity, dt: date
 ) -> DeliveryResult:
-    """Load (or reload) one date folder in one transaction, replacing what an earlier load of
-    the same (entity, dt) wrote. Pass an autocommit connection (or one with no transaction
-    open): the load commits when it returns; inside a caller's transaction it becomes a
-    savepoint and the caller commits."""
+    """Load (or reload) one date folder as it is now, whether or not it looks complete.
+    See load_folder."""
     landing_dir = Path(landing_dir)
     bootstrap.ensure_raw_schema(conn)
-    folder = delivery_folder(landing_dir, entity, dt)
-    label = f"{entity.source}/{entity.entity} dt={dt.isoformat()}"
+    folder = deliveries.delivery_folder(landing_dir, entity, dt)
     if not folder.is_dir():
-        log.warning("%s: no delivery (%s does not exist); nothing loaded", label, folder)
-        return DeliveryResult(entity.source, entity.entity, dt, None)
-    paths = delivery_files(folder)
-    for ignored in sorted(set(_visible_files(folder)) - set(paths)):
-        log.warning("%s: ignoring %s (not a .csv/.jsonl[.gz] file)", label, ignored.name)
-    if not paths:
-        log.warning("%s: %s holds no data file; treated as not delivered", label, folder)
-        return DeliveryResult(entity.source, entity.entity, dt, None)
+        return _not_loaded(Skipped(entity, dt, f"not delivered ({folder} does not exist)"))
+    for ignored in deliveries.ignored_files(folder):
+        log.warning("%s/%s dt=%s: ignoring %s (not a .csv/.jsonl[.gz] file)",
+                    entity.source, entity.entity, dt, ignored.name)
+    files = deliveries.data_files(landing_dir, folder)
+    if not files:
+        return _not_loaded(Skipped(entity, dt, "the folder holds no data file: not delivered"))
+    return load_folder(conn, landing_dir, Folder(entity, dt, deliveries.IN_INTERVAL, files))
 
-    result = DeliveryResult(entity.source, entity.entity, dt, uuid.uuid4())
+
+def load_folder(conn: psycopg.Connection, landing_dir: Path, folder: Folder) -> DeliveryResult:
+    """Load one date folder in one transaction, replacing what an earlier load of the same
+    (entity, dt) wrote, unless every file is rejected: then the earlier load stays and only
+    the rejected files' audit rows are written (`kept_previous`). Pass an autocommit
+    connection (or one with no transaction open): the load commits when it returns; inside
+    a caller's transaction it becomes a savepoint and the caller commits."""
+    entity, dt = folder.entity, folder.dt
+    bootstrap.ensure_raw_schema(conn)
+    result = DeliveryResult(entity.source, entity.entity, dt, uuid.uuid4(), reason=folder.reason)
     with conn.transaction():
         conn.execute("set local timezone = 'UTC'")
         conn.execute(sql.SQL("set local work_mem = {}").format(sql.Literal(_WORK_MEM)))
         conn.execute(
             "select pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key(entity, dt),)
         )
-        _delete_previous(conn, entity, dt)
-        for path in paths:
-            file_result = _load_file_or_reject(
-                conn, landing_dir, path, entity, dt, result.batch_id
-            )
+        with conn.transaction() as replacement:
+            _delete_previous(conn, entity, dt)
+            for data_file in folder.files:
+                file_result = _load_file_or_reject(conn, data_file, entity, dt, result.batch_id)
+                _log_file(file_result)
+                result.files.append(file_result)
+            if not any(f.status == LOADED for f in result.files):
+                result.kept_previous = True
+                raise psycopg.Rollback(replacement)
+        for file_result in result.files:
             _write_audit(conn, entity, dt, result.batch_id, file_result)
-            _log_file(file_result)
-            result.files.append(file_result)
-    log.info(
-        "%s: batch %s committed: %d file(s), %d rows loaded, %d quarantined, %d file(s) rejected",
-        label, result.batch_id, len(result.files), result.rows_loaded,
-        result.rows_quarantined, len(result.rejected),
-    )
+    if result.kept_previous:
+        log.error("%s: every file was rejected: nothing replaced, the previous load stays "
+                  "(batch %s records the rejected files)", result.label, result.batch_id)
+    else:
+        log.info(
+            "%s (%s): batch %s committed: %d file(s), %d rows loaded, %d quarantined, "
+            "%d file(s) rejected",
+            result.label, folder.reason, result.batch_id, len(result.files), result.rows_loaded,
+            result.rows_quarantined, len(result.rejected),
+        )
     return result
 
 
-# --------------------------------------------------------------------------- folders and dates
+# --------------------------------------------------------------------------- helpers
 
 
 def lock_key(entity: FileEntity, dt: date) -> str:
     """Advisory-lock key serialising concurrent loads of the same (entity, dt)."""
     return f"lifecycle_warehouse.ingest.files:{entity.raw_table}:{dt.isoformat()}"
-
-
-def delivery_folder(landing_dir: Path, entity: FileEntity, dt: date) -> Path:
-    return Path(landing_dir) / entity.source / entity.entity / f"dt={dt.isoformat()}"
-
-
-def _visible_files(folder: Path) -> list[Path]:
-    # `_SUCCESS`-style markers and dotfiles are not deliveries.
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))]
-
-
-def delivery_files(folder: Path) -> list[Path]:
-    """The data files of a date folder, sorted by name."""
-    return sorted((p for p in _visible_files(folder) if file_format(p)), key=lambda p: p.name)
-
-
-def _as_date(value: date, *, ceil: bool) -> date:
-    """A date, or a datetime (naive = UTC) rounded to a date in UTC."""
-    if not isinstance(value, datetime):
-        return value
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc)
-    day = value.date()
-    return day + timedelta(days=1) if ceil and value.time() != time(0) else day
-
-
-def interval_dates(start: date, end: date) -> list[date]:
-    """Dates d with start <= d < end; for datetimes, those whose UTC midnight is in the interval."""
-    first, stop = _as_date(start, ceil=True), _as_date(end, ceil=True)
-    return [first + timedelta(days=i) for i in range((stop - first).days)]
 
 
 def _entities(source: str, names: Sequence[str] | None) -> list[FileEntity]:
@@ -232,21 +275,27 @@ def _delete_previous(conn: psycopg.Connection, entity: FileEntity, dt: date) -> 
 
 
 def _load_file_or_reject(
-    conn: psycopg.Connection, landing_dir: Path, path: Path, entity: FileEntity, dt: date,
+    conn: psycopg.Connection, data_file: DataFile, entity: FileEntity, dt: date,
     batch_id: uuid.UUID,
 ) -> FileResult:
     """Load one file inside a savepoint; a FileRejected undoes just this file."""
-    rel = path.relative_to(landing_dir).as_posix()
+    rel = data_file.rel
+    try:
+        data_file = data_file.with_sha256()
+    except OSError as exc:
+        return FileResult(rel, REJECTED, error=f"{rel}: cannot read the file: {exc}",
+                          size=data_file.size, modified_at=data_file.modified_at)
+    known = {"size": data_file.size, "modified_at": data_file.modified_at, "sha256": data_file.sha256}
     try:
         with conn.transaction():
-            return _load_file(conn, path, rel, entity, dt, batch_id)
+            return _load_file(conn, data_file.path, rel, entity, dt, batch_id, known)
     except FileRejected as exc:
-        return FileResult(rel, REJECTED, error=f"{rel}: {exc}")
+        return FileResult(rel, REJECTED, error=f"{rel}: {exc}", **known)
 
 
 def _load_file(
     conn: psycopg.Connection, path: Path, rel: str, entity: FileEntity, dt: date,
-    batch_id: uuid.UUID,
+    batch_id: uuid.UUID, known: dict,
 ) -> FileResult:
     fmt = file_format(path)
     if fmt != entity.format:
@@ -255,28 +304,44 @@ def _load_file(
             f"is delivered as {entity.format.upper()}"
         )
     lines = decode_lines(read_lines(path))
+    header_text = None
     if fmt == CSV:
         records = csv_records(lines)
         header, header_record = _read_csv_header(entity, records)
-        rows_read = _stage_csv(conn, len(header_record.fields), records)
+        header_text = header_record.text
+        rows_read = stage_csv(conn, len(header_record.fields), records)
     else:
-        header, rows_read = None, _stage_jsonl(conn, jsonl_records(lines))
+        header, rows_read = None, stage_jsonl(conn, jsonl_records(lines))
 
-    counts = _validate_and_insert(conn, entity, fmt, header, batch_id=batch_id, dt=dt, file=rel)
+    counts = validate_and_insert(conn, entity, fmt, header, batch_id=batch_id, dt=dt, file=rel)
     loaded = counts.pop(None, 0)
     quarantined = sum(counts.values())
+    if fmt == JSONL and rows_read and counts.get(RULE_NOT_JSON) == rows_read:
+        # not one line parses: not JSONL at all (an HTML error page, a binary file)
+        raise FileRejected(
+            f"not a JSONL file: none of its {rows_read} line(s) is valid JSON (first line: "
+            f"{_first_line(path)!r})"
+        )
     if loaded + quarantined != rows_read:  # every staged record lands exactly once
         raise RuntimeError(
             f"{rel}: {rows_read} records staged but {loaded} loaded + {quarantined} quarantined"
         )
     conn.execute(sql.SQL("drop table {}").format(STAGE_SQL))
     rules = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    return FileResult(rel, LOADED, rows_read, loaded, quarantined, rules=rules)
+    return FileResult(rel, LOADED, rows_read, loaded, quarantined, rules=rules, header=header_text,
+                      **known)
 
 
-def _validate_and_insert(
+def _first_line(path: Path, limit: int = 60) -> str:
+    line = next(iter(decode_lines(read_lines(path))), ("", None))[0].strip()
+    return line[:limit] + ("…" if len(line) > limit else "")
+
+
+def validate_and_insert(
     conn: psycopg.Connection, entity: FileEntity, fmt: str, header: HeaderMap | None, **where
 ) -> dict[str | None, int]:
+    """Validate what `lw_stage` holds and insert it (validation_sql.load_sql): the count
+    loaded (key None) and quarantined per rule."""
     statement = load_sql(entity, fmt, header, **where)
     if fmt != JSONL:
         return dict(conn.execute(statement).fetchall())
@@ -289,10 +354,7 @@ def _validate_and_insert(
         return dict(conn.execute(strict).fetchall())
 
 
-STAGE_SQL = sql.Identifier(STAGE)
-
-
-def _stage_jsonl(conn: psycopg.Connection, records: Iterable[JsonlRecord]) -> int:
+def stage_jsonl(conn: psycopg.Connection, records: Iterable[JsonlRecord]) -> int:
     """COPY JSONL records into a new `lw_stage`; returns how many."""
     conn.execute(stage_ddl(JSONL))
     count = 0
@@ -305,6 +367,7 @@ def _stage_jsonl(conn: psycopg.Connection, records: Iterable[JsonlRecord]) -> in
     return count
 
 
+
 def _read_csv_header(entity: FileEntity, records: Iterator[CsvRecord]) -> tuple[HeaderMap, CsvRecord]:
     first = next(records, None)
     if first is None:
@@ -314,7 +377,7 @@ def _read_csv_header(entity: FileEntity, records: Iterator[CsvRecord]) -> tuple[
     return map_header(entity, first.fields), first
 
 
-def _stage_csv(conn: psycopg.Connection, width: int, records: Iterable[CsvRecord]) -> int:
+def stage_csv(conn: psycopg.Connection, width: int, records: Iterable[CsvRecord]) -> int:
     """COPY CSV records of a file whose header has `width` fields into a new `lw_stage`; a
     record with another number of fields is staged with that problem. Returns how many."""
     conn.execute(stage_ddl(CSV, width))
@@ -333,6 +396,7 @@ def _stage_csv(conn: psycopg.Connection, width: int, records: Iterable[CsvRecord
     return count
 
 
+
 def _write_audit(
     conn: psycopg.Connection, entity: FileEntity, dt: date, batch_id: uuid.UUID, result: FileResult
 ) -> None:
@@ -342,18 +406,20 @@ def _write_audit(
     # begun before that start may commit after it
     conn.execute(
         "insert into raw.load_audit (batch_id, source, entity, dt, file, status, rows_read,"
-        " rows_loaded, rows_quarantined, error, loaded_at)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
+        " rows_loaded, rows_quarantined, error, loaded_at, file_size, file_modified_at,"
+        " file_sha256, header)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s, %s, %s, %s)",
         (
             batch_id, entity.source, entity.entity, dt, result.file, result.status,
             result.rows_read, result.rows_loaded, result.rows_quarantined, result.error,
+            result.size, result.modified_at, result.sha256, result.header,
         ),
     )
 
 
 def _log_file(result: FileResult) -> None:
     if result.status == REJECTED:
-        log.warning("%s: REJECTED, nothing loaded: %s", result.file, result.error)
+        log.error("%s: REJECTED, nothing loaded from it: %s", result.file, result.error)
         return
     summary = (
         f"{result.rows_read} rows read, {result.rows_loaded} loaded, "

@@ -5,12 +5,21 @@ Rows change after they are written (status moves, refunds), so each table is rea
 streamed with COPY from the shop into a TEMP table of the warehouse, and upserted into
 `raw.shop_<table>` by primary key without ever moving a row back in time. Upsert, watermark
 and audit row commit together. The shop is only ever read, in a read-only transaction.
+
+Ids are opaque: whatever their type in the shop (integer, text, uuid), raw keeps their text.
+The watermark never moves past the run's end nor the shop server's clock, so a row dated in
+the future cannot stop later rows from being extracted. A row without `updated_at` cannot
+be extracted incrementally: the first extraction (no watermark yet) takes it, later ones
+count such rows (`rows_without_updated_at`). A row deleted in the shop stays in raw: hard
+deletes are not propagated.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -42,6 +51,7 @@ class ExtractResult:
     rows_upserted: int  # rows inserted or changed in raw (raw.load_audit.rows_loaded)
     watermark_before: datetime | None
     watermark_after: datetime | None
+    rows_without_updated_at: int = 0  # shop rows with a NULL updated_at (taken on the first run only)
 
 
 def watermark_key(table: str) -> str:
@@ -98,6 +108,13 @@ def extract_table(
         SOURCE_SCHEMA, table, result.rows_extracted, window, result.rows_upserted, spec.raw_table,
         _show(result.watermark_before), _show(result.watermark_after),
     )
+    if result.rows_without_updated_at:
+        log.warning(
+            "shop:%s.%s: %d rows have no updated_at: %s", SOURCE_SCHEMA, table,
+            result.rows_without_updated_at,
+            "taken by this first extraction" if result.since is None else
+            "later changes to them cannot be extracted (only the first extraction takes them)",
+        )
     return result
 
 
@@ -109,16 +126,27 @@ def _extract(
     source: psycopg.Connection, wh: psycopg.Connection, spec: ShopTable, until: datetime,
     overlap: timedelta,
 ) -> ExtractResult:
-    """Stage, upsert, advance the watermark and audit in one warehouse transaction."""
+    """Stage, upsert, advance the watermark and audit in one warehouse transaction, from
+    one snapshot of the shop."""
     batch_id = uuid.uuid4()
-    with wh.transaction():
+    with wh.transaction(), _shop_snapshot(source, spec):
         wh.execute("set local timezone = 'UTC'")
         wh.execute(
             "select pg_advisory_xact_lock(hashtextextended(%s, 0))",
             (f"lifecycle_warehouse.ingest.shop:{spec.table}",),
         )
+        shop_now, without_updated_at = source.execute(
+            sql.SQL("select now(), count(*) from {} where updated_at is null").format(
+                sql.Identifier(SOURCE_SCHEMA, spec.table))
+        ).fetchone()
         before = _watermark(wh, spec.table)
-        since = before - overlap if before is not None else None
+        since = None
+        if before is not None:
+            if before > shop_now:
+                log.warning("shop:%s.%s: the stored watermark %s is ahead of the shop's clock (%s): "
+                            "reading from the shop's clock instead", SOURCE_SCHEMA, spec.table,
+                            before.isoformat(), shop_now.isoformat())
+            since = min(before, shop_now) - overlap
         wh.execute(
             sql.SQL("create temp table {} ({}) on commit drop").format(
                 sql.Identifier(_STAGE), _column_defs(spec)
@@ -126,7 +154,7 @@ def _extract(
         )
         extracted = _copy_from_shop(source, wh, spec, since, until)
         upserted = wh.execute(upsert_sql(spec, batch_id)).rowcount
-        after = _advance_watermark(wh, spec.table)
+        after = _advance_watermark(wh, spec.table, until, shop_now)
         wh.execute(
             "insert into raw.load_audit (batch_id, source, entity, dt, file, status,"
             " rows_read, rows_loaded, rows_quarantined)"
@@ -135,7 +163,23 @@ def _extract(
              extracted, upserted),
         )
         wh.execute(sql.SQL("drop table {}").format(sql.Identifier(_STAGE)))
-    return ExtractResult(spec.table, batch_id, since, until, extracted, upserted, before, after)
+    return ExtractResult(spec.table, batch_id, since, until, extracted, upserted, before, after,
+                         without_updated_at)
+
+
+@contextmanager
+def _shop_snapshot(shop: psycopg.Connection, spec: ShopTable) -> Iterator[None]:
+    """One read-only, repeatable-read transaction on the shop (the connection's settings);
+    a table without the contract's columns becomes ShopSchemaError."""
+    try:
+        with shop.transaction():
+            shop.execute("set local timezone = 'UTC'")  # a shop timestamp without zone is UTC
+            yield
+    except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable) as exc:
+        raise ShopSchemaError(
+            f"shop table {SOURCE_SCHEMA}.{spec.table} does not match the contract "
+            f"(columns {', '.join(c.name for c in spec.columns)}): {exc}"
+        ) from exc
 
 
 def _column_defs(spec: ShopTable) -> sql.Composable:
@@ -160,9 +204,12 @@ def extract_query(spec: ShopTable, since: datetime | None, until: datetime) -> s
         sql.SQL("{c}::{t}").format(c=sql.Identifier(c.name), t=sql.SQL(c.type))
         for c in spec.columns
     )
-    where = sql.SQL("updated_at < {}").format(sql.Literal(until))
-    if since is not None:
-        where = sql.SQL("updated_at > {} and {}").format(sql.Literal(since), where)
+    if since is None:  # the first extraction takes the whole history, undated rows too
+        where = sql.SQL("updated_at < {} or updated_at is null").format(sql.Literal(until))
+    else:
+        where = sql.SQL("updated_at > {} and updated_at < {}").format(
+            sql.Literal(since), sql.Literal(until)
+        )
     return sql.SQL(
         "copy (select {columns} from {table} where {where}) to stdout (format binary)"
     ).format(columns=columns, table=sql.Identifier(SOURCE_SCHEMA, spec.table), where=where)
@@ -172,27 +219,21 @@ def _copy_from_shop(
     shop: psycopg.Connection, wh: psycopg.Connection, spec: ShopTable,
     since: datetime | None, until: datetime,
 ) -> int:
-    """Stream the changed rows block by block from the shop into the warehouse staging table."""
+    """Stream the changed rows block by block from the shop into the warehouse staging
+    table; returns how many."""
     query = extract_query(spec, since, until)
     target = sql.SQL("copy {} from stdin (format binary)").format(sql.Identifier(_STAGE))
-    try:
-        with shop.transaction():
-            shop.execute("set local timezone = 'UTC'")  # a shop timestamp without zone is UTC
-            with shop.cursor().copy(query) as source, wh.cursor().copy(target) as sink:
-                for block in source:
-                    sink.write(block)
-    except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable) as exc:
-        raise ShopSchemaError(
-            f"shop table {SOURCE_SCHEMA}.{spec.table} does not match the contract "
-            f"(columns {', '.join(c.name for c in spec.columns)}): {exc}"
-        ) from exc
+    with shop.cursor().copy(query) as source, wh.cursor().copy(target) as sink:
+        for block in source:
+            sink.write(block)
     count = sql.SQL("select count(*) from {}").format(sql.Identifier(_STAGE))
     return wh.execute(count).fetchone()[0]
 
 
 def upsert_sql(spec: ShopTable, batch_id: uuid.UUID) -> sql.Composable:
     """Insert new keys; update a known key only with a version at least as new, and only
-    when something changed (a re-extracted identical row is left alone)."""
+    when something changed (a re-extracted identical row is left alone). A dated version
+    replaces an undated one."""
     table = sql.Identifier(bootstrap.RAW_SCHEMA, spec.raw_table)
     cols = [sql.Identifier(c.name) for c in spec.columns]
     keys = [sql.Identifier(k) for k in spec.primary_key]
@@ -204,10 +245,12 @@ def upsert_sql(spec: ShopTable, batch_id: uuid.UUID) -> sql.Composable:
     return sql.SQL(
         "insert into {table} as t ({cols}, _batch_id, _extracted_at)\n"
         "select distinct on ({keys}) {cols}, {batch}, now() from {stage}\n"
-        "order by {keys}, updated_at desc\n"
+        "order by {keys}, updated_at desc nulls last\n"
         "on conflict ({keys}) do update set {assignments}\n"
         "where excluded.updated_at > t.updated_at\n"
-        "   or (excluded.updated_at = t.updated_at and ({old}) is distinct from ({new}))"
+        "   or (t.updated_at is null and excluded.updated_at is not null)\n"
+        "   or (excluded.updated_at is not distinct from t.updated_at\n"
+        "       and ({old}) is distinct from ({new}))"
     ).format(
         table=table,
         cols=sql.SQL(", ").join(cols),
@@ -220,15 +263,27 @@ def upsert_sql(spec: ShopTable, batch_id: uuid.UUID) -> sql.Composable:
     )
 
 
-def _advance_watermark(conn: psycopg.Connection, table: str) -> datetime | None:
-    """Watermark = the newest updated_at ever extracted; never decreases."""
+def _advance_watermark(
+    conn: psycopg.Connection, table: str, until: datetime, shop_now: datetime
+) -> datetime | None:
+    """Watermark = the newest updated_at extracted, but never past the run's end nor the
+    shop's clock: a row dated in the future would otherwise hide every row written after
+    it. It never moves back, except from beyond the shop's clock (a watermark set there
+    before this rule existed)."""
+    conn.execute(
+        "update raw.extract_watermarks set watermark = %s, updated_at = now()"
+        " where source_table = %s and watermark > %s",
+        (shop_now, watermark_key(table), shop_now),
+    )
     conn.execute(
         sql.SQL(
             "insert into raw.extract_watermarks as w (source_table, watermark)\n"
-            "select %s, max(updated_at) from {} having max(updated_at) is not null\n"
+            "select %(key)s, least(max(updated_at), %(until)s, %(shop_now)s) from {}\n"
+            "having max(updated_at) is not null\n"
             "on conflict (source_table) do update\n"
-            "set watermark = greatest(w.watermark, excluded.watermark), updated_at = now()"
+            "set watermark = least(greatest(w.watermark, excluded.watermark), %(shop_now)s),\n"
+            "    updated_at = now()"
         ).format(sql.Identifier(_STAGE)),
-        (watermark_key(table),),
+        {"key": watermark_key(table), "until": until, "shop_now": shop_now},
     )
     return _watermark(conn, table)

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -145,9 +145,10 @@ def interval_end_instant(value: date | datetime) -> datetime:
     raise TypeError(f"data_interval_end must be a date or datetime, not {type(value).__name__}")
 
 
-def sqlalchemy_url(warehouse_url: str, data_interval_end: datetime) -> str:
+def sqlalchemy_url(warehouse_url: str, session: dict[str, str]) -> str:
     """The SQLAlchemy URL GX connects with: psycopg 3 driver, and session settings that
-    carry the run's data interval end, UTC and read-only transactions."""
+    carry the run's dates and delivery settings (suites.session_settings), UTC and
+    read-only transactions."""
     parts = urlsplit(warehouse_url)
     if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
         raise ValueError(
@@ -156,13 +157,16 @@ def sqlalchemy_url(warehouse_url: str, data_interval_end: datetime) -> str:
         )
     query = parse_qsl(parts.query, keep_blank_values=True)
     options = " ".join(value for key, value in query if key == "options")
-    session = (
-        f"-c lw.data_interval_end={data_interval_end.isoformat()} -c timezone=UTC "
-        "-c default_transaction_read_only=on"
-    )
+    ours = " ".join(f"-c {name}={_option_value(value)}" for name, value in session.items())
+    ours += " -c timezone=UTC -c default_transaction_read_only=on"
     query = [(k, v) for k, v in query if k not in ("options", "application_name")]
-    query += [("options", f"{options} {session}".strip()), ("application_name", "lw-quality-gate")]
+    query += [("options", f"{options} {ours}".strip()), ("application_name", "lw-quality-gate")]
     return urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def _option_value(value: str) -> str:
+    """A value for libpq's `options` (-c name=value): spaces and backslashes escaped."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
 @contextmanager
@@ -215,6 +219,13 @@ def _checkpoint_relations(checkpoint) -> dict[str, Any]:
 
 
 def _severity(config) -> str:
+    """The expectation's severity: its setting's value when it has one (settings.gate_severity),
+    else the severity written in the suite."""
+    from lifecycle_warehouse import settings
+
+    setting = (config.meta or {}).get("severity_setting")
+    if setting:
+        return {"error": suites.ERROR, "warning": suites.WARNING}[settings.gate_severity(setting)]
     severity = getattr(config, "severity", None) or (config.meta or {}).get("severity") or suites.ERROR
     return getattr(severity, "value", severity)
 
@@ -268,13 +279,13 @@ def _build_docs(context, checkpoint_result) -> None:
     context.build_data_docs(resource_identifiers=identifiers)
 
 
-def _examples(warehouse_url: str, end: datetime, query: str, relation: str) -> list[dict[str, Any]]:
+def _examples(warehouse_url: str, session: dict[str, str], query: str, relation: str) -> list[dict[str, Any]]:
     """A few rows of a failed SQL check, fetched with the same session settings as GX's."""
     schema, table = relation.split(".", 1)
     try:
         with psycopg.connect(warehouse_url, autocommit=True, options="-c default_transaction_read_only=on") as conn:
-            conn.execute("select set_config('lw.data_interval_end', %s, false), set_config('timezone', 'UTC', false)",
-                         (end.isoformat(),))
+            for name, value in {**session, "timezone": "UTC"}.items():
+                conn.execute("select set_config(%s, %s, false)", (name, value))
             batch = sql.Identifier(schema, table).as_string(conn)
             statement = f"select * from ({query.format(batch=batch)}) offending limit {EXAMPLE_ROWS}"
             with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
@@ -290,14 +301,18 @@ def run_gate(
     run_id: str,
     data_interval_end: date | datetime,
     *,
+    data_interval_start: date | datetime | None = None,
     project_root: Path | str | None = None,
 ) -> GateResult:
     """Validate every relation of `stage` with its suite; raise `QualityGateFailed` when an
-    error-severity expectation fails. `project_root` is the folder holding `gx/` (default:
-    the repo's `expectations/`)."""
+    error-severity expectation fails. The run's dates are [data_interval_start (default:
+    the day before the end), data_interval_end). `project_root` is the folder holding `gx/`
+    (default: the repo's `expectations/`)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
     end = interval_end_instant(data_interval_end)
+    start = interval_end_instant(data_interval_start) if data_interval_start else end - timedelta(days=1)
+    session = suites.session_settings(start, end)
     gx_dir = Path(project_root or suites.default_project_root()) / "gx"
     if not (gx_dir / "great_expectations.yml").exists():
         raise FileNotFoundError(
@@ -312,7 +327,7 @@ def run_gate(
 
     facts: dict[str, dict[str, Any]] = {}
     try:
-        outcomes, facts = _validate(warehouse_url, stage, run_id, end, gx_dir, started)
+        outcomes, facts = _validate(warehouse_url, stage, run_id, session, gx_dir, started)
     except Exception as error:
         # A gate that could not run is a failed gate: recorded, so that no publish follows it.
         crashed = ExpectationOutcome(suite=f"{stage}_gate", expectation="gate_run", severity=suites.ERROR,
@@ -342,16 +357,16 @@ def run_gate(
     return result
 
 
-def _validate(warehouse_url: str, stage: str, run_id: str, end: datetime, gx_dir: Path,
+def _validate(warehouse_url: str, stage: str, run_id: str, session: dict[str, str], gx_dir: Path,
               started: datetime) -> tuple[list[ExpectationOutcome], dict[str, dict[str, Any]]]:
     """Run the stage's checkpoint; returns every expectation's outcome and what was validated."""
-    with (_project_lock(gx_dir), _environment(suites.CONNECTION_ENV, sqlalchemy_url(warehouse_url, end)),
+    with (_project_lock(gx_dir), _environment(suites.CONNECTION_ENV, sqlalchemy_url(warehouse_url, session)),
           _quiet("great_expectations")):
         import great_expectations as gx
 
         context = gx.get_context(mode="file", project_root_dir=str(gx_dir.parent))
         try:
-            return _run_checkpoint(context, warehouse_url, stage, run_id, end, started)
+            return _run_checkpoint(context, warehouse_url, stage, run_id, session, started)
         finally:
             _close_connections(context)
 
@@ -367,7 +382,7 @@ def _close_connections(context) -> None:
             engine.dispose()
 
 
-def _run_checkpoint(context, warehouse_url: str, stage: str, run_id: str, end: datetime,
+def _run_checkpoint(context, warehouse_url: str, stage: str, run_id: str, session: dict[str, str],
                     started: datetime) -> tuple[list[ExpectationOutcome], dict[str, dict[str, Any]]]:
     """Validate, build the Data Docs, and add offending rows to the failed SQL checks."""
     from great_expectations.core.run_identifier import RunIdentifier
@@ -396,16 +411,17 @@ def _run_checkpoint(context, warehouse_url: str, stage: str, run_id: str, end: d
         for e in vd.suite.expectations if e.expectation_type == "unexpected_rows_expectation"
     }
     outcomes = [
-        _with_examples(o, warehouse_url, end, queries) if not o.success and o.error is None
+        _with_examples(o, warehouse_url, session, queries) if not o.success and o.error is None
         and o.expectation_id in queries else o
         for o in outcomes
     ]
     return outcomes, facts
 
 
-def _with_examples(outcome: ExpectationOutcome, warehouse_url: str, end: datetime, queries) -> ExpectationOutcome:
+def _with_examples(outcome: ExpectationOutcome, warehouse_url: str, session: dict[str, str],
+                   queries) -> ExpectationOutcome:
     query, relation = queries[outcome.expectation_id]
-    return replace(outcome, examples=_examples(warehouse_url, end, query, relation))
+    return replace(outcome, examples=_examples(warehouse_url, session, query, relation))
 
 
 def _record(warehouse_url: str, result: GateResult, outcomes: list[ExpectationOutcome],

@@ -48,7 +48,27 @@ ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "position_based")
 # The run's data interval end (exclusive) and its UTC date, as SQL.
 E = "current_setting('lw.data_interval_end')::timestamptz"
 E_DATE = f"(({E}) at time zone 'UTC')::date"
+# The first business date of the run (its data interval start, or date_from).
+S_DATE = "((current_setting('lw.data_interval_start')::timestamptz) at time zone 'UTC')::date"
 BATCH = "{batch}"
+# Settings severities (`error`, `warning`) as GX severities.
+_SEVERITY = {"error": ERROR, "warning": WARNING}
+
+
+def session_settings(start, end, environment=None) -> dict[str, str]:
+    """The session settings a gate's connections carry (`lw.<name>`): the run's dates and
+    the delivery settings its checks read (settings.py), so that a check never reads
+    now() nor an environment the database cannot see. `start`, `end`: aware datetimes."""
+    from lifecycle_warehouse import settings as current
+
+    return {
+        "lw.data_interval_start": start.isoformat(),
+        "lw.data_interval_end": end.isoformat(),
+        "lw.max_bad_records_pct": str(current.max_bad_records_pct()),
+        "lw.daily_entities": ",".join(sorted(current.daily_entities())),
+        "lw.missing_grace_days": str(current.missing_grace_days()),
+        "lw.lookback_days": str(current.lookback_days()),
+    }
 
 # A delivery of the run's last business date with fewer than COLLAPSE_RATIO x the rows of
 # the day before is a collapse, when the day before had at least COLLAPSE_MIN_ROWS rows
@@ -116,11 +136,16 @@ class Expectation:
     severity: str = ERROR
     description: str | None = None
     column: str | None = None  # the column a SQL check is about, for reports
+    # An environment variable (settings.SEVERITY_SETTINGS) that sets the severity at run
+    # time; `severity` is its default.
+    severity_setting: str | None = None
 
     def to_json(self, suite: str) -> dict[str, Any]:
         meta: dict[str, Any] = {}
         if self.column and "column" not in self.kwargs:
             meta["column"] = self.column
+        if self.severity_setting:
+            meta["severity_setting"] = self.severity_setting
         body = {
             "id": str(uuid.uuid5(_NAMESPACE, f"{suite}|{self.type}|{json.dumps(self.kwargs, sort_keys=True)}")),
             "kwargs": self.kwargs,
@@ -221,7 +246,8 @@ def check_batch_aliases(query: str) -> None:
                 f"{'with' if has_join else 'without'} JOIN: {query}")
 
 
-def no_rows(description: str, query: str, severity=ERROR, column: str | None = None) -> Expectation:
+def no_rows(description: str, query: str, severity=ERROR, column: str | None = None,
+            severity_setting: str | None = None) -> Expectation:
     """A SQL check: the query selects the offending rows; any row fails the expectation.
 
     `{batch}` is the relation under validation. The selected columns are what a failure
@@ -229,8 +255,10 @@ def no_rows(description: str, query: str, severity=ERROR, column: str | None = N
     """
     query = _sql(query)
     check_batch_aliases(query)
+    if severity_setting:
+        severity = _SEVERITY[settings.SEVERITY_SETTINGS[severity_setting]]
     return Expectation("unexpected_rows_expectation", {"unexpected_rows_query": query},
-                       severity, description, column)
+                       severity, description, column, severity_setting)
 
 
 # --- raw suites, from the source contract ------------------------------------------------
@@ -310,13 +338,15 @@ def raw_file_suite(entity: contract.FileEntity) -> Suite:
         ))
 
     # Every delivery's latest load (raw.load_audit) is in the table, complete and alone:
-    # catches an emptied or truncated table, rows lost or loaded twice.
+    # catches an emptied or truncated table, rows lost or loaded twice. (A delivery whose
+    # every file was rejected replaced nothing: the latest load that loaded a file counts.)
     exps.append(no_rows(
         "rows per delivery equal the rows loaded by its latest load (raw.load_audit)",
         f"""
         with audit_rows as (
             select dt, batch_id, rows_loaded, loaded_at from raw.load_audit
             where source = '{entity.source}' and entity = '{entity.entity}' and dt < {E_DATE}
+              and status = 'loaded'
         ),
         latest as (
             select distinct on (dt) dt, batch_id from audit_rows
@@ -363,7 +393,14 @@ def raw_shop_suite(shop: contract.ShopTable) -> Suite:
     keys = ", ".join(shop.primary_key)
     exps: list[Expectation] = [columns_present([c.name for c in shop.columns] + _shop_metadata_columns())]
     exps += [not_null(c) for c in ("_batch_id", "_extracted_at")]
-    exps += _column_expectations(shop.columns)
+    exps += _column_expectations([c for c in shop.columns if c.name != "updated_at"])
+    # A row without updated_at was taken by the first extraction; later changes to it
+    # cannot be extracted incrementally (docs/sources.md).
+    exps.append(no_rows(
+        "updated_at is set (a row without it is extracted once, its later changes never)",
+        f"select {keys} from {BATCH} where updated_at is null",
+        column="updated_at", severity_setting="LW_NULL_UPDATED_AT_SEVERITY",
+    ))
     exps.append(unique(shop.primary_key[0]) if len(shop.primary_key) == 1 else unique_together(shop.primary_key))
     for c in shop.columns:
         if c.type == contract.NUMERIC:
@@ -396,8 +433,96 @@ def raw_shop_suite(shop: contract.ShopTable) -> Suite:
     return Suite("raw", f"raw.{table}", tuple(exps))
 
 
+# The date folders loaded since the start of the last successful build (the deliveries
+# this run builds from; as warehouse_tasks.plan_build finds them), each with its latest
+# delivery: a re-delivery replaces a folder, and only the latest one says what is in raw.
+_RUN_DELIVERIES = f"""
+        last_build as (
+            select coalesce(max(started_at), '-infinity') as started_at
+            from raw.warehouse_builds where built_at is not null
+        ),
+        latest as (
+            select distinct on (source, entity, dt) source, entity, dt, batch_id
+            from raw.load_audit
+            where source <> 'shop' and dt < {E_DATE}
+            order by source, entity, dt, loaded_at desc
+        ),
+        run_files as (
+            select a.* from {BATCH} a
+            inner join latest l on l.source = a.source and l.entity = a.entity and l.dt = a.dt
+                and l.batch_id = a.batch_id
+            where greatest(a.loaded_at, a.replayed_at) > (select started_at from last_build)
+        )"""
+
+
+def raw_load_audit_suite() -> Suite:
+    """The deliveries themselves (raw.load_audit): files rejected or mostly quarantined in
+    the deliveries this run builds from, and daily deliveries that never came."""
+    exps = [
+        no_rows(
+            "no file rejected whole in the deliveries since the last build (LW_REJECTED_FILE_SEVERITY)",
+            f"""
+            with {_RUN_DELIVERIES}
+            select r.source, r.entity, r.dt, r.file, r.error from run_files r
+            where r.status = 'rejected'
+            """,
+            column="status", severity_setting="LW_REJECTED_FILE_SEVERITY",
+        ),
+        no_rows(
+            "no file with more than LW_MAX_BAD_RECORDS_PCT % of its records quarantined in the "
+            "deliveries since the last build (LW_BAD_RECORDS_SEVERITY): most records of a file "
+            "breaking a rule means the source changed its format",
+            f"""
+            with {_RUN_DELIVERIES}
+            select r.source, r.entity, r.dt, r.file, r.rows_read, r.rows_quarantined,
+                   round(100.0 * r.rows_quarantined / r.rows_read, 1) as quarantined_pct
+            from run_files r
+            where r.status = 'loaded' and r.rows_read > 0
+              and 100.0 * r.rows_quarantined / r.rows_read
+                  > current_setting('lw.max_bad_records_pct')::numeric
+            """,
+            column="rows_quarantined", severity_setting="LW_BAD_RECORDS_SEVERITY",
+        ),
+        no_rows(
+            "every date folder of a daily entity (LW_DAILY_ENTITIES) is delivered, from the run's "
+            "first date (or its look-back) to its end minus LW_MISSING_GRACE_DAYS",
+            f"""
+            with daily as (
+                select split_part(name, '/', 1) as source, split_part(name, '/', 2) as entity
+                from unnest(string_to_array(current_setting('lw.daily_entities'), ',')) as name
+            ),
+            bounds as (
+                select d.source, d.entity,
+                       greatest(
+                           coalesce(min(a.dt), {S_DATE}),
+                           least({S_DATE}, {E_DATE} - current_setting('lw.missing_grace_days')::int
+                                 - current_setting('lw.lookback_days')::int)
+                       ) as first_due,
+                       {E_DATE} - current_setting('lw.missing_grace_days')::int - 1 as last_due
+                from daily d
+                left join {BATCH} a on a.source = d.source and a.entity = d.entity
+                group by d.source, d.entity
+            ),
+            due as (
+                select b.source, b.entity, day::date as dt
+                from bounds b
+                cross join generate_series(b.first_due, b.last_due, interval '1 day') as day
+            )
+            select due.source, due.entity, due.dt as missing_date from due
+            left join {BATCH} a on a.source = due.source and a.entity = due.entity and a.dt = due.dt
+                and a.status = 'loaded'
+            where a.dt is null
+            order by 1, 2, 3
+            """,
+            column="dt",
+        ),
+    ]
+    return Suite("raw", "raw.load_audit", tuple(exps))
+
+
 def raw_suites() -> list[Suite]:
-    return [raw_file_suite(e) for e in contract.FILE_ENTITIES] + [raw_shop_suite(t) for t in contract.SHOP_TABLES]
+    return ([raw_file_suite(e) for e in contract.FILE_ENTITIES] + [raw_shop_suite(t) for t in contract.SHOP_TABLES]
+            + [raw_load_audit_suite()])
 
 
 # --- mart suites: the BI relations of docs/sources.md section 3 ---------------------------

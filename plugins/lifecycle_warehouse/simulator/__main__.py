@@ -10,8 +10,8 @@ from datetime import date
 from pathlib import Path
 
 from lifecycle_warehouse import settings
-from lifecycle_warehouse.simulator.config import DEFAULT_START, SimulationConfig
-from lifecycle_warehouse.simulator.simulation import simulate
+from lifecycle_warehouse.simulator.config import DEFAULT_START, SHOP_ID_KINDS, SimulationConfig
+from lifecycle_warehouse.simulator.simulation import DROPS_TABLES_FLAG, foreign_shop_refusal, simulate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--landing-dir", type=Path, help="landing zone root (default: settings.landing_dir())")
     parser.add_argument("--shop-url", help="shop database URL (default: SHOP_DB_URL or the embedded server)")
     parser.add_argument("--truth-file", type=Path, help="truth JSON (default: settings.simulator_truth_file())")
+    parser.add_argument("--shop-ids", choices=SHOP_ID_KINDS, default="integer",
+                        help="type of the shop's ids (default integer)")
+    parser.add_argument(DROPS_TABLES_FLAG, dest="i_know_this_drops_tables", action="store_true",
+                        help="allow a shop database other than the embedded one (its tables are dropped)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -39,10 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = SimulationConfig(
         start=args.start, days=args.days, customers=args.customers, seed=args.seed,
-        history_days=args.history_days, landing_dir=args.landing_dir, shop_url=args.shop_url,
-        truth_file=args.truth_file, progress=not args.no_progress,
+        history_days=args.history_days, shop_ids=args.shop_ids, landing_dir=args.landing_dir,
+        shop_url=args.shop_url, truth_file=args.truth_file, progress=not args.no_progress,
     )
     try:
+        refusal = None if args.i_know_this_drops_tables else foreign_shop_refusal(config.resolved().shop_url)
+        if refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
         result = simulate(config)
     except (ValueError, settings.ConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 DEFAULT_START = date(2026, 9, 1)
+SHOP_ID_KINDS = ("integer", "text", "uuid")
 
 # Lifecycle, channel and delivery rates. Probabilities are per person, per session, per
 # event or per order as their docstring-like comments say.
@@ -244,6 +245,8 @@ class SimulationConfig:
     customers: int = 3000
     seed: int = 42
     history_days: int = 730
+    # Type of the shop's ids: "integer" (1, 2, …), "text" (e.g. ord_3f9a1c…) or "uuid".
+    shop_ids: str = "integer"
     landing_dir: Path | None = None
     shop_url: str | None = None
     truth_file: Path | None = None
@@ -259,6 +262,8 @@ class SimulationConfig:
             raise ValueError(f"customers must not be negative, got {self.customers}")
         if self.history_days < 0:
             raise ValueError(f"history_days must not be negative, got {self.history_days}")
+        if self.shop_ids not in SHOP_ID_KINDS:
+            raise ValueError(f"shop_ids must be one of {', '.join(SHOP_ID_KINDS)}, got {self.shop_ids!r}")
         self.rates.validate()
 
     def resolved(self) -> SimulationConfig:

@@ -57,7 +57,7 @@ class Refund:
     reason: str
     refunded_at: float
     partial: bool
-    refund_id: int = 0
+    refund_id: int | str = 0  # str when the shop's ids are text or uuids
 
 
 @dataclass(eq=False)
@@ -83,7 +83,7 @@ class Order:
     refund: Refund | None = None
     status: str = "pending"  # current state at the end of the simulation
     updated_at: float = 0.0
-    order_id: int = 0
+    order_id: int | str = 0
 
     @property
     def valid(self) -> bool:
@@ -100,7 +100,7 @@ class Subscription:
     status: str = "active"
     canceled_at: float | None = None
     updated_at: float = 0.0
-    subscription_id: int = 0
+    subscription_id: int | str = 0
 
 
 @dataclass(eq=False)
@@ -140,7 +140,7 @@ class Person:
     phone: str | None = None
     city: str = ""
     contact_id: str | None = None
-    customer_id: int | None = None
+    customer_id: int | str | None = None
     customer_created_at: float = 0.0
     customer_updated_at: float = 0.0
 
@@ -188,6 +188,8 @@ def build_world(config: SimulationConfig, clock: Clock) -> World:
     _assign_referrers(persons, stream(config.seed, "referrals"))
     _identities(persons, config.seed, stream(config.seed, "identity"), rates)
     orders, refunds, subscriptions = _orders(persons, clock, rates, products, stream(config.seed, "orders"))
+    if config.shop_ids != "integer":
+        _name_shop_ids(config.shop_ids, persons, orders, refunds, subscriptions)
     campaigns = catalog.build_campaigns(clock.start_date, clock.days, config.history_days)
     return World(clock, persons, orders, refunds, subscriptions, products, campaigns, catalog.site(products))
 
@@ -454,6 +456,21 @@ def _orders(persons, clock: Clock, rates: Rates, products, rng: random.Random):
     for n, sub in enumerate(subscriptions, start=1):
         sub.subscription_id = n
     return placed, refunds, subscriptions
+
+
+def _name_shop_ids(kind: str, persons, orders, refunds, subscriptions) -> None:
+    """Replace the shop's integer ids by text or uuid ids (the same world otherwise)."""
+    from lifecycle_warehouse.simulator.shop import shop_id
+
+    for person in persons:
+        if person.customer_id is not None:
+            person.customer_id = shop_id(kind, "customers", person.customer_id)
+    for order in orders:
+        order.order_id = shop_id(kind, "orders", order.order_id)
+    for refund in refunds:
+        refund.refund_id = shop_id(kind, "refunds", refund.refund_id)
+    for subscription in subscriptions:
+        subscription.subscription_id = shop_id(kind, "subscriptions", subscription.subscription_id)
 
 
 def _fill_items(order: Order, person: Person, rates: Rates, by_category, prices, rng: random.Random) -> None:

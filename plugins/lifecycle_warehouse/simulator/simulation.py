@@ -14,6 +14,27 @@ from lifecycle_warehouse.simulator.writers import write_shop
 log = logging.getLogger(__name__)
 
 
+DROPS_TABLES_FLAG = "--i-know-this-drops-tables"
+
+
+def foreign_shop_refusal(shop_url: str) -> str | None:
+    """Why the simulator must not write to `shop_url` without DROPS_TABLES_FLAG, or None when
+    it is the embedded server's shop: simulating drops and recreates the contract's shop
+    tables, and SHOP_DB_URL is meant to point at a real shop, which the pipeline only reads."""
+    from lifecycle_warehouse import embedded, settings
+    from lifecycle_warehouse.ingest import describe_url
+
+    if embedded.is_embedded(shop_url, settings.pgdata_dir()):
+        return None
+    return (
+        f"refusing to simulate into the shop database {describe_url(shop_url)}: it is not the embedded "
+        "server, and simulating drops and recreates its tables (customers, orders, order_items, refunds, "
+        "subscriptions). SHOP_DB_URL is meant to point at your real shop, which the pipeline only reads. "
+        f"To simulate into that database anyway, add {DROPS_TABLES_FLAG} "
+        f"(make sources SOURCES_ARGS={DROPS_TABLES_FLAG})."
+    )
+
+
 def simulate(config: SimulationConfig) -> SimulationResult:
     """Write `config.days` days of CRM, web and ad-spend files from `config.start` into the
     landing zone, fill the shop database with `config.history_days` of history up to the
@@ -46,7 +67,8 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     done(f"web events ({web_out.rows:,})")
     del sessions
     ad_files, ad_stats = marketing.write_ad_spend(world, web_out.landings, config.seed, landing)
-    shop_counts = write_shop(config.shop_url, shop.shop_rows(world, tuple(name for name, _, _ in rates.plans)))
+    shop_counts = write_shop(config.shop_url, shop.shop_rows(world, tuple(name for name, _, _ in rates.plans)),
+                             shop.SOURCE_TYPES[config.shop_ids])
     done("ad spend and shop database")
 
     files = dict(crm_out.files)

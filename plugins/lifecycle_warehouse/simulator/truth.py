@@ -126,6 +126,7 @@ def build_truth(config: SimulationConfig, world: World, crm_stats: dict, web_sta
             "customers": config.customers,
             "history_days": config.history_days,
             "history_start": clock.date_of(clock.history_start).isoformat(),
+            "shop_ids": config.shop_ids,
             "landing_dir": str(config.landing_dir),
             # the shop URL may hold credentials: not written here
         },

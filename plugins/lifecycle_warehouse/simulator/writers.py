@@ -3,8 +3,9 @@
 Landing zone: `<landing>/<source>/<entity>/dt=YYYY-MM-DD/<name>.<csv|jsonl>[.gz]`. A date
 folder is one delivery, so the writer deletes it before writing it again (a rerun
 replaces, never accumulates) and writes each file under a hidden temporary name that is
-renamed when complete, so a loader never picks up half a file. gzip files are written
-with a zero mtime and no file name, so the same content gives the same bytes.
+renamed when complete, then marks the folder complete with an empty `_SUCCESS` file, so a
+loader never picks up half a delivery. gzip files are written with a zero mtime and no
+file name, so the same content gives the same bytes.
 
 Shop: tables of `contract.SHOP_TABLES` in schema public, dropped and recreated, filled
 with COPY.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from lifecycle_warehouse import contract
+from lifecycle_warehouse.ingest.deliveries import MARKER
 from lifecycle_warehouse.simulator.clock import Clock
 
 
@@ -158,6 +160,8 @@ class DayFiles:
         if raw is not None:
             raw.close()
         os.replace(self._tmp(day), self.folder(day) / self.file_name(day))
+        # the delivery is complete: a loader may read the folder now (docs/sources.md)
+        (self.folder(day) / MARKER).touch()
         self._finished.add(day)
 
     def finish_before(self, day: int) -> None:
@@ -181,12 +185,15 @@ class DayFiles:
 # --- shop database ------------------------------------------------------------------
 
 
-def shop_ddl(table: contract.ShopTable):
+def shop_ddl(table: contract.ShopTable, id_type: str = "bigint"):
+    """`create table` of a shop table, its id columns of type `id_type` (bigint, text, uuid)."""
     from psycopg import sql
 
     columns = [
         sql.SQL("{} {}{}").format(
-            sql.Identifier(c.name), sql.SQL(c.type), sql.SQL(" not null" if c.required else "")
+            sql.Identifier(c.name),
+            sql.SQL(id_type if c.name in contract.SHOP_ID_COLUMNS else c.type),
+            sql.SQL(" not null" if c.required else ""),
         )
         for c in table.columns
     ]
@@ -196,10 +203,11 @@ def shop_ddl(table: contract.ShopTable):
     )
 
 
-def write_shop(url: str, rows: dict[str, Iterable[tuple]]) -> dict[str, int]:
+def write_shop(url: str, rows: dict[str, Iterable[tuple]], id_type: str = "bigint") -> dict[str, int]:
     """Drop and recreate the shop tables and fill them with COPY, in one transaction, so
     that a reader sees either the previous shop or the new one. `rows[table]` yields
-    tuples in the contract's column order (str / int / None values, text format)."""
+    tuples in the contract's column order (str / int / None values, text format); id
+    columns are of type `id_type`."""
     import psycopg
     from psycopg import sql
 
@@ -208,7 +216,7 @@ def write_shop(url: str, rows: dict[str, Iterable[tuple]]) -> dict[str, int]:
         with conn.transaction():
             for table in contract.SHOP_TABLES:
                 conn.execute(sql.SQL("drop table if exists public.{} cascade").format(sql.Identifier(table.table)))
-                conn.execute(shop_ddl(table))
+                conn.execute(shop_ddl(table, id_type))
                 copy_sql = sql.SQL("copy public.{} ({}) from stdin").format(
                     sql.Identifier(table.table), sql.SQL(", ").join(sql.Identifier(c.name) for c in table.columns)
                 )

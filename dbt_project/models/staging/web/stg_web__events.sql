@@ -62,7 +62,7 @@ renamed as (
         upper({{ clean_text('country') }}) as country,
 
         ---------- properties
-        {{ json_bigint('properties', 'order_id') }} as order_id,
+        {{ json_text('properties', 'order_id') }} as order_id,
         {{ json_numeric('properties', 'value') }} as event_value,
         upper({{ json_text('properties', 'currency') }}) as event_currency,
         {{ json_text('properties', 'product_id') }} as product_id,
