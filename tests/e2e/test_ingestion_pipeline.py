@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -186,3 +188,18 @@ def test_corrupted_delivery_is_quarantined_and_the_rest_loads(instance, loaded):
             "select count(*) from raw.load_audit where file = %s", (relative,)
         ).fetchone()[0]
         assert loads_of_file == 2  # the clean delivery, then the corrupted one
+
+
+def test_a_run_whose_tasks_did_not_run_is_not_reported_as_a_success(instance, loaded):
+    """Airflow marks a run whose logical date is before its DAG's start date successful,
+    without running a task: `make pipeline` must say it failed, and why."""
+    env = {**instance.env, "LW_START_DATE": "2099-01-01"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lifecycle_warehouse.cli", "pipeline", "--from", str(START), "--to", str(START),
+         "--dag", "marketing_ingest"],
+        env=env, capture_output=True, text=True,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "no task ran" in output and "LW_START_DATE" in output
+    assert "pipeline finished" not in output

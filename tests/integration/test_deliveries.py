@@ -263,3 +263,15 @@ def test_lw_quarantine_lists_and_replays(warehouse_url, tmp_path, monkeypatch, c
     assert "1 record(s) loaded into raw" in capsys.readouterr().out
     assert cli.main(["quarantine"]) == 0
     assert "the quarantine is empty" in capsys.readouterr().out
+
+
+def test_the_ingestion_task_fails_without_retries_when_a_folder_is_rejected_whole(warehouse_url, tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from lifecycle_warehouse import ingest_tasks
+
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("LANDING_DIR", str(tmp_path))
+    deliver(tmp_path, "crm", "contacts", "contacts.csv", b"")
+    with pytest.raises(AirflowFailException, match="contacts.csv: empty file"):
+        ingest_tasks.load_files("crm", "contacts", DT, DT + timedelta(days=1))

@@ -441,7 +441,7 @@ def test_raw_gate_catches_a_collapsed_delivery(warehouse_url, gx_root):
 
 BREAKS = {
     "duplicated order id": (
-        "insert into marts.fct_orders select * from marts.fct_orders where order_id = 3",
+        "insert into marts.fct_orders select * from marts.fct_orders where order_id = '3'",
         "ERROR marts_fct_orders · expect_column_values_to_be_unique · column order_id"),
     "a rate above 1": (
         "update marts.kpi_daily set bounce_rate = 1.2 where date = '2026-09-02'",
