@@ -208,8 +208,8 @@ class FxRates:
 
 @dataclass(frozen=True)
 class Order:
-    order_id: int
-    customer_id: int | None
+    order_id: str  # ids are opaque: their text, whatever their type in the shop
+    customer_id: str | None
     person: str | None
     status: str
     currency: str
@@ -228,16 +228,16 @@ class Order:
 
 @dataclass(frozen=True)
 class Refund:
-    refund_id: int
-    order_id: int
+    refund_id: str
+    order_id: str
     refunded_at: datetime
     amount_reporting: Decimal | None  # None: its order (hence its currency) is unknown
 
 
 @dataclass(frozen=True)
 class Subscription:
-    subscription_id: int
-    customer_id: int | None
+    subscription_id: str
+    customer_id: str | None
     started_at: datetime | None
     ended_date: date | None  # canceled_at, or the last change of a canceled row
     mrr_reporting: Decimal
@@ -246,7 +246,7 @@ class Subscription:
 
 @dataclass(frozen=True)
 class Customer:
-    customer_id: int
+    customer_id: str
     email: str | None  # as stored in the shop
     created_at: datetime | None
 
@@ -310,23 +310,23 @@ def read_shop(shop_url: str, window: Window, fx: FxRates, reporting: str = "USD"
         customers = {
             row[0]: Customer(*row)
             for row in conn.execute(
-                "select customer_id, email, created_at from public.customers where updated_at < %s", (end,)
+                "select customer_id::text, email, created_at from public.customers where updated_at < %s", (end,)
             )
         }
         order_rows = conn.execute(
-            "select order_id, customer_id, status, currency, total, ordered_at, updated_at "
+            "select order_id::text, customer_id::text, status, currency, total, ordered_at, updated_at "
             "from public.orders where updated_at < %s order by order_id", (end,)
         ).fetchall()
         refund_rows = conn.execute(
-            "select refund_id, order_id, amount, refunded_at from public.refunds "
+            "select refund_id::text, order_id::text, amount, refunded_at from public.refunds "
             "where updated_at < %s order by refund_id", (end,)
         ).fetchall()
         subscription_rows = conn.execute(
-            "select subscription_id, customer_id, status, mrr, currency, started_at, canceled_at, updated_at "
+            "select subscription_id::text, customer_id::text, status, mrr, currency, started_at, canceled_at, updated_at "
             "from public.subscriptions where updated_at < %s order by subscription_id", (end,)
         ).fetchall()
 
-    def person(customer_id: int | None) -> str | None:
+    def person(customer_id: str | None) -> str | None:
         if customer_id is None:
             return None  # a guest order belongs to no person
         customer = customers.get(customer_id)
