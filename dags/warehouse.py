@@ -4,12 +4,13 @@
 Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw_web`,
 `raw_marketing`, `raw_shop`), then:
 
-1. **plan**: logs the run in `raw.warehouse_builds` (the run now holds the warehouse,
-   see 6) and finds the oldest date folder (re)delivered since the last successful
-   build; incremental models reprocess deliveries from that date (dbt var
-   `recompute_from`) when it is older than their late-data window, so that they still
-   equal a full refresh. The data tests of the event tables read only the folders from
-   that date on (older ones passed a build).
+1. **plan**: takes the warehouse (the run now holds it, see 6) and logs the run's plan
+   in `raw.warehouse_builds`: the oldest date folder (re)delivered since the last
+   successful build, from which incremental models reprocess deliveries when it is older
+   than their late-data window (so that they still equal a full refresh), and the as-of
+   date, the run's last date (the KPI marts have a row for every day up to it). The
+   run's dbt commands read that plan (var `warehouse_run_id`). The data tests of the
+   event tables read only the folders from that date on (older ones passed a build).
 2. **raw gate**: Great Expectations suites on the raw tables; an error blocks the run.
 3. **dbt build**, model by model (astronomer-cosmos, one task per model running
    `dbt build --select <model>`: the model and its data tests; unit tests run in
@@ -22,11 +23,13 @@ Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw
    When a gate fails, `analytics` keeps the last good version and the run fails.
 6. **end**: a teardown that runs whatever happened before it: the run no longer holds
    the warehouse. From its plan to its end a run holds the warehouse, so that nothing
-   else writes it meanwhile: a manual `lw dbt build` refuses to start, and the plan of a
-   run waits for a manual build to end.
+   else writes it meanwhile: a dbt build started by hand (plain `dbt`, `lw dbt`, an IDE)
+   refuses to start, and the plan of a run waits for such a build to end.
 
 Emits the `analytics` Asset for downstream consumers (reports, exports).
 """
+
+from datetime import timedelta
 
 from airflow.sdk import dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
@@ -59,10 +62,12 @@ DBT_DIR = dbt_runner.DBT_PROJECT_DIR
 )
 def warehouse():
     @task
-    def plan_build(run_id=None) -> str:
-        """Log the run; the date to reprocess deliveries from ('' for the usual window)."""
-        recompute_from = warehouse_tasks.plan_build(settings.warehouse_url(), run_id)
-        return recompute_from.isoformat() if recompute_from else ""
+    def plan_build(run_id=None, params=None, data_interval_start=None, data_interval_end=None) -> dict:
+        """Take the warehouse for the run and log its plan: the date to reprocess deliveries
+        from, and the as-of date (the run's last date)."""
+        _, end = run_dates(params, data_interval_start, data_interval_end)
+        plan = warehouse_tasks.plan_build(settings.warehouse_url(), run_id, as_of=end - timedelta(days=1))
+        return {"recompute_from": str(plan.recompute_from or ""), "as_of_date": str(plan.as_of_date or "")}
 
     @task
     def raw_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
@@ -97,7 +102,8 @@ def warehouse():
         ),
         operator_args={
             "install_deps": False,
-            "vars": {"recompute_from": "{{ ti.xcom_pull(task_ids='plan_build') }}"},
+            # the run's dbt commands build for it: they read its plan (macros/warehouse_builds.sql)
+            "vars": {"warehouse_run_id": "{{ run_id }}"},
             "env": {
                 key: "{{ warehouse_profile_env('%s') }}" % key
                 for key in warehouse_tasks.PROFILE_ENV_KEYS

@@ -22,7 +22,8 @@
 
 {% macro change_log_prepare(consumers) -%}
     {#- Pre-hook of the logged model: create the log; on a full build, empty it and log
-        "everything changed" for every consumer. -#}
+        "everything changed" for every consumer; on an incremental one, forget what was
+        logged for a model that is no longer a consumer. -#}
     {%- set log = change_log_relation(this) -%}
     create table if not exists {{ log }} (
         change_id bigint generated always as identity primary key,
@@ -36,6 +37,9 @@
         {%- for consumer in consumers %}
             ('{{ consumer }}', 0){{ ',' if not loop.last }}
         {%- endfor %};
+    {%- else -%}
+        -- a model that no longer consumes the log would never delete what was logged for it
+        delete from {{ log }} where consumer not in {{ sql_list(consumers) }};
     {%- endif %}
 {%- endmacro %}
 

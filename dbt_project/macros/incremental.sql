@@ -1,16 +1,16 @@
 {#- Incremental windows. Models that read raw deliveries reprocess the last
     var('late_data_lookback_days') days of deliveries on every run, so that late events,
     duplicates and re-delivered date folders inside that window are caught. A date folder
-    delivered further back (a re-delivery, a backfill) is caught by var('recompute_from'),
-    which moves every window back to its date: the warehouse DAG sets it from
-    raw.load_audit (warehouse_tasks.plan_build); a manual run needs it given, or
-    `--full-refresh`. -#}
+    delivered further back (a re-delivery, a backfill) is caught by the build's plan
+    (`recompute_from`, macros/warehouse_builds.sql), which moves every window back to its
+    date: every build that writes is planned from raw.load_audit, whoever runs it. -#}
 
 {% macro recompute_from_bound(cutoff) -%}
-    {#- `cutoff` (a date expression), moved back to var('recompute_from') if that is set
-        and earlier. -#}
-    {%- if var('recompute_from') -%}
-        least({{ cutoff }}, '{{ var("recompute_from") }}'::date)
+    {#- `cutoff` (a date expression), moved back to the plan's recompute_from if that is
+        set and earlier. -#}
+    {%- set recompute_from = build_plan('recompute_from') -%}
+    {%- if recompute_from -%}
+        least({{ cutoff }}, '{{ recompute_from }}'::date)
     {%- else -%}
         {{ cutoff }}
     {%- endif -%}
@@ -20,7 +20,7 @@
 {% macro incremental_cutoff(column, relation=none, where=none) -%}
     {#- First value of `column` (a date) to reprocess: the latest one already in the model
         (`relation`, default this; only its rows matching the SQL condition `where`, if
-        given), minus the lookback, or var('recompute_from') if that is earlier.
+        given), minus the lookback, or the plan's recompute_from if that is earlier.
         Everything when there is no such row.
         At run time it is looked up once and written as a literal, so that the planner
         knows how few rows the window holds and reads it through the _dt indexes; a unit
@@ -44,14 +44,15 @@
 
 {% macro get_where_subquery(relation) -%}
     {#- The relation a generic data test reads (dbt calls this macro for every one; this
-        replaces dbt's own, which applies the test's `where` config). On a run planned by
-        the warehouse DAG (var('recompute_from') set, not --full-refresh), the tests of a
-        model with meta `test_window_column` read only its rows of the date folders
-        delivered since the last successful build: the plan's recompute_from is the oldest
-        of them. Those models' rows are each a function of their own deliveries (no person,
-        no lookup), so a row of an older folder is the row a successful build already
-        tested, and the daily tests of the event tables cost what the day's events cost,
-        not what all history costs. Unplanned runs and full refreshes test every row. -#}
+        replaces dbt's own, which applies the test's `where` config). On a build whose plan
+        has a recompute_from (not --full-refresh), the tests of a model with meta
+        `test_window_column` read only its rows of the date folders delivered since the
+        last successful build: the plan's recompute_from is the oldest of them. Those
+        models' rows are each a function of their own deliveries (no person, no lookup), so
+        a row of an older folder is the row a successful build already tested, and the
+        daily tests of the event tables cost what the day's events cost, not what all
+        history costs. Other runs (`dbt test`, a first build, full refreshes) test every
+        row. -#}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
     {%- if where -%}
@@ -59,8 +60,9 @@
     {%- endif -%}
     {%- set tested_node = graph.nodes.get(model.attached_node) if execute and model.attached_node else none -%}
     {%- set window_column = tested_node.config.meta.get('test_window_column') if tested_node else none -%}
-    {%- if window_column and var('recompute_from') and not flags.FULL_REFRESH -%}
-        {%- do conditions.append(window_column ~ " >= '" ~ var('recompute_from') ~ "'::date") -%}
+    {%- set recompute_from = build_plan('recompute_from') if window_column and not flags.FULL_REFRESH else none -%}
+    {%- if recompute_from -%}
+        {%- do conditions.append(window_column ~ " >= '" ~ recompute_from ~ "'::date") -%}
     {%- endif -%}
     {%- if conditions -%}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ conditions | join(' and ') ~ ') as dbt_subquery') -%}

@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 from rich.table import Table
 
-from lifecycle_warehouse import bootstrap, contract, embedded, settings, warehouse_tasks
+from lifecycle_warehouse import bootstrap, contract, embedded, settings
 
 # Measured days 2026-06-29 and 2026-09-21 from the default start: both Mondays, when the
 # simulated company sends no bulk e-mail, so the two days hold comparable data.
@@ -406,30 +406,29 @@ def _dbt(config: BenchConfig, args: list[str], url: str) -> int:
     return dbt_runner.run(args, url=url, check=False, env=env)
 
 
-def _dbt_build(config: BenchConfig, url: str, what: str, run_id: str) -> dict:
-    """One timed `dbt build` (incremental unless the warehouse is empty) planned as the
-    warehouse DAG plans it (warehouse_tasks.plan_build: the var recompute_from), and its
+def _dbt_build(config: BenchConfig, url: str, what: str) -> dict:
+    """One timed `dbt build` (incremental unless the warehouse is empty), planned as every
+    build is (the dbt project's on-run-start hook: macros/warehouse_builds.sql), and its
     run_results summarised; fails when a node failed, since its times would mislead."""
     run_results_file = config.dbt_target_dir / "run_results.json"
     run_results_file.unlink(missing_ok=True)  # never read an older invocation's results
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    recompute_from = warehouse_tasks.plan_build(url, run_id)
-    try:
-        # as the warehouse DAG runs it: models, seeds and data tests; unit tests are for CI
-        code = _dbt(
-            config,
-            ["build", "--exclude", "resource_type:unit_test", "--quiet", "--threads", str(config.threads),
-             "--vars", json.dumps({"recompute_from": recompute_from.isoformat() if recompute_from else ""})],
-            url,
-        )
-        wall = time.perf_counter() - started
-    finally:
-        warehouse_tasks.end_build(url, run_id)
+    # as the warehouse DAG runs it: models, seeds and data tests; unit tests are for CI
+    code = _dbt(
+        config,
+        ["build", "--exclude", "resource_type:unit_test", "--quiet", "--threads", str(config.threads)],
+        url,
+    )
+    wall = time.perf_counter() - started
     summary = summarise_run_results(json.loads(run_results_file.read_text())) if run_results_file.exists() else None
     if code != 0 or summary is None or summary["failed"]:
         failed = "; ".join((summary or {}).get("failed", [])[:10]) or "see dbt's output above"
         raise BenchError(f"{what}: `dbt build` failed (exit {code}): {failed}")
+    with psycopg.connect(url) as conn:
+        recompute_from = conn.execute(
+            "select recompute_from from raw.warehouse_builds where kind = 'dbt' order by started_at desc limit 1"
+        ).fetchone()[0]
     return {"wall_seconds": wall, "load_average_1m_before": load_before,
             "recompute_from": recompute_from.isoformat() if recompute_from else None, **summary}
 
@@ -460,15 +459,13 @@ def _bench_history(config: BenchConfig, admin_url: str, history_days: int, repor
         report(f"H={history_days}: loading the history {config.start} … {measured_day - timedelta(days=1)} …")
         history_load = _load_interval(config.start, measured_day)
         report(f"H={history_days}: full `dbt build` of the history …")
-        full_build = _dbt_build(config, warehouse_url, f"H={history_days}, full build", "bench full build")
-        warehouse_tasks.record_build(warehouse_url, "bench full build")
+        full_build = _dbt_build(config, warehouse_url, f"H={history_days}, full build")
         report(f"H={history_days}: loading the measured day {measured_day} and the daily `dbt build` …")
         day_load = _load_interval(measured_day, measured_day + timedelta(days=1))
         # the daily run, then retries of the same run: the same plan and late-data window
         # (the stage intervals and KPI marts may find fewer rows to rewrite)
         daily_builds = [
-            _dbt_build(config, warehouse_url, f"H={history_days}, daily build {run + 1}/{config.repeats}",
-                       "bench daily build")
+            _dbt_build(config, warehouse_url, f"H={history_days}, daily build {run + 1}/{config.repeats}")
             for run in range(config.repeats)
         ]
         daily_build = fastest_of(daily_builds)

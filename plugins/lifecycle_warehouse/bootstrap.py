@@ -1,6 +1,7 @@
 """Create the `raw` schema of the warehouse: one table per contract entity, plus the load
-audit, the quarantine, the extraction watermarks and the log of warehouse builds. Idempotent (`if not exists`), run by
-the first task of every ingestion DAG and by `lw bootstrap`; never at DAG parse time.
+audit, the quarantine, the extraction watermarks, the log of warehouse builds and the
+functions of the build guard. Idempotent (`if not exists`, `create or replace`), run by
+the first task of every ingestion DAG and by `lw up`; never at DAG parse time.
 """
 
 from __future__ import annotations
@@ -81,18 +82,145 @@ create table if not exists raw.extract_watermarks (
     watermark timestamptz not null,
     updated_at timestamptz not null default now()
 )"""),
-    # One row per warehouse DAG run: when it started, when its dbt build succeeded and when
-    # the run ended (succeeded or not). A date folder loaded after the start of the last
-    # successful build may not have been read by it; the next build reprocesses from its
-    # date (warehouse_tasks.plan_build). A run that has not ended holds the warehouse: a
-    # manual `lw dbt build` waits for it (warehouse_tasks.manual_build).
+    # One row per build: a warehouse DAG run (kind `dag`, run_id its Airflow run id) or a
+    # dbt command that writes (kind `dbt`, run_id `dbt:<invocation id>`, from the dbt
+    # project's on-run-start hook): when it started, what it planned, when its build
+    # succeeded in full and when it ended. A date folder loaded after the start of the
+    # last successful build may not have been read by it; the next build reprocesses from
+    # its date. A build that has not ended holds the warehouse (raw.take_warehouse).
     ("raw.warehouse_builds", """
 create table if not exists raw.warehouse_builds (
     run_id text primary key,
     started_at timestamptz not null default now(),
     built_at timestamptz,
-    ended_at timestamptz
+    ended_at timestamptz,
+    kind text not null default 'dag',
+    recompute_from date,
+    as_of_date date,
+    heartbeat_at timestamptz,
+    connections text[] not null default '{}'
 )"""),
+)
+
+# Functions of the build guard and plan: one definition for the warehouse DAG
+# (warehouse_tasks.plan_build) and the dbt project's hooks (macros/warehouse_builds.sql),
+# so that plain `dbt build` gets the same safety and plan as a DAG run. (signature, body)
+FUNCTIONS: tuple[tuple[str, str], ...] = (
+    # The oldest date folder (re)delivered, or whose quarantine was replayed, since the
+    # start of the last successful build: incremental models reprocess deliveries from it.
+    # Shop extractions are not date folders (their rows carry updated_at).
+    ("raw.planned_recompute_from()", """
+create or replace function raw.planned_recompute_from() returns date
+language sql stable as $$
+    select min(dt)
+    from raw.load_audit
+    where
+        source <> 'shop'
+        and dt is not null
+        and greatest(loaded_at, replayed_at)
+            > (select max(started_at) from raw.warehouse_builds where built_at is not null)
+$$"""),
+    # The latest date folder delivered (a quiet day's empty file included): the as-of date
+    # of a build that is not given one.
+    ("raw.latest_delivered_date()", """
+create or replace function raw.latest_delivered_date() returns date
+language sql stable as $$
+    select max(dt) from raw.load_audit where source <> 'shop' and status = 'loaded'
+$$"""),
+    # This session's connection, as recorded by a build: pid and start, so that a reused
+    # pid is not mistaken for it.
+    ("raw.connection_token()", """
+create or replace function raw.connection_token() returns text
+language sql stable as $$
+    select pid || '@' || backend_start from pg_stat_activity where pid = pg_backend_pid()
+$$"""),
+    # Whether a dbt build is still running: one of the connections it recorded is open, or
+    # it recorded one within `grace` (dbt opens a connection per model, and closes it after).
+    ("raw.build_is_alive(text[], timestamptz, interval)", """
+create or replace function raw.build_is_alive(
+    connections text[], heartbeat_at timestamptz, grace interval default '2 minutes'
+)
+returns boolean
+language sql stable as $$
+    select heartbeat_at > now() - grace
+        or exists (
+            select from pg_stat_activity as activity
+            where activity.pid || '@' || activity.backend_start = any(connections)
+        )
+$$"""),
+    # Take the warehouse for a build (serialised by a transaction lock):
+    # - a `dbt` build refuses to start (an exception naming the holder) while another
+    #   build holds it; a `dbt` build whose process died has ended;
+    # - a `dag` run returns NULL while a `dbt` build holds it (the caller waits and tries
+    #   again), and ends an earlier `dag` run that never ended (runs are serialised by
+    #   Airflow: it was interrupted).
+    # Logs the build with its plan and returns its run_id.
+    ("raw.take_warehouse(text, text, date, interval)", """
+create or replace function raw.take_warehouse(
+    build_run_id text, build_kind text, build_as_of date, grace interval default '2 minutes'
+) returns text
+language plpgsql as $$
+declare
+    holder record;
+begin
+    perform pg_advisory_xact_lock(hashtext('lifecycle_warehouse.warehouse_builds'));
+    update raw.warehouse_builds as b set ended_at = now()
+    where b.ended_at is null and b.kind = 'dbt' and b.run_id <> build_run_id
+      and not raw.build_is_alive(b.connections, b.heartbeat_at, grace);
+    for holder in
+        select * from raw.warehouse_builds as b
+        where b.ended_at is null and b.run_id <> build_run_id
+        order by b.started_at
+    loop
+        if build_kind = 'dag' and holder.kind = 'dag' then
+            raise warning 'warehouse run % (started %) never ended, it was interrupted: ended now',
+                holder.run_id, holder.started_at;
+            update raw.warehouse_builds set ended_at = now() where run_id = holder.run_id;
+        elsif build_kind = 'dag' then
+            return null;
+        else
+            raise exception 'the warehouse is being built by % % (started %): one build writes it at a time. %',
+                case holder.kind when 'dag' then 'warehouse run' else 'dbt build' end,
+                holder.run_id, to_char(holder.started_at, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                case holder.kind
+                    when 'dag' then 'Wait for it to end; if it is not running any more, `lw builds --end '
+                        || holder.run_id || '` ends it.'
+                    else 'Wait for it to end (`lw builds` lists the builds).'
+                end;
+        end if;
+    end loop;
+    insert into raw.warehouse_builds as b
+        (run_id, kind, recompute_from, as_of_date, heartbeat_at, connections)
+    values (
+        build_run_id, build_kind, raw.planned_recompute_from(),
+        coalesce(build_as_of, raw.latest_delivered_date()), now(), array[raw.connection_token()]
+    )
+    on conflict (run_id) do update set
+        ended_at = null, recompute_from = excluded.recompute_from,
+        as_of_date = excluded.as_of_date, heartbeat_at = excluded.heartbeat_at,
+        connections = b.connections || excluded.connections;
+    return build_run_id;
+end
+$$"""),
+    # A build is alive: records this connection (dbt: before each model, seed, snapshot).
+    ("raw.build_heartbeat(text)", """
+create or replace function raw.build_heartbeat(build_run_id text) returns void
+language sql as $$
+    update raw.warehouse_builds
+    set heartbeat_at = now(),
+        connections = case when raw.connection_token() = any(connections) then connections
+                           else connections || raw.connection_token() end
+    where run_id = build_run_id and ended_at is null
+$$"""),
+    # A build ended (and, when `built`, built every model: later builds plan from its start).
+    ("raw.end_build(text, boolean)", """
+create or replace function raw.end_build(build_run_id text, built boolean) returns void
+language sql as $$
+    update raw.warehouse_builds
+    set ended_at = coalesce(ended_at, now()),
+        built_at = case when built then coalesce(built_at, now()) else built_at end
+    where run_id = build_run_id
+$$"""),
 )
 # Columns added to a bookkeeping table after its first release: (table, column, type, the
 # value of the rows already there). A warehouse created before gets them from
@@ -101,6 +229,11 @@ create table if not exists raw.warehouse_builds (
 # such a folder once).
 ADDED_COLUMNS = (
     ("warehouse_builds", "ended_at", "timestamptz", "coalesce(built_at, started_at)"),
+    ("warehouse_builds", "kind", "text not null default 'dag'", "'dag'"),
+    ("warehouse_builds", "recompute_from", "date", "null"),
+    ("warehouse_builds", "as_of_date", "date", "null"),
+    ("warehouse_builds", "heartbeat_at", "timestamptz", "null"),
+    ("warehouse_builds", "connections", "text[] not null default '{}'", "'{}'"),
     ("load_audit", "file_size", "bigint", "null"),
     ("load_audit", "file_modified_at", "timestamptz", "null"),
     ("load_audit", "file_sha256", "text", "null"),
@@ -155,6 +288,22 @@ def raw_relations() -> list[tuple[str, sql.Composable]]:
         relations.append((
             f"{RAW_SCHEMA}.{index}",
             sql.SQL("create index if not exists {} on {} (updated_at)").format(sql.Identifier(index), table),
+        ))
+        # Every version of a shop row the extraction saw (rows change in place: a plan
+        # upgraded, an order shipped); the table above holds the latest one.
+        versions = sql.Identifier(RAW_SCHEMA, shop.versions_table)
+        relations.append((
+            f"{RAW_SCHEMA}.{shop.versions_table}",
+            sql.SQL("create table if not exists {} (\n    {}\n)").format(
+                versions, _columns_sql(shop.columns, SHOP_METADATA_COLUMNS)
+            ),
+        ))
+        index = f"{shop.versions_table}__key"
+        relations.append((
+            f"{RAW_SCHEMA}.{index}",
+            sql.SQL("create index if not exists {} on {} ({}, updated_at)").format(
+                sql.Identifier(index), versions, sql.SQL(", ").join(map(sql.Identifier, shop.primary_key))
+            ),
         ))
     relations.extend((name, sql.SQL(statement)) for name, statement in AUDIT_RELATIONS)
     return relations
@@ -212,6 +361,10 @@ def raw_schema_complete(conn: psycopg.Connection) -> bool:
             ([name for name, _ in raw_relations()],),
         ).fetchone()[0]
         missing += conn.execute(
+            "select count(*) from unnest(%s::text[]) as f where to_regprocedure(f) is null",
+            ([signature for signature, _ in FUNCTIONS],),
+        ).fetchone()[0]
+        missing += conn.execute(
             "select count(*) from unnest(%s::text[], %s::text[]) as added (table_name, column_name)"
             " where not exists (select from information_schema.columns as c"
             " where c.table_schema = %s and c.table_name = added.table_name"
@@ -235,8 +388,19 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('lifecycle_warehouse.bootstrap'))")
         conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(RAW_SCHEMA)))
+        new_versions = [t for t in contract.SHOP_TABLES
+                        if conn.execute("select to_regclass(%s) is null",
+                                        (f"{RAW_SCHEMA}.{t.versions_table}",)).fetchone()[0]]
         for _, statement in raw_relations():
             conn.execute(statement)
+        for shop in new_versions:
+            # a warehouse created before versions were kept: its latest rows are their first versions
+            columns = sql.SQL(", ").join(
+                map(sql.Identifier, [c.name for c in shop.columns] + [n for n, _ in SHOP_METADATA_COLUMNS]))
+            conn.execute(sql.SQL("insert into {} ({}) select {} from {}").format(
+                sql.Identifier(RAW_SCHEMA, shop.versions_table), columns, columns,
+                sql.Identifier(RAW_SCHEMA, shop.raw_table),
+            ))
         for table, column, column_type in retyped_columns(conn):
             # e.g. bigint shop ids to text: every value keeps its text (123 -> '123')
             conn.execute(sql.SQL("alter table {} alter column {} type {} using {}::{}").format(
@@ -258,6 +422,8 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
                     conn.execute(sql.SQL("update {} set {} = {}").format(
                         qualified, sql.Identifier(column), sql.SQL(existing_rows_value)
                     ))
+        for _, body in FUNCTIONS:
+            conn.execute(body)
 
 
 def bootstrap(url: str) -> None:

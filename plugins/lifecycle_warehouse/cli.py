@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -257,66 +256,28 @@ def cmd_airflow(args) -> int:
     return subprocess.call([_bin("airflow"), *args.rest], env=runtime.environment())
 
 
-# dbt commands that write the warehouse: one runs at a time with warehouse DAG runs
-# (warehouse_tasks.manual_build). Reading ones (test, compile, docs, ls, ...) do not wait.
-WRITING_DBT_COMMANDS = frozenset({"build", "run", "seed", "snapshot", "clone", "retry"})
-
-
 def cmd_dbt(args) -> int:
-    from lifecycle_warehouse import dbt_runner, warehouse_tasks
+    """dbt in the project, with the profile from WAREHOUSE_URL. The dbt project itself takes
+    the warehouse and plans the build (macros/warehouse_builds.sql), as for plain dbt."""
+    from lifecycle_warehouse import dbt_runner
 
-    command = next((arg for arg in args.rest if not arg.startswith("-")), None)
-    if command not in WRITING_DBT_COMMANDS:
-        return dbt_runner.run(args.rest, check=False)
-    url = settings.warehouse_url()
-    try:
-        with warehouse_tasks.manual_build(url, f"lw dbt {command}") as recompute_from:
-            if recompute_from is not None:
-                console.print(f"date folders from {recompute_from} were delivered since the last successful "
-                              "warehouse build: incremental models reprocess deliveries from that date")
-            return dbt_runner.run(with_recompute_from(args.rest, recompute_from), check=False)
-    except warehouse_tasks.BuildInProgress as error:
-        console.print(f"[red]✗ `lw dbt {command}` did not start: {error}[/]")
-        return 1
-
-
-def with_recompute_from(dbt_args: list[str], recompute_from: date | None) -> list[str]:
-    """dbt_args with the var recompute_from set to the plan's date, unless it is None or
-    the arguments set the var themselves (their --vars, YAML, keep every other var)."""
-    import yaml
-
-    if recompute_from is None:
-        return dbt_args
-    positions = [i for i, arg in enumerate(dbt_args) if arg == "--vars" or arg.startswith("--vars=")]
-    if not positions:
-        return [*dbt_args, "--vars", json.dumps({"recompute_from": recompute_from.isoformat()})]
-    last = positions[-1]  # dbt keeps the last --vars
-    inline = dbt_args[last].startswith("--vars=")
-    if not inline and last + 1 == len(dbt_args):
-        return dbt_args  # `--vars` without a value: dbt says what is wrong
-    given = dbt_args[last].removeprefix("--vars=") if inline else dbt_args[last + 1]
-    variables = yaml.safe_load(given) or {}
-    if not isinstance(variables, dict) or "recompute_from" in variables:
-        return dbt_args  # not a mapping (dbt says so), or the var is chosen by hand
-    merged = json.dumps({**variables, "recompute_from": recompute_from.isoformat()}, default=str)
-    if inline:
-        return [*dbt_args[:last], f"--vars={merged}", *dbt_args[last + 1:]]
-    return [*dbt_args[:last + 1], merged, *dbt_args[last + 2:]]
+    return dbt_runner.run(args.rest, check=False)
 
 
 def cmd_builds(args) -> int:
-    """The warehouse runs that hold the warehouse, or end one that was interrupted."""
+    """The builds that hold the warehouse, or end one that was interrupted."""
     from lifecycle_warehouse import warehouse_tasks
 
     url = settings.warehouse_url()
     if args.end:
         warehouse_tasks.end_build(url, args.end)
-        console.print(f"[green]✓[/] warehouse run {args.end} ended: manual builds can start")
+        console.print(f"[green]✓[/] build {args.end} ended: other builds can start")
     running = warehouse_tasks.running_builds(url)
     if not running:
-        console.print("no warehouse run holds the warehouse")
-    for run_id, started_at in running:
-        console.print(f"warehouse run {run_id} holds the warehouse since {started_at:%Y-%m-%d %H:%M:%S %Z}")
+        console.print("no build holds the warehouse")
+    for run_id, kind, started_at in running:
+        what = "warehouse run" if kind == "dag" else "dbt build"
+        console.print(f"{what} {run_id} holds the warehouse since {started_at:%Y-%m-%d %H:%M:%S %Z}")
     return 0
 
 
@@ -395,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="folder for results.json and results.md (default: bench/ in the repo)")
     bench.set_defaults(func=cmd_bench)
 
-    builds = sub.add_parser("builds", help="the warehouse DAG runs that hold the warehouse (manual dbt builds wait)")
-    builds.add_argument("--end", metavar="RUN_ID", help="end a run that was interrupted before its end_build task")
+    builds = sub.add_parser("builds", help="the builds (warehouse DAG runs, dbt commands) that hold the warehouse")
+    builds.add_argument("--end", metavar="RUN_ID", help="end a build that was interrupted (a DAG run before its end_build task)")
     builds.set_defaults(func=cmd_builds)
 
     for name, func, help_ in (("pipeline", cmd_pipeline, "run the DAGs over a date range"),

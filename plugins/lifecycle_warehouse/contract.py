@@ -86,6 +86,11 @@ class ShopTable:
     def raw_table(self) -> str:
         return f"shop_{self.table}"
 
+    @property
+    def versions_table(self) -> str:
+        """Every version of the table's rows that the extraction saw."""
+        return f"shop_{self.table}_versions"
+
 
 HUBSPOT_STAGES = (
     "subscriber",
@@ -99,6 +104,12 @@ HUBSPOT_STAGES = (
 )
 EMAIL_EVENT_TYPES = ("sent", "delivered", "open", "click", "bounce", "unsubscribe", "spam_report")
 CHANNELS = ("email", "paid_search", "paid_social", "display", "affiliate", "referral", "event")
+# Channels of their own for traffic no ad bought (docs/kpis.md, Attribution): conversions
+# and revenue, no spend (so no CAC nor ROAS). `direct`: no tag, no external referrer;
+# `organic_referral`: an untagged link from another site.
+ORGANIC_CHANNELS = ("organic_search", "organic_social", "organic_referral", "direct")
+# Every channel a session, a lead source or an attribution credit may have.
+SESSION_CHANNELS = CHANNELS + ORGANIC_CHANNELS
 SURVEY_TYPES = ("nps", "csat")
 LOYALTY_EVENT_TYPES = ("earned", "redeemed", "expired", "referral")
 ORDER_STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled", "refunded")

@@ -6,9 +6,8 @@ functions, never at parse time.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import psycopg
@@ -28,105 +27,71 @@ def warehouse_profile_env(key: str) -> str:
     return dbt_runner.profile_env(settings.warehouse_url())[key]
 
 
-# The oldest date folder (re)delivered, or whose quarantine was replayed, since the start
-# of the last successful build. Shop extractions are not date folders (their rows carry
-# updated_at), so they do not count.
-_REDELIVERED_FROM_SQL = """
-select min(dt)
-from raw.load_audit
-where
-    source <> 'shop'
-    and dt is not null
-    and greatest(loaded_at, replayed_at)
-        > (select max(started_at) from raw.warehouse_builds where built_at is not null)
-"""
-
-
-# One build writes the warehouse at a time. Incremental models and their change logs assume
-# it (a consumer deletes the changes logged for it after reading them), and so does the
-# publish (the marts it copies are the ones the marts gate validated). Warehouse DAG runs
-# are serialised by Airflow (max_active_runs=1); a run holds the warehouse from its plan to
-# its end (a row of raw.warehouse_builds without ended_at). A manual `lw dbt build` holds
-# this session-level advisory lock for as long as it runs (a run's plan waits for it): its
-# connection ends with the process, so a killed build never leaves the lock behind.
-_MANUAL_BUILD_LOCK = "hashtext('lifecycle_warehouse.manual_build')"
-
-
 class BuildInProgress(RuntimeError):
     """Another build holds the warehouse."""
 
 
-def _try_manual_build_lock(conn: psycopg.Connection) -> bool:
-    return conn.execute(f"select pg_try_advisory_lock({_MANUAL_BUILD_LOCK})").fetchone()[0]
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build reprocesses: deliveries from `recompute_from` on (None: the usual
+    late-data window), and the KPI marts up to `as_of_date`."""
+
+    recompute_from: date | None
+    as_of_date: date | None
 
 
-def _manual_build_holder(conn: psycopg.Connection) -> str:
-    row = conn.execute(
-        "select activity.application_name, activity.backend_start"
-        " from pg_locks as locks inner join pg_stat_activity as activity using (pid)"
-        " where locks.locktype = 'advisory' and locks.granted"
-        " and locks.database = (select oid from pg_database where datname = current_database())"
-        f" and locks.objid = ({_MANUAL_BUILD_LOCK})::oid"
-        " limit 1"
-    ).fetchone()
-    return f"{row[0] or 'a manual build'}, since {row[1]:%Y-%m-%d %H:%M:%S %Z}" if row else "a manual build"
+def plan_build(url: str, run_id: str, as_of: date | None = None, wait_seconds: float | None = None) -> BuildPlan:
+    """Start this warehouse run: take the warehouse (raw.take_warehouse) and return its plan.
 
+    recompute_from is the oldest date folder loaded since the start of the last successful
+    build, which that build may not have read: incremental models reprocess the late-data
+    window (the last `late_data_lookback_days` date folders), and a folder re-delivered or
+    backfilled further back would otherwise be missed. None when there is none, or no
+    successful build is logged yet (the first build of a warehouse is a full one). A retry
+    of the plan keeps the run's first start, so it plans at least the same window.
+    as_of_date is `as_of` (the run's last date), else the latest date folder delivered.
 
-def plan_build(url: str, run_id: str, wait_seconds: float | None = None) -> date | None:
-    """Start this warehouse run: take the warehouse and return the date to reprocess
-    deliveries from (dbt var `recompute_from`): the oldest date folder loaded since the
-    start of the last successful build, which that build may not have read. None when there
-    is none, or no successful build is logged yet (the first build of a warehouse is a full
-    one).
-
-    Incremental models reprocess the late-data window (the last `late_data_lookback_days`
-    date folders); a folder re-delivered or backfilled further back would otherwise be
-    missed, and incremental runs would no longer equal a full refresh. A retry of the plan
-    keeps the run's first start, so it plans at least the same window.
-
-    While a manual build runs, waits for it to end, up to `wait_seconds` (default
-    settings.manual_build_wait_seconds()), then raises BuildInProgress. An earlier run
-    that never ended (interrupted before its end_build) is ended here: runs are
-    serialised, so it is not running any more.
+    While a dbt build started by hand runs, waits for it to end, up to `wait_seconds`
+    (default settings.manual_build_wait_seconds()), then raises BuildInProgress. An earlier
+    run that never ended (interrupted before its end_build) is ended here: runs are
+    serialised, so it is not running any more. The dbt models of the run read this plan
+    (macros/warehouse_builds.sql: the var warehouse_run_id names the run).
     """
     wait_seconds = settings.manual_build_wait_seconds() if wait_seconds is None else wait_seconds
+    deadline = time.monotonic() + wait_seconds
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_raw_schema(conn)  # a warehouse upgraded in place may lack the log until its next load
-        if not _try_manual_build_lock(conn):
-            holder = _manual_build_holder(conn)
-            log.warning("a manual dbt build is running (%s): waiting up to %.0f s for it to end",
-                        holder, wait_seconds)
-            try:
-                conn.execute(f"set lock_timeout = {max(int(wait_seconds * 1000), 1)}")
-                conn.execute(f"select pg_advisory_lock({_MANUAL_BUILD_LOCK})")
-            except psycopg.errors.LockNotAvailable:
+        waited = False
+        while conn.execute("select raw.take_warehouse(%s, 'dag', %s)", (run_id, as_of)).fetchone()[0] is None:
+            holder = _holder(conn)
+            if time.monotonic() >= deadline:
                 raise BuildInProgress(
-                    f"warehouse run {run_id} cannot start: a manual dbt build ({holder}) still runs "
-                    f"after {wait_seconds:.0f} s (LW_MANUAL_BUILD_WAIT_SECONDS)"
-                ) from None
-            finally:
-                conn.execute("reset lock_timeout")
-        try:
-            # inserted under the lock: a manual build that takes it next sees this run
-            conn.execute(
-                "insert into raw.warehouse_builds (run_id) values (%s)"
-                " on conflict (run_id) do update set ended_at = null",
-                (run_id,),
-            )
-        finally:
-            conn.execute(f"select pg_advisory_unlock({_MANUAL_BUILD_LOCK})")
-        for earlier_run, started_at in conn.execute(
-            "update raw.warehouse_builds set ended_at = now()"
-            " where ended_at is null and run_id <> %s returning run_id, started_at",
-            (run_id,),
-        ).fetchall():
-            log.warning("warehouse run %s (started %s) never ended, it was interrupted: ended now",
-                        earlier_run, started_at)
-        recompute_from = conn.execute(_REDELIVERED_FROM_SQL).fetchone()[0]
+                    f"warehouse run {run_id} cannot start: a dbt build ({holder}) still runs after "
+                    f"{wait_seconds:.0f} s (LW_MANUAL_BUILD_WAIT_SECONDS)"
+                )
+            if not waited:
+                log.warning("a dbt build is running (%s): waiting up to %.0f s for it to end", holder, wait_seconds)
+                waited = True
+            time.sleep(min(_POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+        recompute_from, as_of_date = conn.execute(
+            "select recompute_from, as_of_date from raw.warehouse_builds where run_id = %s", (run_id,)
+        ).fetchone()
     if recompute_from is not None:
         log.info("date folders from %s were delivered since the last successful build: "
                  "incremental models reprocess deliveries from that date", recompute_from)
-    return recompute_from
+    log.info("the KPI marts run up to %s", as_of_date)
+    return BuildPlan(recompute_from, as_of_date)
+
+
+_POLL_SECONDS = 2.0
+
+
+def _holder(conn: psycopg.Connection) -> str:
+    row = conn.execute(
+        "select run_id, started_at from raw.warehouse_builds where ended_at is null and kind = 'dbt'"
+        " order by started_at limit 1"
+    ).fetchone()
+    return f"{row[0]}, since {row[1]:%Y-%m-%d %H:%M:%S %Z}" if row else "a dbt build"
 
 
 def record_build(url: str, run_id: str) -> None:
@@ -140,49 +105,23 @@ def record_build(url: str, run_id: str) -> None:
 
 
 def end_build(url: str, run_id: str) -> None:
-    """Log that this warehouse run ended, whether it succeeded or not: it no longer holds
-    the warehouse."""
+    """Log that this build ended, whether it succeeded or not: it no longer holds the
+    warehouse."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "update raw.warehouse_builds set ended_at = now() where run_id = %s and ended_at is null",
-            (run_id,),
-        )
+        conn.execute("select raw.end_build(%s, false)", (run_id,))
 
 
-_RUNNING_BUILDS_SQL = (
-    "select run_id, started_at from raw.warehouse_builds where ended_at is null order by started_at"
-)
-
-
-def running_builds(url: str) -> list[tuple[str, datetime]]:
-    """(run_id, started_at) of the warehouse runs that have not ended, oldest first."""
+def running_builds(url: str) -> list[tuple[str, str, datetime]]:
+    """(run_id, kind, started_at) of the builds that hold the warehouse, oldest first (a
+    dbt build whose process died no longer does)."""
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_raw_schema(conn)
-        return conn.execute(_RUNNING_BUILDS_SQL).fetchall()
-
-
-@contextmanager
-def manual_build(url: str, description: str) -> Iterator[date | None]:
-    """Hold the warehouse for a build started by hand (`lw dbt build`) and give its plan:
-    what plan_build would return, without logging a run (the next run plans the same).
-    Raises BuildInProgress when a warehouse run or another manual build holds the
-    warehouse; while the body runs, a warehouse run's plan_build waits for it to end."""
-    with psycopg.connect(
-        url, autocommit=True, application_name=f"{description} (pid {os.getpid()})"[:63]
-    ) as conn:
-        ensure_raw_schema(conn)
-        if not _try_manual_build_lock(conn):
-            raise BuildInProgress(f"another manual build is running: {_manual_build_holder(conn)}")
-        running = conn.execute(_RUNNING_BUILDS_SQL).fetchall()
-        if running:
-            run_id, started_at = running[-1]
-            raise BuildInProgress(
-                f"warehouse run {run_id} (started {started_at:%Y-%m-%d %H:%M:%S %Z}) holds the"
-                " warehouse until its last task; wait for it to end. If it is not running any more"
-                f" (interrupted before its end_build task), `lw builds --end {run_id}` ends it"
-            )
-        yield conn.execute(_REDELIVERED_FROM_SQL).fetchone()[0]
-    # closing the connection released the lock
+        return conn.execute(
+            "select run_id, kind, started_at from raw.warehouse_builds"
+            " where ended_at is null"
+            " and (kind <> 'dbt' or raw.build_is_alive(connections, heartbeat_at))"
+            " order by started_at"
+        ).fetchall()
 
 
 def quality_gate(stage: str, run_id: str, start: date, as_of: date) -> dict:

@@ -11,18 +11,19 @@ loaded, two web date folders re-delivered with changed content (one inside the
 late-data window, one older than it), late CRM corrections that move a contact's
 creation and a survey answer to earlier days, a CRM contacts folder re-delivered
 without one of them, and the orders of the smallest first-order cohort in its month
-cancelled (the cohort vanishes from cohort_retention, its members change stages). Each
-run is planned and logged as the warehouse DAG does (warehouse_tasks.plan_build /
-record_build): the older re-delivery is in raw.load_audit, so the plan moves the windows
-back to its date (dbt var recompute_from).
+cancelled (the cohort vanishes from cohort_retention, its members change stages). Every
+run is plain `dbt` (no `lw`, no DAG): the dbt project plans it itself (its on-run-start
+hook, macros/warehouse_builds.sql): the older re-delivery is in raw.load_audit, so the
+plan moves the windows back to its date (recompute_from), and a build of every model is
+logged so that the next plan starts from it.
 After the last incremental run it copies every incremental model and every mart, rebuilds
 with `--full-refresh`, and requires both versions to hold exactly the same rows (EXCEPT
 ALL in both directions). The same built warehouse also checks that the YAML documents
 exactly the columns each model has (tests/unit/test_dbt_docs.py checks descriptions and
 key tests without a database, but cannot see undocumented columns).
 
-The equality can fail: without the plan's recompute_from (IGNORE_PLAN = True) the
-re-delivery older than the window is missed, and int_web__events, int_web__sessions,
+The equality can fail: without the plan's recompute_from (IGNORE_PLAN = True hides the
+deliveries from the plan) the re-delivery older than the window is missed, and int_web__events, int_web__sessions,
 int_identity__anonymous_ids, int_lifecycle__stage_intervals, dim_customers,
 fct_lifecycle_transitions, kpi_daily and kpi_monthly differ from the full refresh (checked
 by hand). INCREMENTAL_VARS = {"late_data_lookback_days": 0} with IGNORE_PLAN also puts
@@ -46,13 +47,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from lifecycle_warehouse import dbt_runner, warehouse_tasks
+from lifecycle_warehouse import dbt_runner
 from lifecycle_warehouse.bootstrap import bootstrap
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -61,8 +63,9 @@ EDGE_CASES_FIXTURE = FIXTURES / "dbt_dev_data.sql"
 SNAPSHOT_SCHEMA = "incremental_snapshot"
 
 # Extra dbt vars of the incremental runs (not of the full refresh). Empty: the project's
-# own settings. With IGNORE_PLAN the runs do not get the plan's recompute_from. See the
-# module docstring for how to make the test fail on purpose.
+# own settings. With IGNORE_PLAN the runs do not see what was delivered since the last
+# build (their plan has no recompute_from). See the module docstring for how to make the
+# test fail on purpose.
 INCREMENTAL_VARS: dict[str, object] = {}
 IGNORE_PLAN = False
 
@@ -90,17 +93,15 @@ def _dbt(args: list[str], url: str, workdir: Path) -> None:
     assert returncode == 0, f"`dbt {' '.join(args)}` failed (exit {returncode}); see its output above"
 
 
-def _planned_run(url: str, workdir: Path, run_id: str, extra_vars: dict[str, object]) -> None:
-    """One `dbt run` as the warehouse DAG runs it: planned, then logged as built."""
-    recompute_from = warehouse_tasks.plan_build(url, run_id)
-    run_vars = dict(extra_vars)
-    if recompute_from is not None and not IGNORE_PLAN:
-        run_vars["recompute_from"] = recompute_from.isoformat()
+def _plain_run(url: str, workdir: Path, extra_vars: dict[str, object]) -> None:
+    """One plain `dbt run`: the dbt project plans it and logs it (macros/warehouse_builds.sql)."""
+    if IGNORE_PLAN:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("update raw.load_audit set loaded_at = '-infinity'")
     # `run`, not `build`: the materialisation is the same, and the data tests would cost
     # ~15 s a run; whether they hold is the business of the builds, this test's is that
     # the tables equal a full refresh (on which the same tests give the same)
-    _dbt(["run", "--vars", json.dumps(run_vars)], url, workdir)
-    warehouse_tasks.record_build(url, run_id)
+    _dbt(["run", "--vars", json.dumps(extra_vars)], url, workdir)
 
 
 def _deliver(url: str, through: str) -> None:
@@ -343,9 +344,7 @@ def built_warehouse(pg_server, tmp_path_factory) -> BuiltWarehouse:
 
     # First build on a fresh warehouse: seeds, unit tests (incremental ones included, before
     # their model exists), models and data tests.
-    warehouse_tasks.plan_build(url, "initial")
     _dbt(["build"], url, workdir)
-    warehouse_tasks.record_build(url, "initial")
 
     for through, redelivered_folder in LATER_DELIVERIES:
         if redelivered_folder:
@@ -357,7 +356,7 @@ def built_warehouse(pg_server, tmp_path_factory) -> BuiltWarehouse:
             _correct_crm_records(url, CORRECTED_CRM_FOLDER)
         if through == LATER_DELIVERIES[-1][0]:
             cancelled_cohort = _cancel_cohort(url)
-        _planned_run(url, workdir, f"through {through}", INCREMENTAL_VARS)
+        _plain_run(url, workdir, INCREMENTAL_VARS)
 
     with psycopg.connect(url) as conn:
         late_events = conn.execute(
@@ -367,7 +366,14 @@ def built_warehouse(pg_server, tmp_path_factory) -> BuiltWarehouse:
         cohort_rows = conn.execute(
             "select count(*) from marts.cohort_retention where cohort_month = %s", (cancelled_cohort,)
         ).fetchone()[0]
+        plans = conn.execute(
+            "select recompute_from from raw.warehouse_builds where kind = 'dbt' and built_at is not null"
+            " order by started_at").fetchall()
     assert late_events > 0, "the incremental deliveries hold no late web events: the scenario lost its point"
+    assert len(plans) == 1 + len(LATER_DELIVERIES), f"every plain dbt run is logged as a build: {plans}"
+    redelivered_before_last_run = date.fromisoformat(LATER_DELIVERIES[-1][1])
+    assert plans[-1][0] == redelivered_before_last_run, (
+        f"the last run is planned from the folder re-delivered before it: {plans}")
     assert cohort_rows == 0, f"cohort {cancelled_cohort} lost every member but is still in cohort_retention"
 
     manifest = json.loads((workdir / "target" / "manifest.json").read_text())

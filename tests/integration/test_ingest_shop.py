@@ -308,3 +308,32 @@ def test_rows_without_updated_at_are_taken_once_and_counted(shop_url, warehouse_
     shop.extract_table(shop_url, warehouse_url, "refunds", t(3))
     assert {r["refund_id"]: r["amount"] for r in data(warehouse_url, "refunds", "refund_id")} == {
         "r1": Decimal("6"), "r2": Decimal("7")}
+
+
+def test_every_version_of_a_row_changed_in_place_is_kept(shop_url, warehouse_url):
+    """A plan changed in place (50 -> 80 on 5 March): raw keeps the latest row, and the
+    versions table both, so that MRR before the change stays 50."""
+    shop_exec(shop_url, """
+        create table subscriptions (subscription_id text primary key, customer_id text, plan text,
+            status text, mrr numeric, currency text, started_at timestamptz, canceled_at timestamptz,
+            updated_at timestamptz not null);
+        insert into subscriptions values ('sub_1', 'cus_1', 'basic', 'active', 50, 'EUR', '2024-01-10', null, '2024-01-10')""")
+    shop.extract_table(shop_url, warehouse_url, "subscriptions", t(1))
+    shop.extract_table(shop_url, warehouse_url, "subscriptions", t(2))  # unchanged: no new version
+    shop_exec(shop_url, "update subscriptions set plan = 'pro', mrr = 80, updated_at = '2024-03-05 10:00' where subscription_id = 'sub_1'")
+    shop.extract_table(shop_url, warehouse_url, "subscriptions", t(6))
+    with psycopg.connect(warehouse_url) as conn:
+        versions = conn.execute(
+            "select plan, mrr, updated_at from raw.shop_subscriptions_versions order by updated_at").fetchall()
+        latest = conn.execute("select plan, mrr from raw.shop_subscriptions").fetchall()
+    assert versions == [("basic", Decimal("50"), t(10, month=1)), ("pro", Decimal("80"), t(5, 10))]
+    assert latest == [("pro", Decimal("80"))]
+
+
+def test_a_warehouse_without_versions_gets_its_latest_rows_as_first_versions(shop_db, warehouse_url):
+    shop.extract_table(shop_db, warehouse_url, "orders", t(2))
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("drop table raw.shop_orders_versions")  # as created before versions were kept
+    shop.extract_table(shop_db, warehouse_url, "orders", t(2))
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("select count(*) from raw.shop_orders_versions").fetchone()[0] == 2

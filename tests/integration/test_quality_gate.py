@@ -291,7 +291,7 @@ def build_marts(url: str) -> None:
             for channel, conv, revenue, spend in (("paid_search", 1, 100, 20), ("display", 0, 0, 5))
         ], text)
         _table(conn, "fct_mrr_movements", [
-            {"month": date(2026, 9, 1), "shop_customer_id": 1, "customer_key": "p1", "mrr_start": 0,
+            {"month": date(2026, 9, 1), "customer_key": "p1", "mrr_start": 0,
              "mrr_end": 20, "movement_type": "new", "new_mrr": 20, "expansion_mrr": 0, "contraction_mrr": 0,
              "churned_mrr": 0},
         ], text)

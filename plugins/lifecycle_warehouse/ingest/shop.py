@@ -233,8 +233,10 @@ def _copy_from_shop(
 def upsert_sql(spec: ShopTable, batch_id: uuid.UUID) -> sql.Composable:
     """Insert new keys; update a known key only with a version at least as new, and only
     when something changed (a re-extracted identical row is left alone). A dated version
-    replaces an undated one."""
+    replaces an undated one. Every row inserted or changed is also appended to the
+    versions table (`raw.shop_<table>_versions`): the history of rows changed in place."""
     table = sql.Identifier(bootstrap.RAW_SCHEMA, spec.raw_table)
+    versions = sql.Identifier(bootstrap.RAW_SCHEMA, spec.versions_table)
     cols = [sql.Identifier(c.name) for c in spec.columns]
     keys = [sql.Identifier(k) for k in spec.primary_key]
     non_keys = [sql.Identifier(c.name) for c in spec.columns if c.name not in spec.primary_key]
@@ -243,6 +245,7 @@ def upsert_sql(spec: ShopTable, batch_id: uuid.UUID) -> sql.Composable:
         sql.SQL("_extracted_at = excluded._extracted_at"),
     ]
     return sql.SQL(
+        "with upserted as (\n"
         "insert into {table} as t ({cols}, _batch_id, _extracted_at)\n"
         "select distinct on ({keys}) {cols}, {batch}, now() from {stage}\n"
         "order by {keys}, updated_at desc nulls last\n"
@@ -250,9 +253,13 @@ def upsert_sql(spec: ShopTable, batch_id: uuid.UUID) -> sql.Composable:
         "where excluded.updated_at > t.updated_at\n"
         "   or (t.updated_at is null and excluded.updated_at is not null)\n"
         "   or (excluded.updated_at is not distinct from t.updated_at\n"
-        "       and ({old}) is distinct from ({new}))"
+        "       and ({old}) is distinct from ({new}))\n"
+        "returning {cols}, _batch_id, _extracted_at)\n"
+        "insert into {versions} ({cols}, _batch_id, _extracted_at)\n"
+        "select {cols}, _batch_id, _extracted_at from upserted"
     ).format(
         table=table,
+        versions=versions,
         cols=sql.SQL(", ").join(cols),
         keys=sql.SQL(", ").join(keys),
         batch=sql.Literal(batch_id),

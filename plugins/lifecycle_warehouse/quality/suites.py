@@ -42,7 +42,8 @@ CONNECTION_ENV = "LW_GX_WAREHOUSE_URL"
 BATCH_DEFINITION = "whole_table"
 STAGES = ("raw", "marts")
 BUILD_SCHEMA = "marts"
-LIFECYCLE_STAGES = ("awareness", "engagement", "conversion", "retention", "loyalty", "churned", "reactivated")
+LIFECYCLE_STAGES = ("awareness", "engagement", "conversion", "retention", "loyalty", "churned", "reactivated",
+                    "lapsed")
 ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "position_based")
 
 # The run's data interval end (exclusive) and its UTC date, as SQL.
@@ -1018,27 +1019,25 @@ def channel_attribution_suite() -> Suite:
 
 def fct_mrr_movements_suite() -> Suite:
     exps = [
-        columns_present(("month", "shop_customer_id", "customer_key", "mrr_start", "mrr_end", "movement_type")
-                        + MRR_MOVEMENTS),
+        columns_present(("month", "customer_key", "mrr_start", "mrr_end", "movement_type") + MRR_MOVEMENTS),
         # A shop without subscriptions has no movements.
         min_rows(severity=WARNING), *_collapse("fct_mrr_movements"),
-        not_null("month"), not_null("shop_customer_id"), not_null("movement_type"),
-        unique_together(["month", "shop_customer_id"]), _month_start("month"),
+        not_null("month"), not_null("customer_key"), not_null("movement_type"),
+        unique_together(["month", "customer_key"]), _month_start("month"),
         in_set("movement_type", MRR_MOVEMENT_TYPES),
-        not_null("customer_key", severity=WARNING),
         *_non_negative(("mrr_start", "mrr_end") + MRR_MOVEMENTS),
         no_rows("mrr_end - mrr_start = new + expansion - contraction - churned",
-                f"select month, shop_customer_id, mrr_start, mrr_end, movement_type from {BATCH} "
+                f"select month, customer_key, mrr_start, mrr_end, movement_type from {BATCH} "
                 f"where abs((mrr_end - mrr_start) - (new_mrr + expansion_mrr - contraction_mrr - churned_mrr)) "
                 f"> {MONEY_TOLERANCE}", column="mrr_end"),
-        no_rows("a customer's mrr_start is the mrr_end of the month before (0 without a row)",
+        no_rows("a person's mrr_start is the mrr_end of the month before (0 without a row)",
                 f"""
-                select month, shop_customer_id, mrr_start, previous_mrr_end from (
-                    select month, shop_customer_id, mrr_start,
+                select month, customer_key, mrr_start, previous_mrr_end from (
+                    select month, customer_key, mrr_start,
                            case when lag(month) over w = (month - interval '1 month')::date
                                 then lag(mrr_end) over w else 0 end as previous_mrr_end
                     from {BATCH}
-                    window w as (partition by shop_customer_id order by month)
+                    window w as (partition by customer_key order by month)
                 ) chained
                 where abs(mrr_start - previous_mrr_end) > {MONEY_TOLERANCE}
                 """, column="mrr_start"),

@@ -1,5 +1,5 @@
 {%- set consumers = [
-    'kpi_daily', 'kpi_monthly', 'channel_attribution', 'cohort_retention', 'fct_mrr_movements',
+    'kpi_daily', 'kpi_monthly', 'channel_attribution', 'cohort_retention',
 ] -%}
 {%- set crm_types = ['contact', 'email_delivery', 'survey_response', 'loyalty_event'] -%}
 {%- do require_stored_columns(['channel', 'attribution_model', 'cohort_month', 'shop_customer_id']) -%}
@@ -33,7 +33,7 @@
     Incremental, and equal to a full refresh. A run selects the candidates, every record
     whose contribution may have changed, and the strategy replace_changed
     (macros/change_log.sql) writes those that did and logs them, before and after, for
-    kpi_daily, kpi_monthly, channel_attribution, cohort_retention and fct_mrr_movements:
+    kpi_daily, kpi_monthly, channel_attribution and cohort_retention:
     these recompute only the days, months and customers of logged changes. Candidates:
     - CRM records (contacts, e-mail pairs, survey answers, loyalty events): those delivered
       within var('late_data_lookback_days') days of the latest delivery of their kind
@@ -103,15 +103,9 @@ loyalty_stage_intervals as (
 
 ),
 
-subscriptions as (
+mrr_spans as (
 
-    select * from {{ ref('stg_shop__subscriptions') }}
-
-),
-
-shop_customers as (
-
-    select * from {{ ref('int_identity__shop_customers') }}
+    select * from {{ ref('int_subscriptions__mrr_spans') }}
 
 ),
 
@@ -338,6 +332,7 @@ order_contributions as (
 
     -- a person's valid order opens (or extends) var('active_window_days') active days
     -- [order_date, order_date + window - 1]: +1 active customer on its day when it opens
+    -- them (after at least one day without an active order: a reactivation, unless first)
     select
         {{ kpi_contribution({
             'contribution_id': "'order:' || valid_orders.order_id",
@@ -356,7 +351,7 @@ order_contributions as (
             'order_net_revenue': 'valid_orders.net_revenue',
             'active_customers_delta':
                 "case when valid_orders.customer_key is not null and (valid_orders.previous_order_date is null
-                or valid_orders.order_date - valid_orders.previous_order_date >= "
+                or valid_orders.order_date - valid_orders.previous_order_date > "
                 ~ var('active_window_days') ~ ") then 1 end",
             'buyers_delta': 'case when valid_orders.valid_order_number = 1 then 1 end',
             'repeat_buyers_delta': 'case when valid_orders.valid_order_number = 2 then 1 end',
@@ -369,6 +364,7 @@ order_contributions as (
 order_activity_end_contributions as (
 
     -- ... and -1 on the day after them, unless the person's next valid order extends them
+    -- (on that day at the latest: whole days, as in the stage history)
     select
         {{ kpi_contribution({
             'contribution_id': "'order_activity_end:' || order_id",
@@ -380,7 +376,7 @@ order_activity_end_contributions as (
     from valid_orders
     where
         customer_key is not null
-        and (next_order_date is null or next_order_date - order_date >= {{ var('active_window_days') }})
+        and (next_order_date is null or next_order_date - order_date > {{ var('active_window_days') }})
 
 ),
 
@@ -394,14 +390,24 @@ refund_contributions as (
             'refunds': 'amount_reporting',
         }) }}
     from refunds
-    where refund_date is not null
+    -- a refund of an order that never counted in revenue (cancelled, pending, unknown)
+    -- does not lower net revenue
+    where refund_date is not null and is_of_valid_order
+
+),
+
+-- channels with ad spend: the paid ones, whose credited revenue ROAS weighs against spend
+paid_channels as (
+
+    select distinct channel from ad_spends
+    where channel is not null
 
 ),
 
 -- every credit of a conversion (first valid order) to a channel, under each attribution
--- model; attributed_revenue, the ROAS numerator, is the revenue of conversions with at
--- least one touch: every model credits such a conversion in full to touched channels, so
--- its first-touch credits give the model-free total
+-- model; attributed_revenue, the ROAS numerator, is the revenue credited to channels with
+-- ad spend under var('kpi_attribution_model') (organic channels, direct and e-mail
+-- without spend bought nothing)
 attribution_credit_contributions as (
 
     select
@@ -412,7 +418,8 @@ attribution_credit_contributions as (
             'channel': 'channel',
             'attribution_model': 'attribution_model',
             'attributed_revenue':
-                "case when attribution_model = 'first_touch' and session_id is not null then credited_revenue end",
+                "case when attribution_model = '" ~ var('kpi_attribution_model')
+                ~ "' and channel in (select paid_channels.channel from paid_channels) then credited_revenue end",
             'credited_conversions': 'weight',
             'credited_revenue': 'credited_revenue',
         }) }}
@@ -447,58 +454,34 @@ advocate_contributions as (
 
 ),
 
-subscription_spans as (
-
-    select
-        subscriptions_ended.subscription_id,
-        subscriptions_ended.shop_customer_id,
-        shop_customers.customer_key,
-        coalesce(subscriptions_ended.mrr_reporting, 0) as mrr,
-        subscriptions_ended.started_date,
-        -- a cancellation dated before the start ends the subscription on its first day
-        case
-            when subscriptions_ended.ended_date < subscriptions_ended.started_date
-                then subscriptions_ended.started_date
-            else subscriptions_ended.ended_date
-        end as ended_date
-    from (
-        select
-            *,
-            {{ utc_date("coalesce(canceled_at, case when status = 'canceled' then updated_at end)") }}
-                as ended_date
-        from subscriptions
-    ) as subscriptions_ended
-    left join shop_customers on subscriptions_ended.shop_customer_id = shop_customers.shop_customer_id
-    where subscriptions_ended.started_date is not null
-
-),
-
+-- MRR: each version of a subscription adds its MRR on the first day it counts and takes
+-- it back on the first day it no longer does (int_subscriptions__mrr_spans)
 subscription_contributions as (
 
     select
         {{ kpi_contribution({
-            'contribution_id': "'subscription_start:' || subscription_id",
+            'contribution_id': "'subscription_start:' || mrr_span_id",
             'contribution_type': "'subscription_start'",
-            'date_day': 'started_date',
+            'date_day': 'first_date',
             'customer_key': 'customer_key',
             'shop_customer_id': 'shop_customer_id',
             'mrr_delta': 'mrr',
         }) }}
-    from subscription_spans
+    from mrr_spans
 
     union all
 
     select
         {{ kpi_contribution({
-            'contribution_id': "'subscription_end:' || subscription_id",
+            'contribution_id': "'subscription_end:' || mrr_span_id",
             'contribution_type': "'subscription_end'",
-            'date_day': 'ended_date',
+            'date_day': 'end_date',
             'customer_key': 'customer_key',
             'shop_customer_id': 'shop_customer_id',
             'mrr_delta': '-mrr',
         }) }}
-    from subscription_spans
-    where ended_date is not null
+    from mrr_spans
+    where end_date is not null
 
 ),
 

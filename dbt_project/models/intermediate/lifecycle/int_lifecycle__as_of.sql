@@ -1,8 +1,13 @@
-{#- The evaluation horizon of every lifecycle and KPI model: the first and the last date
-    (UTC) with data in any source, never now(), so that the same data always gives the same
-    stages and KPIs. The shop's history usually sets the first date (it spans years), the
-    latest delivery the last one. A subscription cancellation scheduled after the row's
-    last change has not happened yet and does not count. -#}
+{#- The evaluation horizon of every lifecycle and KPI model: from the first date (UTC) with
+    data in any source to the as-of date, never now(), so that the same data always gives
+    the same stages and KPIs. The as-of date is the build's plan (macros/warehouse_builds.sql:
+    the warehouse DAG run's last date, `--vars '{as_of_date: …}'`, else the latest date
+    folder delivered), so that quiet days at the end of a run still get their rows; it is
+    never before the latest date with data (a backfill of old dates does not cut the
+    marts). The shop's history usually sets the first date (it spans years). A
+    subscription cancellation scheduled after the row's last change has not happened yet
+    and does not count. -#}
+{%- set planned_as_of = build_plan('as_of_date') %}
 
 with
 
@@ -147,12 +152,20 @@ source_bounds as (
 final as (
 
     select
-        min(first_date) as data_start_date,
-        max(last_date) as as_of_date,
+        data_start_date,
+        as_of_date,
         -- end of the as-of day (exclusive): stages are evaluated at every instant before it
-        (max(last_date) + 1)::timestamp at time zone 'UTC' as as_of_end_at
-    from source_bounds
-    having max(last_date) is not null
+        (as_of_date + 1)::timestamp at time zone 'UTC' as as_of_end_at
+    from (
+        select
+            min(first_date) as data_start_date,
+            greatest(
+                max(last_date),
+                {{ "'" ~ planned_as_of ~ "'::date" if planned_as_of else 'null::date' }}
+            ) as as_of_date
+        from source_bounds
+        having max(last_date) is not null
+    ) as bounds
 
 )
 

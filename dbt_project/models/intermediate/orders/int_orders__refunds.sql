@@ -1,6 +1,8 @@
 {#- Refunds with their person and an amount in the reporting currency. Refunds carry no
     currency: they are in their order's. They are converted at the order date's rate, like
-    the order's revenue, so that a fully refunded order nets to exactly zero. -#}
+    the order's revenue, so that a fully refunded order nets to exactly zero. A refund
+    counts against revenue only when its order is valid (`is_of_valid_order`): the refund
+    of a cancelled order gives back money that was never counted as revenue. -#}
 
 with
 
@@ -32,6 +34,7 @@ final as (
         refunds.refund_date,
         refunds.reason,
         refunds.amount,
+        coalesce(orders.status in {{ sql_list(var('valid_order_statuses')) }}, false) as is_of_valid_order,
         orders.currency,
         {{ to_reporting_currency(
             'refunds.amount',

@@ -18,7 +18,8 @@
 {#- Month x channel x attribution model: conversions (first valid orders) and their
     revenue credited to channels by each model (int_lifecycle__attribution_credits;
     fractional under linear and position_based), next to the month's ad spend of the
-    channel. cac = spend / conversions, roas = revenue / spend, NULL when the divisor is 0.
+    channel. cac = spend / conversions, roas = revenue / spend, NULL when the divisor or the
+    spend is 0 (organic channels have neither).
     A month and channel appears when it has a credited conversion or ad spend; the channel
     `direct` holds conversions without any touch and never has spend.
 
@@ -137,7 +138,8 @@ final as (
         conversions,
         revenue,
         spend,
-        spend / nullif(conversions, 0) as cac,
+        -- a channel without spend (organic) has no acquisition cost and no return on it
+        nullif(spend, 0) / nullif(conversions, 0) as cac,
         revenue / nullif(spend, 0) as roas
     from joined
 

@@ -1,47 +1,18 @@
-{%- set contributions_model = ref('int_kpi__contributions') -%}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['month', 'shop_customer_id'],
-        indexes=[
-            {'columns': ['shop_customer_id']},
-        ],
-        post_hook=[
-            "delete from {{ this }}
-            where
-                (mrr_start = 0 and mrr_end = 0)
-                or month > (select as_of_date from {{ ref('int_lifecycle__as_of') }})",
-            "{{ change_log_consume(ref('int_kpi__contributions')) }}",
-        ],
-    )
-}}
-
-{#- Month x subscribing shop customer: MRR at the start and the end of the month and the
+{#- Month x person with recurring revenue: MRR at the start and the end of the month and the
     movement between them (reporting currency).
 
-    MRR at an instant is the sum of `mrr` of the customer's subscriptions started before it
-    and not canceled by it (docs/kpis.md; paused subscriptions count, a subscription with
-    status canceled but no canceled_at ends at its last change). The end of a month is the
-    end of its last day, of the as-of date for the current month; the start of a month is
-    the end of the previous one. Movements are per customer, so a plan change recorded as
-    cancel-and-resubscribe is expansion or contraction, not churn plus new:
-    new (0 -> x; includes a customer coming back), expansion (x -> more), contraction
-    (x -> less, not 0), churned (x -> 0), unchanged. Changes within a month that cancel
-    out are not movements. The shop table holds the current state of each subscription: an
-    in-place change of `mrr` rewrites its history (a snapshot of the shop table would be
-    needed to keep it).
+    MRR on a day is the sum of the MRR of the subscription versions that count on it
+    (int_subscriptions__mrr_spans: each subscription as it was on that day, a plan changed
+    in place from the day of the change, paused versions not at all). The end of a month is
+    its last day, the as-of date for the current month; the start of a month is the end of
+    the one before. Movements are per person, so a plan change recorded as cancel and
+    resubscribe, or a person moving from one shop account to a merged second one, is
+    expansion or contraction, not churn plus new: new (0 -> x; includes a person coming
+    back), expansion (x -> more), contraction (x -> less, not 0), churned (x -> 0),
+    unchanged. Changes within a month that cancel out are not movements.
 
-    Incremental, and equal to a full refresh. A run recomputes every month of the customers
-    whose subscriptions changed since the last run (their subscription rows in
-    int_kpi__contributions' change log, macros/change_log.sql: MRR, start or end day,
-    customer or person), and the months from the as-of month of the last run on for every
-    customer (the as-of date moves the current month's end, and a scheduled cancellation
-    takes effect without any change). A stored row of those that no longer exists is
-    written with zero MRR and deleted by the post-hook, like the months after the as-of
-    month. Everything when the contributions were built in full (the log says so). -#}
-
-{%- set recompute_all = change_log_recompute_all(contributions_model) %}
+    A table: rebuilt on every run from the spans (a row per person and month with MRR, a
+    few per subscriber), so that every month follows the history the extraction kept. -#}
 
 with
 
@@ -51,56 +22,9 @@ as_of as (
 
 ),
 
-subscriptions as (
+mrr_spans as (
 
-    select * from {{ ref('stg_shop__subscriptions') }}
-
-),
-
-shop_customers as (
-
-    select * from {{ ref('int_identity__shop_customers') }}
-
-),
-
-{% if not recompute_all %}
-
-    -- customers whose subscriptions changed since the last run (as they were and are)
-    changed_customers as (
-
-        {{ change_log_changed_keys(
-            contributions_model,
-            'shop_customer_id',
-            "contribution_type in ('subscription_start', 'subscription_end') and shop_customer_id is not null",
-        ) }}
-
-    ),
-
-    -- every customer's months from the as-of month of the last run (or of this one) on
-    recomputed_months as (
-
-        -- (least ignores NULL: an empty table starts from the as-of month)
-        select
-            least(
-                (select max(previous_run.month) as last_month from {{ this }} as previous_run),
-                date_trunc('month', as_of.as_of_date)::date
-            ) as first_month
-        from as_of
-
-    ),
-
-{% endif %}
-
-subscription_spans as (
-
-    select
-        subscription_id,
-        shop_customer_id,
-        coalesce(mrr_reporting, 0) as mrr,
-        started_at,
-        coalesce(canceled_at, case when status = 'canceled' then updated_at end) as ended_at
-    from subscriptions
-    where started_at is not null and shop_customer_id is not null
+    select * from {{ ref('int_subscriptions__mrr_spans') }}
 
 ),
 
@@ -108,10 +32,7 @@ months as (
 
     select
         month_start::date as month,
-        least(
-            (month_start + interval '1 month') at time zone 'UTC',
-            as_of.as_of_end_at
-        ) as month_end_at
+        least((month_start + interval '1 month - 1 day')::date, as_of.as_of_date) as month_end_date
     from as_of
     cross join generate_series(
         date_trunc('month', as_of.data_start_date)::timestamp,
@@ -125,23 +46,14 @@ month_end_mrr as (
 
     select
         months.month,
-        subscription_spans.shop_customer_id,
-        sum(subscription_spans.mrr) as mrr
+        mrr_spans.customer_key,
+        sum(mrr_spans.mrr) as mrr
     from months
-    inner join subscription_spans
+    inner join mrr_spans
         on
-            months.month_end_at > subscription_spans.started_at
-            and (
-                subscription_spans.ended_at is null
-                or months.month_end_at <= subscription_spans.ended_at
-            )
-    {% if not recompute_all %}
-        where
-            subscription_spans.shop_customer_id in (select changed_key from changed_customers)
-            -- (and the month before, the start of the first month recomputed)
-            or months.month >= (select (first_month - interval '1 month')::date as month_before from recomputed_months)
-    {% endif %}
-    group by months.month, subscription_spans.shop_customer_id
+            months.month_end_date >= mrr_spans.first_date
+            and (mrr_spans.end_date is null or months.month_end_date < mrr_spans.end_date)
+    group by months.month, mrr_spans.customer_key
 
 ),
 
@@ -149,7 +61,7 @@ previous_month_end_mrr as (
 
     select
         (month_end_mrr.month + interval '1 month')::date as month,
-        month_end_mrr.shop_customer_id,
+        month_end_mrr.customer_key,
         month_end_mrr.mrr
     from month_end_mrr
     cross join as_of
@@ -161,15 +73,14 @@ movements as (
 
     select
         coalesce(month_end_mrr.month, previous_month_end_mrr.month) as month,
-        coalesce(month_end_mrr.shop_customer_id, previous_month_end_mrr.shop_customer_id)
-            as shop_customer_id,
+        coalesce(month_end_mrr.customer_key, previous_month_end_mrr.customer_key) as customer_key,
         coalesce(previous_month_end_mrr.mrr, 0) as mrr_start,
         coalesce(month_end_mrr.mrr, 0) as mrr_end
     from month_end_mrr
     full outer join previous_month_end_mrr
         on
             month_end_mrr.month = previous_month_end_mrr.month
-            and month_end_mrr.shop_customer_id = previous_month_end_mrr.shop_customer_id
+            and month_end_mrr.customer_key = previous_month_end_mrr.customer_key
 
 ),
 
@@ -189,64 +100,19 @@ classified as (
 
 ),
 
-mrr_movements as (
-
-    select
-        classified.month,
-        classified.shop_customer_id,
-        shop_customers.customer_key,
-        classified.mrr_start,
-        classified.mrr_end,
-        classified.movement_type,
-        case when classified.movement_type = 'new' then classified.mrr_end else 0 end as new_mrr,
-        case
-            when classified.movement_type = 'expansion' then classified.mrr_end - classified.mrr_start
-            else 0
-        end as expansion_mrr,
-        case
-            when classified.movement_type = 'contraction' then classified.mrr_start - classified.mrr_end
-            else 0
-        end as contraction_mrr,
-        case when classified.movement_type = 'churned' then classified.mrr_start else 0 end as churned_mrr
-    from classified
-    left join shop_customers on classified.shop_customer_id = shop_customers.shop_customer_id
-
-),
-
 final as (
 
-    select * from mrr_movements
-    {% if not recompute_all %}
-        where
-            shop_customer_id in (select changed_key from changed_customers)
-            or month >= (select first_month from recomputed_months)
-
-        union all
-
-        -- stored rows recomputed away: zero MRR, deleted by the post-hook
-        select
-            previous_run.month,
-            previous_run.shop_customer_id,
-            previous_run.customer_key,
-            0 as mrr_start,
-            0 as mrr_end,
-            'unchanged' as movement_type,
-            0 as new_mrr,
-            0 as expansion_mrr,
-            0 as contraction_mrr,
-            0 as churned_mrr
-        from {{ this }} as previous_run
-        left join mrr_movements
-            on
-                previous_run.month = mrr_movements.month
-                and previous_run.shop_customer_id = mrr_movements.shop_customer_id
-        where
-            (
-                previous_run.shop_customer_id in (select changed_key from changed_customers)
-                or previous_run.month >= (select first_month from recomputed_months)
-            )
-            and mrr_movements.month is null
-    {% endif %}
+    select
+        month,
+        customer_key,
+        mrr_start,
+        mrr_end,
+        movement_type,
+        case when movement_type = 'new' then mrr_end else 0 end as new_mrr,
+        case when movement_type = 'expansion' then mrr_end - mrr_start else 0 end as expansion_mrr,
+        case when movement_type = 'contraction' then mrr_start - mrr_end else 0 end as contraction_mrr,
+        case when movement_type = 'churned' then mrr_start else 0 end as churned_mrr
+    from classified
 
 )
 

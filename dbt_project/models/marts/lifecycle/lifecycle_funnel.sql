@@ -19,8 +19,9 @@
     population of the month that moved forward.
 
     "Forward" follows the funnel positions below: awareness 1 < engagement 2 < conversion 3
-    = reactivated 3 < retention 4 < loyalty 5, with churned at 0 (so churned -> reactivated,
-    retention or loyalty is forward, and any move into churned is not). Loyalty is the end of
+    = reactivated 3 < retention 4 < loyalty 5, with churned and lapsed at 0 (so churned ->
+    reactivated, retention or loyalty is forward, lapsed -> awareness too, and any move
+    into churned or lapsed is not: a person who lapsed has left the funnel). Loyalty is the end of
     the funnel: its conversion_to_next_rate is NULL. The month's population of a stage is
     customers_at_start + entered: every forward move consumes one of those stays, so the
     rate is in [0, 1]. Stages are as at the end of the month (of the as-of date for the
@@ -60,7 +61,8 @@ stages as (
         ('retention', 4, 4),
         ('loyalty', 5, 5),
         ('churned', 0, 6),
-        ('reactivated', 3, 7)
+        ('reactivated', 3, 7),
+        ('lapsed', 0, 8)
     ) as stage_positions (stage, funnel_position, stage_order)
 
 ),
