@@ -19,31 +19,29 @@
 {%- endmacro %}
 
 
-{#- Columns of int_kpi__contributions, in order: (name, type). The measures are summed by
-    day (or month) in kpi_daily and kpi_monthly; a contribution fills the ones its source
-    feeds and leaves the others NULL. -#}
+{#- Columns of int_kpi__contributions, in order: (name, type). The KPI marts sum the
+    measures (dbt_project/kpi_registry.yml, `from: contribution`) by day or month; a
+    contribution fills the ones its source feeds and leaves the others NULL. The other
+    columns say what it is, and feed the marts that read single contributions
+    (channel_attribution, cohort_retention) and the stocks (the `_delta` columns). -#}
 
 {% macro kpi_contribution_columns() -%}
-    {{- return([
+    {%- set columns = [
         ('contribution_id', 'text'), ('contribution_type', 'text'), ('date_day', 'date'),
         ('customer_key', 'text'), ('shop_customer_id', 'text'), ('channel', 'text'),
         ('attribution_model', 'text'),
-        ('new_contacts', 'integer'),
-        ('ad_impressions', 'bigint'), ('ad_clicks', 'bigint'), ('ad_spend', 'numeric'),
-        ('delivered_pairs', 'integer'), ('opened_pairs', 'integer'), ('clicked_pairs', 'integer'),
-        ('unsubscribed_pairs', 'integer'),
-        ('orders', 'integer'), ('revenue', 'numeric'), ('new_customers', 'integer'),
-        ('person_orders', 'integer'), ('repeat_orders', 'integer'), ('upsell_orders', 'integer'),
+    ] -%}
+    {%- for name, type in kpi_registry().measures.contribution -%}
+        {%- do columns.append((name, type)) -%}
+    {%- endfor -%}
+    {%- for name, delta, type in kpi_registry().measures.stock -%}
+        {%- do columns.append((delta, type)) -%}
+    {%- endfor -%}
+    {%- do columns.extend([
         ('cohort_month', 'date'), ('first_order_of_month', 'integer'), ('order_net_revenue', 'numeric'),
-        ('refunds', 'numeric'), ('attributed_revenue', 'numeric'),
-        ('credited_conversions', 'numeric'), ('credited_revenue', 'numeric'),
-        ('nps_answers', 'integer'), ('nps_promoters', 'integer'), ('nps_detractors', 'integer'),
-        ('csat_answers', 'integer'), ('csat_satisfied', 'integer'),
-        ('points_earned', 'bigint'), ('points_redeemed', 'bigint'), ('referrals', 'integer'),
-        ('active_customers_delta', 'integer'), ('buyers_delta', 'integer'),
-        ('repeat_buyers_delta', 'integer'), ('advocates_delta', 'integer'), ('mrr_delta', 'numeric'),
-        ('_last_dt', 'date'),
-    ]) -}}
+        ('credited_conversions', 'numeric'), ('credited_revenue', 'numeric'), ('_last_dt', 'date'),
+    ]) -%}
+    {{- return(columns) -}}
 {%- endmacro %}
 
 
@@ -85,83 +83,6 @@
                 ~ "(README: after upgrading)") }}
         {%- endfor -%}
     {%- endif -%}
-{%- endmacro %}
-
-
-{#- The flows of kpi_daily and kpi_monthly other than web KPIs: sums of the contributions
-    (int_kpi__contributions) of one day or month, and the KPIs computed from them. -#}
-
-{% macro kpi_flow_columns() -%}
-    {#- The KPI columns kpi_flow_measures computes, in its order. -#}
-    {{- return([
-        'new_contacts', 'ad_impressions', 'ad_clicks', 'ad_spend', 'ad_ctr', 'email_open_rate',
-        'email_click_rate', 'email_unsubscribe_rate', 'orders', 'revenue', 'refunds',
-        'net_revenue', 'aov', 'new_customers', 'cac', 'roas', 'nps', 'csat',
-        'reward_redemption_rate', 'referrals',
-    ]) -}}
-{%- endmacro %}
-
-
-{% macro kpi_contribution_sums() -%}
-    sum(new_contacts) as new_contacts,
-    sum(ad_impressions) as ad_impressions,
-    sum(ad_clicks) as ad_clicks,
-    sum(ad_spend) as ad_spend,
-    sum(delivered_pairs) as delivered_pairs,
-    sum(opened_pairs) as opened_pairs,
-    sum(clicked_pairs) as clicked_pairs,
-    sum(unsubscribed_pairs) as unsubscribed_pairs,
-    sum(orders) as orders,
-    sum(revenue) as revenue,
-    sum(new_customers) as new_customers,
-    sum(person_orders) as person_orders,
-    sum(repeat_orders) as repeat_orders,
-    sum(upsell_orders) as upsell_orders,
-    sum(refunds) as refunds,
-    sum(attributed_revenue) as attributed_revenue,
-    sum(nps_answers) as nps_answers,
-    sum(nps_promoters) as nps_promoters,
-    sum(nps_detractors) as nps_detractors,
-    sum(csat_answers) as csat_answers,
-    sum(csat_satisfied) as csat_satisfied,
-    sum(points_earned) as points_earned,
-    -- 0, not null, in a period with earnings and no redemption: the rate is then 0
-    coalesce(sum(points_redeemed), 0) as points_redeemed,
-    sum(referrals) as referrals
-{%- endmacro %}
-
-
-{% macro kpi_flow_measures() -%}
-    {#- Select list over the columns of kpi_contribution_sums: the columns of
-        kpi_flow_columns, in that order. -#}
-
-    ---------- awareness
-    coalesce(new_contacts, 0)::bigint as new_contacts,
-    coalesce(ad_impressions, 0)::bigint as ad_impressions,
-    coalesce(ad_clicks, 0)::bigint as ad_clicks,
-    coalesce(ad_spend, 0) as ad_spend,
-    ad_clicks::numeric / nullif(ad_impressions, 0) as ad_ctr,
-
-    ---------- engagement
-    opened_pairs::numeric / nullif(delivered_pairs, 0) as email_open_rate,
-    clicked_pairs::numeric / nullif(delivered_pairs, 0) as email_click_rate,
-    unsubscribed_pairs::numeric / nullif(delivered_pairs, 0) as email_unsubscribe_rate,
-
-    ---------- conversion
-    coalesce(orders, 0)::bigint as orders,
-    coalesce(revenue, 0) as revenue,
-    coalesce(refunds, 0) as refunds,
-    coalesce(revenue, 0) - coalesce(refunds, 0) as net_revenue,
-    revenue / nullif(orders, 0) as aov,
-    coalesce(new_customers, 0)::bigint as new_customers,
-    ad_spend / nullif(new_customers, 0) as cac,
-    coalesce(attributed_revenue, 0) / nullif(ad_spend, 0) as roas,
-
-    ---------- loyalty
-    100.0 * (nps_promoters - nps_detractors) / nullif(nps_answers, 0) as nps,
-    100.0 * csat_satisfied / nullif(csat_answers, 0) as csat,
-    points_redeemed::numeric / nullif(points_earned, 0) as reward_redemption_rate,
-    coalesce(referrals, 0)::bigint as referrals
 {%- endmacro %}
 
 

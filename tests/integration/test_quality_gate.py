@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lifecycle_warehouse import bootstrap, contract, settings
+from lifecycle_warehouse import bootstrap, contract, kpis, settings
 from lifecycle_warehouse.publish import PublishRefused, publish
 from lifecycle_warehouse.quality import QualityGateFailed, run_gate, suites
 
@@ -186,9 +186,13 @@ def _table(conn, name: str, rows: list[dict], types: dict[str, str]) -> None:
 
 
 def _kpis(base: dict, **values) -> dict:
+    """A KPI mart row: every column of the registry for its grain (NULL unless given)."""
+    grain = "day" if "date" in base else "month"
     row = dict(base)
-    for column in suites.KPI_DAILY_COLUMNS:
-        row.setdefault(column, None)
+    if grain == "month":
+        row["is_complete"] = True
+    for kpi in kpis.load().of_grain(grain):
+        row.setdefault(kpi.name, None)
     row.update(values)
     return row
 
@@ -200,7 +204,8 @@ def build_marts(url: str) -> None:
             "acquisition_channel": "text", "lifecycle_stage": "text", "status": "text", "currency": "text",
             "from_stage": "text", "to_stage": "text", "stage": "text", "channel": "text",
             "attribution_model": "text", "movement_type": "text", "shop_customer_id": "text",
-            "order_id": "text", "is_first_order": "boolean", "date": "date", "month": "date",
+            "order_id": "text", "is_first_order": "boolean", "is_complete": "boolean", "date": "date",
+            "month": "date",
             "cohort_month": "date", "months_since_first_order": "integer"}
     for column in ("first_seen_at", "first_order_at", "last_order_at", "lifecycle_stage_since", "ordered_at",
                    "transitioned_at"):
@@ -253,19 +258,20 @@ def build_marts(url: str) -> None:
                   ad_clicks=55, ad_spend=12.5, ad_ctr=55 / 1500, bounce_rate=0, email_open_rate=0,
                   email_click_rate=0, email_unsubscribe_rate=0, orders=1, revenue=100, refunds=0,
                   net_revenue=100, aov=100, new_customers=1, session_conversion_rate=1, cac=12.5, roas=8,
-                  active_customers=1, repeat_purchase_rate=0, mrr=20, referrals=0, advocates=0),
+                  active_customers=1, buyers=1, repeat_buyers=0, repeat_purchase_rate=0, mrr=20, referrals=0,
+                  advocates=0),
             _kpis({"date": DAY2}, unique_visitors=2, sessions=2, new_contacts=0, ad_impressions=1500,
                   ad_clicks=55, ad_spend=12.5, ad_ctr=55 / 1500, bounce_rate=1, orders=1, revenue=50, refunds=10,
                   net_revenue=40, aov=50, new_customers=0, session_conversion_rate=0, cac=None, roas=0,
-                  active_customers=1, repeat_purchase_rate=1, mrr=20, nps=100, reward_redemption_rate=0,
-                  referrals=0, advocates=0),
+                  active_customers=1, buyers=1, repeat_buyers=1, repeat_purchase_rate=1, mrr=20, nps=100,
+                  reward_redemption_rate=0, referrals=0, advocates=0),
         ], text)
         _table(conn, "kpi_monthly", [
             _kpis({"month": date(2026, 9, 1)}, unique_visitors=3, sessions=3, new_contacts=3,
                   ad_impressions=3000, ad_clicks=110, ad_spend=25, ad_ctr=110 / 3000, bounce_rate=0.5,
                   email_open_rate=1, email_click_rate=0, email_unsubscribe_rate=0, orders=2, revenue=150,
                   refunds=10, net_revenue=140, aov=75, new_customers=1, session_conversion_rate=1 / 3, cac=25,
-                  roas=4, active_customers=1, repeat_purchase_rate=1, mrr=20, nps=100,
+                  roas=4, active_customers=1, buyers=1, repeat_buyers=1, repeat_purchase_rate=1, mrr=20, nps=100,
                   reward_redemption_rate=0, referrals=0, advocates=0, churn_rate=None,
                   customer_retention_rate=None, purchase_frequency=2, new_mrr=20, expansion_mrr=0,
                   contraction_mrr=0, churned_mrr=0, upsell_rate=1),

@@ -587,50 +587,54 @@ def _month_start(column: str) -> Expectation:
                    column=column)
 
 
-KPI_COUNTS = ("unique_visitors", "sessions", "new_contacts", "ad_impressions", "ad_clicks", "orders",
-              "new_customers", "active_customers", "referrals", "advocates")
-KPI_MONEY = ("ad_spend", "revenue", "refunds", "aov", "cac", "mrr")
-KPI_RATES = ("ad_ctr", "bounce_rate", "email_open_rate", "email_click_rate", "email_unsubscribe_rate",
-             "session_conversion_rate", "cart_abandonment_rate", "repeat_purchase_rate")
-KPI_DAILY_COLUMNS = (
-    "unique_visitors", "sessions", "new_contacts", "ad_impressions", "ad_clicks", "ad_spend", "ad_ctr",
-    "bounce_rate", "avg_engagement_time_s", "email_open_rate", "email_click_rate", "email_unsubscribe_rate",
-    "orders", "revenue", "refunds", "net_revenue", "aov", "new_customers", "session_conversion_rate",
-    "cart_abandonment_rate", "cac", "roas", "active_customers", "repeat_purchase_rate", "mrr",
-    "nps", "csat", "reward_redemption_rate", "referrals", "advocates",
-)
 MRR_MOVEMENTS = ("new_mrr", "expansion_mrr", "contraction_mrr", "churned_mrr")
 MRR_MOVEMENT_TYPES = ("new", "expansion", "contraction", "churned", "unchanged")
-KPI_MONTHLY_ONLY = ("churn_rate", "customer_retention_rate", "purchase_frequency", "new_mrr",
-                    "expansion_mrr", "contraction_mrr", "churned_mrr", "upsell_rate")
-# Daily KPIs that add up to the monthly value.
-KPI_ADDITIVE = ("orders", "revenue", "refunds", "net_revenue", "new_contacts", "ad_impressions",
-                "ad_clicks", "ad_spend", "new_customers", "referrals")
+# A complete month whose orders fall below this share of the complete month before collapsed.
+MONTH_COLLAPSE_RATIO = 0.1
 
 
-def _kpi_common(key: str) -> list[Expectation]:
-    exps = _non_negative(KPI_COUNTS) + _non_negative(KPI_MONEY) + _non_negative(["roas", "avg_engagement_time_s"])
-    exps += _rates(KPI_RATES)
-    exps += [between("nps", -100, 100), between("csat", 0, 100),
-             between("reward_redemption_rate", min_value=0),
-             # Points redeemed in a period may exceed points earned in it (earned earlier).
-             between("reward_redemption_rate", max_value=1, severity=WARNING)]
-    exps += [
-        no_rows("net_revenue = revenue - refunds",
-                f"select {key}, revenue, refunds, net_revenue from {BATCH} "
-                f"where abs(coalesce(net_revenue, 0) - (coalesce(revenue, 0) - coalesce(refunds, 0))) > {MONEY_TOLERANCE}",
-                column="net_revenue"),
-        _ratio(key, "aov", "revenue", "orders"),
-        _ratio(key, "ad_ctr", "ad_clicks", "ad_impressions"),
-        _ratio(key, "cac", "ad_spend", "new_customers"),
-    ]
+def _kpi_expectations(grain: str, key: str) -> list[Expectation]:
+    """The KPI registry's promises on a KPI mart: every column present, each KPI in its
+    range, and each ratio or difference of two of its columns equal to its formula."""
+    from lifecycle_warehouse import kpis
+
+    registry = kpis.load()
+    columns = [k.name for k in registry.of_grain(grain)]
+    exps = [columns_present((key, *columns))]
+    for kpi in registry.of_grain(grain):
+        if kpi.min is not None or kpi.max is not None:
+            exps.append(between(kpi.name, kpi.min, kpi.max))
+        if kpi.max_warning is not None:
+            exps.append(between(kpi.name, max_value=kpi.max_warning, severity=WARNING))
+        if (kpi.kind == "ratio" and not kpi.scale and not kpi.complement
+                and kpi.numerator in columns and kpi.denominator in columns):
+            exps.append(_ratio(key, kpi.name, kpi.numerator, kpi.denominator))
+        if kpi.kind == "difference" and kpi.at == "end" and set(kpi.of) <= set(columns):
+            minuend, subtrahend = kpi.of
+            exps.append(no_rows(
+                f"{kpi.name} = {minuend} - {subtrahend}",
+                f"select {key}, {minuend}, {subtrahend}, {kpi.name} from {BATCH} "
+                f"where abs(coalesce({kpi.name}, 0) - (coalesce({minuend}, 0) - coalesce({subtrahend}, 0))) "
+                f"> {MONEY_TOLERANCE}",
+                column=kpi.name))
     return exps
 
 
+def additive_kpis() -> tuple[str, ...]:
+    """KPIs of both grains whose month is the sum of its days (flows: sums and differences
+    of contribution measures; web distinct counts are not additive)."""
+    from lifecycle_warehouse import kpis
+
+    registry = kpis.load()
+    return tuple(k.name for k in registry.kpis
+                 if set(k.grains) == {"day", "month"} and k.kind in ("sum", "difference")
+                 and registry.family(k, "day") == "flow")
+
+
 def kpi_daily_suite() -> Suite:
-    exps = [columns_present(("date",) + KPI_DAILY_COLUMNS), min_rows(), not_null("date"), unique("date")]
+    exps = [min_rows(), not_null("date"), unique("date")]
     exps += _collapse("kpi_daily")
-    exps += _kpi_common("date")
+    exps += _kpi_expectations("day", "date")
     exps += [
         no_rows("no KPI day at or after the run's data interval end",
                 f"select date from {BATCH} where date >= {E_DATE}", severity=AFTER_INTERVAL, column="date"),
@@ -671,16 +675,26 @@ def kpi_daily_suite() -> Suite:
 
 
 def kpi_monthly_suite() -> Suite:
-    exps = [columns_present(("month",) + KPI_DAILY_COLUMNS + KPI_MONTHLY_ONLY), min_rows(),
-            not_null("month"), unique("month"), _month_start("month")]
+    exps = [min_rows(), not_null("month"), unique("month"), _month_start("month"), not_null("is_complete")]
     exps += _collapse("kpi_monthly")
-    exps += _kpi_common("month")
-    exps += _rates(["churn_rate", "upsell_rate"])
-    exps += [between("customer_retention_rate", min_value=0),
-             # (E - N) / S exceeds 1 when won-back customers outnumber the lost ones.
-             between("customer_retention_rate", max_value=1, severity=WARNING),
-             between("purchase_frequency", min_value=1)]
-    exps += _non_negative(MRR_MOVEMENTS)
+    exps += _kpi_expectations("month", "month")
+    exps += [
+        no_rows("only the month of the as-of date may be incomplete (every earlier month is complete)",
+                f"select month, is_complete from {BATCH} "
+                f"where not is_complete and month < (select max(month) from {BATCH})",
+                column="is_complete"),
+        # An incomplete month is never compared with complete ones: its flows are partial.
+        no_rows(f"orders of a complete month not below {MONTH_COLLAPSE_RATIO:.0%} of the complete month "
+                "before (an incomplete month is not compared)",
+                f"""
+                select month, orders, orders_month_before from (
+                    select month, orders, lag(orders) over (order by month) as orders_month_before
+                    from {BATCH} where is_complete
+                ) months
+                where orders_month_before >= {COLLAPSE_MIN_ROWS}
+                  and orders < {MONTH_COLLAPSE_RATIO} * orders_month_before
+                """, severity=WARNING, column="orders"),
+    ]
     movement_sums = ", ".join(f"sum({c}) as {c}" for c in MRR_MOVEMENTS)
     movement_differs = " or ".join(
         f"abs(coalesce(k.{c}, 0) - coalesce(m.{c}, 0)) > {MONEY_TOLERANCE}" for c in MRR_MOVEMENTS)
@@ -698,11 +712,12 @@ def kpi_monthly_suite() -> Suite:
     exps.append(no_rows("no KPI month after the run's data interval end",
                         f"select month from {BATCH} where month > date_trunc('month', {E_DATE} - 1)::date",
                         severity=AFTER_INTERVAL, column="month"))
-    sums = ",\n                   ".join(f"sum({c}) as {c}" for c in KPI_ADDITIVE)
+    additive = additive_kpis()
+    sums = ",\n                   ".join(f"sum({c}) as {c}" for c in additive)
     differs = "\n                   or ".join(
-        f"abs(coalesce(m.{c}, 0) - coalesce(d.{c}, 0)) > {MONEY_TOLERANCE}" for c in KPI_ADDITIVE)
+        f"abs(coalesce(m.{c}, 0) - coalesce(d.{c}, 0)) > {MONEY_TOLERANCE}" for c in additive)
     exps.append(no_rows(
-        "additive KPIs of a month equal the sum of its days in kpi_daily (" + ", ".join(KPI_ADDITIVE) + ")",
+        "additive KPIs of a month equal the sum of its days in kpi_daily (" + ", ".join(additive) + ")",
         f"""
         with daily as (
             select date_trunc('month', date)::date as month,

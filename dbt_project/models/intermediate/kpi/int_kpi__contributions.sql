@@ -355,6 +355,9 @@ order_contributions as (
                 ~ var('active_window_days') ~ ") then 1 end",
             'buyers_delta': 'case when valid_orders.valid_order_number = 1 then 1 end',
             'repeat_buyers_delta': 'case when valid_orders.valid_order_number = 2 then 1 end',
+            'reactivations':
+                "case when valid_orders.customer_key is not null and valid_orders.order_date
+                - valid_orders.previous_order_date > " ~ var('active_window_days') ~ " then 1 end",
         }) }}
     from valid_orders
     left join upsell_orders on valid_orders.order_id = upsell_orders.order_id
@@ -372,6 +375,7 @@ order_activity_end_contributions as (
             'date_day': 'order_date + ' ~ var('active_window_days'),
             'customer_key': 'customer_key',
             'active_customers_delta': '-1',
+            'churns': '1',
         }) }}
     from valid_orders
     where
