@@ -250,13 +250,16 @@ flow_scope as (
 
 ),
 
--- one lookup per period in scope (lateral), through the date_day index
+-- one lookup per period in scope (lateral), through the date_day index; up to the period's
+-- end (the as-of date ends the last one: activity ends are dated ahead, and have not
+-- happened yet)
 flow_sums as (
 
     select
         flow_scope.period,
         period_contributions.*
     from flow_scope
+    inner join periods on flow_scope.period = periods.period
     cross join lateral (
         select
             {%- for name, type in registry.measures.contribution %}
@@ -266,7 +269,9 @@ flow_sums as (
                 where contributions.contribution_type = 'order'
             ) as ordering_persons
         from contributions
-        where {{ in_period('contributions.date_day', 'flow_scope.period', grain) }}
+        where
+            {{ in_period('contributions.date_day', 'flow_scope.period', grain) }}
+            and contributions.date_day <= periods.period_end_date
     ) as period_contributions
 
 ),

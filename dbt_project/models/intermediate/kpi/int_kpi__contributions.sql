@@ -2,7 +2,8 @@
     'kpi_daily', 'kpi_monthly', 'channel_attribution', 'cohort_retention',
 ] -%}
 {%- set crm_types = ['contact', 'email_delivery', 'survey_response', 'loyalty_event'] -%}
-{%- do require_stored_columns(['channel', 'attribution_model', 'cohort_month', 'shop_customer_id']) -%}
+{#- every column: a measure added to the KPI registry needs a rebuild of the stored rows -#}
+{%- do require_stored_columns(kpi_contribution_columns() | map(attribute=0) | list) -%}
 {%- set other_types = [
     'ad_spend', 'order', 'order_activity_end', 'refund', 'attribution_credit', 'advocate_from',
     'advocate_to', 'subscription_start', 'subscription_end',
