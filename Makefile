@@ -78,7 +78,7 @@ bench: $(STAMP) ## daily-run cost vs. history length, on its own server: bench/r
 	@$(LW) bench $(BENCH_ARGS)
 
 lint: $(STAMP) ## sqlfluff on the dbt models
-	@$(BIN)/sqlfluff lint dbt_project/models
+	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests
 
 clean: stop ## stop the server and delete generated data (.warehouse, .airflow, data/)
 	rm -rf .warehouse .airflow data

@@ -8,8 +8,10 @@
     planned as-of date: quiet days still get their row). Families:
     - web: distinct counts over the web events and sessions of the period
       (kpi_web_event_measures, kpi_web_session_measures);
-    - flow: sums of int_kpi__contributions over the period; monthly also the persons
-      active at the start and the end of the month (valid orders in the active window);
+    - flow: sums of int_kpi__contributions over the period (paid_attribution: the credits
+      of var('kpi_attribution_model') to the channels with ad spend in the period); monthly
+      also the persons active at the start and the end of the month (valid orders in the
+      active window);
     - stock: values at the end of the period: daily, running sums of the contributions'
       daily changes; monthly, kpi_daily's values on the month's last day (and on the day
       before it, for stocks at the start);
@@ -264,6 +266,22 @@ flow_sums as (
         select
             {%- for name, type in registry.measures.contribution %}
                 sum(contributions.{{ name }}) as {{ name }},
+            {%- endfor %}
+            {%- for name in registry.measures.paid_attribution %}
+                sum(contributions.credited_revenue) filter (
+                    where
+                        contributions.contribution_type = 'attribution_credit'
+                        and contributions.attribution_model = '{{ var('kpi_attribution_model') }}'
+                        and contributions.channel in (
+                            select spend.channel
+                            from contributions as spend
+                            where
+                                spend.contribution_type = 'ad_spend'
+                                and spend.ad_spend > 0
+                                and {{ in_period('spend.date_day', 'flow_scope.period', grain) }}
+                                and spend.date_day <= periods.period_end_date
+                        )
+                ) as {{ name }},
             {%- endfor %}
             count(distinct contributions.customer_key) filter (
                 where contributions.contribution_type = 'order'

@@ -113,8 +113,9 @@ totals as (
 
     select
         'total' as what,
-        (select sum(net_revenue) from valid_orders) + (select amount from later_refunds) as from_orders,
-        (select sum(net_revenue) from kpi_daily) as from_mart
+        (select sum(valid_orders.net_revenue) as amount from valid_orders)
+        + (select later_refunds.amount from later_refunds) as from_orders,
+        (select sum(kpi_daily.net_revenue) as amount from kpi_daily) as from_mart
 
 ),
 
@@ -131,4 +132,3 @@ compared as (
 select *
 from compared
 where abs(coalesce(from_orders, 0) - coalesce(from_mart, 0)) > 0.01
-

@@ -41,11 +41,11 @@ GRAINS = ("day", "month")
 STAGES = ("awareness", "engagement", "conversion", "retention", "loyalty", "value")
 KINDS = ("sum", "mean", "ratio", "difference", "stock")
 UNITS = ("count", "money", "rate", "score", "seconds")
-SOURCES = ("contribution", "web", "stock", "activity", "mrr")
+SOURCES = ("contribution", "paid_attribution", "web", "stock", "activity", "mrr")
 # The family of a KPI, by the source of its measures (per grain): the marts compute each
 # family in its own CTEs. Monthly, the persons' activity is part of the flows (the same
 # months are recomputed); a stock of a month is kpi_daily's value at its end (or start).
-FAMILY_OF_SOURCE = {"contribution": "flow", "activity": "flow", "web": "web", "stock": "stock", "mrr": "mrr"}
+FAMILY_OF_SOURCE = {"contribution": "flow", "paid_attribution": "flow", "activity": "flow", "web": "web", "stock": "stock", "mrr": "mrr"}
 # Types of the KPI columns, by unit (SQL).
 SQL_TYPES = {"count": "bigint", "money": "numeric", "rate": "numeric", "score": "numeric", "seconds": "numeric"}
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\d+(?:\.\d+)?)|([-+*()]))")

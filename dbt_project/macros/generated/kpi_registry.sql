@@ -481,10 +481,6 @@
         "numeric"
       ],
       [
-        "attributed_revenue",
-        "numeric"
-      ],
-      [
         "nps_answers",
         "integer"
       ],
@@ -524,6 +520,9 @@
         "reactivations",
         "integer"
       ]
+    ],
+    "paid_attribution": [
+      "attributed_revenue"
     ],
     "web": [
       "unique_visitors",

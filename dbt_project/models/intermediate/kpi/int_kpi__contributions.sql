@@ -401,18 +401,9 @@ refund_contributions as (
 
 ),
 
--- channels with ad spend: the paid ones, whose credited revenue ROAS weighs against spend
-paid_channels as (
-
-    select distinct channel from ad_spends
-    where channel is not null
-
-),
-
 -- every credit of a conversion (first valid order) to a channel, under each attribution
--- model; attributed_revenue, the ROAS numerator, is the revenue credited to channels with
--- ad spend under var('kpi_attribution_model') (organic channels, direct and e-mail
--- without spend bought nothing)
+-- model (the KPI marts' roas weighs the credits to the period's paid channels against
+-- their spend)
 attribution_credit_contributions as (
 
     select
@@ -422,9 +413,6 @@ attribution_credit_contributions as (
             'date_day': 'conversion_date',
             'channel': 'channel',
             'attribution_model': 'attribution_model',
-            'attributed_revenue':
-                "case when attribution_model = '" ~ var('kpi_attribution_model')
-                ~ "' and channel in (select paid_channels.channel from paid_channels) then credited_revenue end",
             'credited_conversions': 'weight',
             'credited_revenue': 'credited_revenue',
         }) }}
