@@ -139,14 +139,24 @@ def cmd_sources(args) -> int:
         shop_url=shop_url,
         truth_file=settings.simulator_truth_file(),
         progress=True,
+        shop_as_of=args.shop_as_of,
+        shop_only=args.shop_only,
     )
+    try:
+        config.validate()  # e.g. --shop-as-of outside history and window: refused before anything is written
+    except ValueError as exc:
+        console.print(f"[red]✗ {exc}[/]")
+        return 2
     started = time.monotonic()
     result = simulate(config)
     console.print(f"[green]✓[/] simulated {args.days} days from {args.start} for {args.customers} customers "
                   f"(seed {args.seed}) in {time.monotonic() - started:.1f} s")
-    console.print(f"  landing zone: {settings.landing_dir()}")
-    console.print(f"  shop database: {settings.shop_db_url()}")
-    console.print(f"  planted rates: {settings.simulator_truth_file()}")
+    if not args.shop_only:
+        console.print(f"  landing zone: {settings.landing_dir()}")
+    as_of = f" (as of the end of {args.shop_as_of})" if args.shop_as_of else ""
+    console.print(f"  shop database{as_of}: {settings.shop_db_url()}")
+    if not args.shop_only:
+        console.print(f"  planted rates: {settings.simulator_truth_file()}")
     console.print(result.summary())
     return 0
 
@@ -330,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     sources.add_argument("--i-know-this-drops-tables", dest="i_know_this_drops_tables", action="store_true",
                          help="allow simulating into a shop database other than the embedded one "
                               "(its contract tables are dropped and recreated)")
+    sources.add_argument("--shop-as-of", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                         help="write the shop as it was at the end of this day (rows and versions before the "
+                              "next midnight UTC) instead of its final state")
+    sources.add_argument("--shop-only", action="store_true",
+                         help="write only the shop database (no landing files, no truth file)")
     sources.set_defaults(func=cmd_sources)
 
     quarantine = sub.add_parser("quarantine", help="quarantined records by source, entity, rule and date; "

@@ -140,6 +140,12 @@ def _format(value, kind: str) -> str:
     return f"{value:.1f}"
 
 
+def month_heading(month: date, is_complete: bool | None) -> str:
+    """A month's column heading: `2026-10`, or `2026-10 (partial)` for the month of the
+    as-of date (kpi_monthly.is_complete false)."""
+    return month.strftime("%Y-%m") + ("" if is_complete or is_complete is None else " (partial)")
+
+
 def _print_headline_kpis(console: Console, conn: psycopg.Connection, date_from: date, date_to: date) -> None:
     """Headline KPIs of the window's months, and where people are in the lifecycle, read
     from `analytics` (what BI sees: only published, validated data)."""
@@ -148,19 +154,25 @@ def _print_headline_kpis(console: Console, conn: psycopg.Connection, date_from: 
         "where table_schema = 'analytics' and table_name = 'kpi_monthly'"
     )}
     kpis = [k for k in HEADLINE_KPIS if k[0] in available]
-    query = sql.SQL("select month, {} from analytics.kpi_monthly where month >= %s and month <= %s order by month").format(
-        sql.SQL(", ").join(sql.Identifier(k[0]) for k in kpis)
-    )
+    # is_complete: false for the month of the build's as-of date (a warehouse built before
+    # the column existed counts every month as complete)
+    complete = sql.SQL("is_complete" if "is_complete" in available else "true")
+    query = sql.SQL(
+        "select month, {}, {} from analytics.kpi_monthly where month >= %s and month <= %s order by month"
+    ).format(complete, sql.SQL(", ").join(sql.Identifier(k[0]) for k in kpis))
     rows = conn.execute(query, (date_from.replace(day=1), date_to)).fetchall()
     if not rows:
         return
     table = Table(title="Headline KPIs (analytics.kpi_monthly, reporting currency)")
     table.add_column("KPI")
     for row in rows:
-        table.add_column(row[0].strftime("%Y-%m"), justify="right")
-    for index, (_, label, kind) in enumerate(kpis, start=1):
+        table.add_column(month_heading(row[0], row[1]), justify="right")
+    for index, (_, label, kind) in enumerate(kpis, start=2):
         table.add_row(label, *(_format(row[index], kind) for row in rows))
     console.print(table)
+    if any(not row[1] for row in rows):
+        console.print("(partial): the month is not over at the as-of date of the last build; its flows "
+                      "cover only part of it, so do not compare them with full months.")
     if _exists(conn, "analytics.dim_customers"):
         stages = conn.execute(
             "select lifecycle_stage, count(*) from analytics.dim_customers group by 1 order by 2 desc"

@@ -17,7 +17,18 @@ documents in its models (and says so next to the code):
 - bounce rate and cart abandonment count a session on the UTC date of its first event;
 - an email (contact, campaign) pair belongs to the date of its first `delivered` event;
 - the shop holds its current state: the pipeline extracted the rows with `updated_at`
-  before the end of its last interval, so the reference reads exactly those rows.
+  before the end of its last interval, so the reference reads exactly those rows; and
+  the subscriptions as an earlier extraction saw them (a file the test wrote then), so
+  that MRR follows each subscription's history (docs/kpis.md, project notes: a version
+  counts from its change, the first one seen from the start, paused ones not at all);
+- refunds count only on valid orders (net revenue never loses money that revenue never
+  had);
+- attribution (for ROAS): a web session's person is the CRM contact of the earliest
+  identified event of its first event's anonymous id, the same person as the shop
+  customers sharing the contact's email; its traffic source is its landing hit (first
+  page_view); its channel the first rule of the channel_mapping seed that matches. The
+  touches of a conversion (a person's first valid order) are the person's sessions with a
+  campaign tag or an external referrer started in the 30 days up to the order.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,9 +55,13 @@ from lifecycle_warehouse import contract
 UTC = timezone.utc
 REPO = Path(__file__).resolve().parents[2]
 FX_SEED = REPO / "dbt_project" / "seeds" / "fx_rates.csv"
+CHANNEL_MAPPING_SEED = REPO / "dbt_project" / "seeds" / "channel_mapping.csv"
 
 VALID_ORDER_STATUSES = frozenset({"paid", "shipped", "delivered", "refunded"})
 ACTIVE_WINDOW_DAYS = 180
+ATTRIBUTION_WINDOW = timedelta(days=30)
+KPI_ATTRIBUTION_MODEL = "last_touch"  # dbt var kpi_attribution_model
+ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "position_based")
 CENT = Decimal("0.01")
 
 Period = Callable[[date], date]
@@ -235,13 +251,33 @@ class Refund:
 
 
 @dataclass(frozen=True)
-class Subscription:
+class SubscriptionVersion:
+    """A subscription as one extraction saw it."""
+
     subscription_id: str
     customer_id: str | None
+    status: str
+    mrr_reporting: Decimal  # at the start date's rate; no mrr given: 0
     started_at: datetime | None
-    ended_date: date | None  # canceled_at, or the last change of a canceled row
-    mrr_reporting: Decimal
-    last_change_date: date
+    canceled_at: datetime | None
+    updated_at: datetime
+
+    @property
+    def last_change_date(self) -> date:
+        return utc_date(min(self.canceled_at, self.updated_at) if self.canceled_at else self.updated_at)
+
+
+@dataclass(frozen=True)
+class MrrSpan:
+    """Days [first_date, end_date) during which one version of a subscription is MRR."""
+
+    person: str
+    mrr: Decimal
+    first_date: date
+    end_date: date | None
+
+    def covers(self, day: date) -> bool:
+        return self.first_date <= day and (self.end_date is None or day < self.end_date)
 
 
 @dataclass(frozen=True)
@@ -265,7 +301,8 @@ class Shop:
     customers: dict[int, Customer]
     orders: list[Order]
     refunds: list[Refund]
-    subscriptions: list[Subscription]
+    subscriptions: list[SubscriptionVersion]  # as extracted last
+    subscription_versions: list[SubscriptionVersion]  # every version extracted, in time order
 
     @cached_property
     def valid_person_orders(self) -> dict[str, list[Order]]:
@@ -294,6 +331,53 @@ class Shop:
                 out[refund.order_id] += refund.amount_reporting
         return out
 
+    @cached_property
+    def valid_order_ids(self) -> frozenset[str]:
+        return frozenset(o.order_id for o in self.orders if o.is_valid)
+
+    def person_of_customer(self, customer_id: str) -> str:
+        customer = self.customers.get(customer_id)
+        return customer.person if customer else f"customer:{customer_id}"
+
+    @cached_property
+    def mrr_spans(self) -> list[MrrSpan]:
+        """docs/kpis.md (MRR history): each version counts from its change (the first one
+        seen from the subscription's start) until the next version or the subscription's
+        end (canceled_at; a row marked canceled without it, from that change), in whole
+        UTC days; a paused version not at all."""
+        by_subscription: dict[str, list[SubscriptionVersion]] = defaultdict(list)
+        for version in self.subscription_versions:
+            by_subscription[version.subscription_id].append(version)
+        spans = []
+        for versions in by_subscription.values():
+            for number, version in enumerate(versions):
+                if version.status == "paused" or version.customer_id is None:
+                    continue
+                following = versions[number + 1].updated_at if number + 1 < len(versions) else None
+                ended = ((version.canceled_at or version.updated_at) if version.status == "canceled"
+                         else version.canceled_at)
+                if number == 0:
+                    counts_from = version.started_at
+                else:
+                    counts_from = max(t for t in (version.started_at, version.updated_at) if t is not None)
+                limits = [t for t in (following, ended) if t is not None]
+                counts_until = min(limits) if limits else None
+                if counts_from is None:
+                    continue
+                first, end = utc_date(counts_from), utc_date(counts_until) if counts_until else None
+                if end is not None and end <= first:
+                    continue
+                spans.append(MrrSpan(self.person_of_customer(version.customer_id), version.mrr_reporting,
+                                     first, end))
+        return spans
+
+    def mrr_by_person(self, day: date) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = defaultdict(Decimal)
+        for span in self.mrr_spans:
+            if span.covers(day):
+                out[span.person] += span.mrr
+        return out
+
 
 def normalized_email(email: str | None) -> str | None:
     """docs/sources.md: emails match after trimming and lower-casing."""
@@ -302,8 +386,33 @@ def normalized_email(email: str | None) -> str | None:
     return email.strip(" \t\r\n").lower() or None
 
 
-def read_shop(shop_url: str, window: Window, fx: FxRates, reporting: str = "USD") -> Shop:
-    """The shop tables as the pipeline saw them at the end of the window."""
+SUBSCRIPTION_COLUMNS = (
+    "subscription_id", "customer_id", "status", "mrr", "currency", "started_at", "canceled_at", "updated_at",
+)
+
+
+def read_subscription_rows(shop_url: str, before: datetime) -> list[dict]:
+    """The shop's subscriptions changed before `before`, as JSON-ready dicts (a test
+    keeps those of an earlier extraction in a file: the shop itself keeps no history)."""
+    with psycopg.connect(shop_url) as conn:
+        conn.execute("set timezone = 'UTC'")
+        rows = conn.execute(
+            "select subscription_id::text, customer_id::text, status, mrr::text, currency, started_at, "
+            "canceled_at, updated_at from public.subscriptions where updated_at < %s order by subscription_id",
+            (before,),
+        ).fetchall()
+    return [
+        {column: value.isoformat() if isinstance(value, datetime) else value
+         for column, value in zip(SUBSCRIPTION_COLUMNS, row)}
+        for row in rows
+    ]
+
+
+def read_shop(shop_url: str, window: Window, fx: FxRates, reporting: str = "USD",
+              earlier_subscriptions: Iterable[dict] = ()) -> Shop:
+    """The shop tables as the pipeline saw them at the end of the window; the
+    subscriptions also as earlier extractions saw them (`earlier_subscriptions`, rows of
+    read_subscription_rows)."""
     end = window.end_at
     with psycopg.connect(shop_url) as conn:
         conn.execute("set timezone = 'UTC'")
@@ -320,10 +429,6 @@ def read_shop(shop_url: str, window: Window, fx: FxRates, reporting: str = "USD"
         refund_rows = conn.execute(
             "select refund_id::text, order_id::text, amount, refunded_at from public.refunds "
             "where updated_at < %s order by refund_id", (end,)
-        ).fetchall()
-        subscription_rows = conn.execute(
-            "select subscription_id::text, customer_id::text, status, mrr, currency, started_at, canceled_at, updated_at "
-            "from public.subscriptions where updated_at < %s order by subscription_id", (end,)
         ).fetchall()
 
     def person(customer_id: str | None) -> str | None:
@@ -347,16 +452,24 @@ def read_shop(shop_url: str, window: Window, fx: FxRates, reporting: str = "USD"
         known = order_fx.get(order_id)
         amount_reporting = fx.to_reporting(amount, known[0], known[1], reporting) if known else None
         refunds.append(Refund(refund_id, order_id, refunded_at, amount_reporting))
-    subscriptions = []
-    for subscription_id, customer_id, status, mrr, currency, started_at, canceled_at, updated_at in subscription_rows:
-        ended_at = canceled_at if canceled_at is not None else (updated_at if status == "canceled" else None)
+    def version(row: dict) -> SubscriptionVersion:
+        started_at, canceled_at, updated_at = (parse_timestamp(row[c]) for c in ("started_at", "canceled_at",
+                                                                                  "updated_at"))
         fx_date = utc_date(started_at or updated_at)
-        subscriptions.append(Subscription(
-            subscription_id, customer_id, started_at, utc_date(ended_at) if ended_at else None,
-            fx.to_reporting(mrr, currency.strip().upper(), fx_date, reporting) if mrr is not None else Decimal(0),
-            utc_date(min(canceled_at, updated_at) if canceled_at else updated_at),
-        ))
-    return Shop(customers, orders, refunds, subscriptions)
+        mrr = row["mrr"]
+        return SubscriptionVersion(
+            row["subscription_id"], row["customer_id"], row["status"],
+            fx.to_reporting(Decimal(mrr), row["currency"].strip().upper(), fx_date, reporting)
+            if mrr is not None else Decimal(0),
+            started_at, canceled_at, updated_at,
+        )
+
+    latest = [version(row) for row in read_subscription_rows(shop_url, end)]
+    # one version per (subscription, updated_at): an unchanged row extracted again is the same version
+    versions = {(v.subscription_id, v.updated_at): v for v in map(version, earlier_subscriptions)}
+    versions.update({(v.subscription_id, v.updated_at): v for v in latest})
+    history = [versions[key] for key in sorted(versions)]
+    return Shop(customers, orders, refunds, latest, history)
 
 
 # --- the files -------------------------------------------------------------------------------
@@ -595,7 +708,8 @@ def order_kpis(shop: Shop, period: Period) -> dict[date, dict]:
             o["new_customers"] += 1
             o["_first_order_revenue"] += order.revenue
     for refund in shop.refunds:
-        if refund.amount_reporting is not None:
+        # a refund of an order that never counted in revenue (cancelled) does not count
+        if refund.amount_reporting is not None and refund.order_id in shop.valid_order_ids:
             out[period(utc_date(refund.refunded_at))]["refunds"] += refund.amount_reporting
     for o in out.values():
         o["net_revenue"] = o["revenue"] - o["refunds"]
@@ -625,12 +739,7 @@ def state_kpis(shop: Shop, days: Iterable[date]) -> dict[date, dict]:
         active = sum(1 for dates in order_dates.values() if any(first <= d <= day for d in dates))
         buyers = sum(1 for dates in order_dates.values() if dates[0] <= day)
         repeat = sum(1 for dates in order_dates.values() if len(dates) >= 2 and dates[1] <= day)
-        mrr = sum(
-            (s.mrr_reporting for s in shop.subscriptions
-             if s.started_at is not None and utc_date(s.started_at) <= day
-             and (s.ended_date is None or max(s.ended_date, utc_date(s.started_at)) > day)),
-            Decimal(0),
-        )
+        mrr = sum((span.mrr for span in shop.mrr_spans if span.covers(day)), Decimal(0))
         out[day] = {
             "active_customers": active,
             "repeat_purchase_rate": ratio(repeat, buyers),
@@ -657,6 +766,64 @@ def retention_kpis(shop: Shop, months: Iterable[date], as_of: date) -> dict[date
             "active_customers_at_start": len(start_set),
             "churn_rate": ratio(len(start_set - end_set), len(start_set)),
             "customer_retention_rate": ratio(len(end_set) - new, len(start_set)),
+        }
+    return out
+
+
+def mrr_movements(shop: Shop, months: Iterable[date], as_of: date) -> dict[date, dict]:
+    """Monthly new, expansion, contraction and churned MRR, per person: MRR at the end of
+    the day before the month against MRR at its end (the as-of date for the current
+    month)."""
+    out = {}
+    for month in months:
+        next_month = (month + timedelta(days=32)).replace(day=1)
+        start = shop.mrr_by_person(month - timedelta(days=1))
+        end = shop.mrr_by_person(min(next_month - timedelta(days=1), as_of))
+        sums = {"new_mrr": Decimal(0), "expansion_mrr": Decimal(0), "contraction_mrr": Decimal(0),
+                "churned_mrr": Decimal(0)}
+        for person in set(start) | set(end):
+            before, after = start.get(person, Decimal(0)), end.get(person, Decimal(0))
+            if before == 0 and after > 0:
+                sums["new_mrr"] += after
+            elif before > 0 and after == 0:
+                sums["churned_mrr"] += before
+            elif after > before:
+                sums["expansion_mrr"] += after - before
+            elif after < before:
+                sums["contraction_mrr"] += before - after
+        out[month] = sums
+    return out
+
+
+def churn_and_reactivation(shop: Shop, months: Iterable[date], as_of: date) -> dict[date, dict]:
+    """Monthly churned_customers (activity ends: 180 days after a valid order not followed
+    by another within them, in whole days, up to the as-of date), reactivated_customers
+    (valid orders more than 180 days after the person's previous one), the persons churned
+    at the start of the month (buyers - active customers the day before) and
+    reactivation_rate."""
+    churns: dict[date, int] = defaultdict(int)
+    reactivations: dict[date, int] = defaultdict(int)
+    for orders in shop.valid_person_orders.values():
+        dates = [o.order_date for o in orders]
+        for number, day in enumerate(dates):
+            following = dates[number + 1] if number + 1 < len(dates) else None
+            if following is None or (following - day).days > ACTIVE_WINDOW_DAYS:
+                churn_day = day + timedelta(days=ACTIVE_WINDOW_DAYS)
+                if churn_day <= as_of:
+                    churns[by_month(churn_day)] += 1
+            if number and (day - dates[number - 1]).days > ACTIVE_WINDOW_DAYS:
+                reactivations[by_month(day)] += 1
+    months = list(months)
+    before = state_kpis(shop, [m - timedelta(days=1) for m in months])
+    out = {}
+    for month in months:
+        state = before[month - timedelta(days=1)]
+        churned_at_start = state["_buyers"] - state["active_customers"]
+        out[month] = {
+            "churned_customers": churns[month],
+            "reactivated_customers": reactivations[month],
+            "churned_customers_at_start": churned_at_start,
+            "reactivation_rate": ratio(reactivations[month], churned_at_start),
         }
     return out
 
@@ -696,6 +863,203 @@ def cohort_retention(shop: Shop, as_of: date) -> dict[tuple[date, int], dict]:
     return out
 
 
+# --- attribution (ROAS) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    priority: int
+    utm_source: re.Pattern | None
+    utm_medium: re.Pattern | None
+    referrer_domain: re.Pattern | None
+    channel: str
+
+    def matches(self, utm_source: str | None, utm_medium: str | None, referrer_domain: str | None) -> bool:
+        # an empty pattern matches anything; a pattern never matches a missing value
+        return all(
+            pattern is None or (value is not None and pattern.search(value) is not None)
+            for pattern, value in ((self.utm_source, utm_source), (self.utm_medium, utm_medium),
+                                   (self.referrer_domain, referrer_domain))
+        )
+
+
+def channel_rules(seed: Path = CHANNEL_MAPPING_SEED) -> list[ChannelRule]:
+    """The channel_mapping seed's rules by ascending priority (case-insensitive regular
+    expressions, as PostgreSQL's `~*`)."""
+    with seed.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+
+    def pattern(text: str) -> re.Pattern | None:
+        return re.compile(text, re.IGNORECASE) if text else None
+
+    return sorted(
+        (ChannelRule(int(r["priority"]), pattern(r["utm_source"]), pattern(r["utm_medium"]),
+                     pattern(r["referrer_domain"]), r["channel"]) for r in rows),
+        key=lambda rule: rule.priority,
+    )
+
+
+def channel_of(rules: list[ChannelRule], utm_source: str | None, utm_medium: str | None,
+               referrer_domain: str | None) -> str | None:
+    """`direct` without tags or external referrer, else the first matching rule's channel."""
+    if utm_source is None and utm_medium is None and referrer_domain is None:
+        return "direct"
+    return next((rule.channel for rule in rules if rule.matches(utm_source, utm_medium, referrer_domain)), None)
+
+
+_URL_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]+)")
+
+
+def url_host(url: str | None) -> str | None:
+    """Lower-cased host of an absolute URL without a leading `www.`."""
+    match = _URL_HOST.match(url) if url else None
+    return re.sub(r"^www\.", "", match.group(1).lower()) or None if match else None
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    person: str | None  # in the shop's person keys: "email:<normalised email>"
+    started_at: datetime
+    channel: str | None
+    is_touch: bool  # campaign tags or an external referrer
+
+
+def web_sessions(events: list[dict], contacts: list[dict], rules: list[ChannelRule]) -> list[Session]:
+    """The web sessions, their person and their traffic source (the landing hit: the first
+    page_view, else the first event with a page, else the first event)."""
+    def in_time_order(event: dict) -> tuple:
+        return (event["occurred_at"], event["event_id"])
+
+    identified: dict[str, str] = {}  # anonymous id -> user_id of its earliest identified event
+    by_session: dict[str, list[dict]] = defaultdict(list)
+    for event in sorted(events, key=in_time_order):
+        user_id = _clean(event.get("user_id"))
+        if user_id is not None:
+            identified.setdefault(event["anonymous_id"], user_id)
+        by_session[event["session_id"]].append(event)
+    email_of_contact = {c["contact_id"]: normalized_email(c["email"]) for c in contacts}
+
+    sessions = []
+    for session_id, session_events in by_session.items():
+        contact_id = identified.get(session_events[0]["anonymous_id"])
+        email = email_of_contact.get(contact_id) if contact_id else None
+        landing = min(session_events, key=lambda e: (
+            0 if e["event_name"] == "page_view" else 1 if _clean(e.get("page_url")) else 2, *in_time_order(e)))
+        referrer_host, page_host = url_host(landing.get("referrer")), url_host(landing.get("page_url"))
+        referrer_domain = None if referrer_host == page_host else referrer_host
+        utm_source, utm_medium = _clean(landing.get("utm_source"), lower=True), _clean(landing.get("utm_medium"), lower=True)
+        tags = [utm_source, utm_medium, *(_clean(landing.get(f"utm_{t}")) for t in ("campaign", "content", "term"))]
+        sessions.append(Session(
+            session_id, f"email:{email}" if email else None, session_events[0]["occurred_at"],
+            channel_of(rules, utm_source, utm_medium, referrer_domain),
+            any(tag is not None for tag in tags) or referrer_domain is not None,
+        ))
+    return sessions
+
+
+@dataclass(frozen=True)
+class Credit:
+    """What one attribution model credits one channel for one conversion."""
+
+    order_id: str
+    conversion_date: date
+    model: str
+    channel: str
+    weight: Fraction
+    revenue: Decimal
+
+
+def _weight(model: str, number: int, count: int) -> Fraction:
+    """docs/kpis.md (Attribution): the share of touch `number` (1-based) of `count`."""
+    if model == "first_touch":
+        return Fraction(number == 1)
+    if model == "last_touch":
+        return Fraction(number == count)
+    if model == "linear":
+        return Fraction(1, count)
+    if count <= 2:
+        return Fraction(1, count)
+    return Fraction(2, 5) if number in (1, count) else Fraction(1, 5) / (count - 2)
+
+
+def attribution_credits(shop: Shop, sessions: list[Session]) -> list[Credit]:
+    """Every model's credits of every conversion (a person's first valid order): its
+    touches are the person's touch sessions started in the 30 days up to the order; a
+    conversion without any is credited in full to `direct`."""
+    touches: dict[str, list[Session]] = defaultdict(list)
+    for session in sessions:
+        if session.is_touch and session.person is not None:
+            touches[session.person].append(session)
+    credits = []
+    for person, orders in shop.valid_person_orders.items():
+        order = orders[0]
+        window = sorted(
+            (t for t in touches.get(person, ()) if order.ordered_at - ATTRIBUTION_WINDOW <= t.started_at <= order.ordered_at),
+            key=lambda t: (t.started_at, t.session_id),
+        )
+        for model in ATTRIBUTION_MODELS:
+            if not window:
+                credits.append(Credit(order.order_id, order.order_date, model, "direct", Fraction(1), order.revenue))
+            for number, touch in enumerate(window, start=1):
+                weight = _weight(model, number, len(window))
+                if weight:
+                    credits.append(Credit(order.order_id, order.order_date, model, touch.channel, weight,
+                                          Decimal(order.revenue) * Decimal(weight.numerator) / weight.denominator))
+    return credits
+
+
+def spend_by_channel(ad_spend: list[dict], period: Period, fx: FxRates,
+                     reporting: str = "USD") -> dict[date, dict[str, list[Decimal]]]:
+    """Each period's ad lines per channel, in the reporting currency."""
+    out: dict[date, dict[str, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
+    for line in ad_spend:
+        day = date.fromisoformat(line["date"])
+        out[period(day)][line["channel"]].append(fx.to_reporting(Decimal(line["spend"]), line["currency"], day, reporting))
+    return out
+
+
+def roas(credits: list[Credit], ad_spend: list[dict], period: Period, fx: FxRates,
+         reporting: str = "USD") -> dict[date, Fraction | None]:
+    """docs/kpis.md (ROAS): per period, the revenue that KPI_ATTRIBUTION_MODEL credits to
+    the channels with ad spend in the period, over the period's spend (None without)."""
+    spend = spend_by_channel(ad_spend, period, fx, reporting)
+    attributed: dict[date, Decimal] = defaultdict(Decimal)
+    for credit in credits:
+        p = period(credit.conversion_date)
+        if credit.model == KPI_ATTRIBUTION_MODEL and any(line > 0 for line in spend.get(p, {}).get(credit.channel, ())):
+            attributed[p] += credit.revenue
+    periods = set(spend) | set(attributed)
+    return {p: ratio(attributed[p], sum((sum(lines, Decimal(0)) for lines in spend.get(p, {}).values()), Decimal(0)))
+            for p in periods}
+
+
+def channel_attribution(credits: list[Credit], ad_spend: list[dict], fx: FxRates,
+                        reporting: str = "USD") -> dict[tuple[date, str, str], dict]:
+    """Month x channel x model: conversions (sum of weights), credited revenue, the
+    channel's spend, cac and roas (None without spend)."""
+    spend = spend_by_channel(ad_spend, by_month, fx, reporting)
+    rows: dict[tuple[date, str, str], dict] = defaultdict(lambda: {"conversions": Fraction(0), "revenue": Decimal(0)})
+    for credit in credits:
+        row = rows[(by_month(credit.conversion_date), credit.channel, credit.model)]
+        row["conversions"] += credit.weight
+        row["revenue"] += credit.revenue
+    for month, channels in spend.items():
+        for channel in channels:
+            for model in ATTRIBUTION_MODELS:
+                rows[(month, channel, model)]  # a row for every channel with spend
+    out = {}
+    for (month, channel, model), row in rows.items():
+        channel_spend = sum(spend.get(month, {}).get(channel, ()), Decimal(0))
+        out[(month, channel, model)] = {
+            **row,
+            "spend": channel_spend,
+            "cac": ratio(channel_spend, row["conversions"]) if channel_spend else None,
+            "roas": ratio(row["revenue"], channel_spend),
+        }
+    return out
+
+
 # --- everything together -------------------------------------------------------------------
 
 
@@ -711,9 +1075,21 @@ class Reference:
 
     @classmethod
     def load(cls, landing: Path, shop_url: str, window: Window, reporting: str = "USD",
-             fx_seed: Path = FX_SEED) -> Reference:
+             fx_seed: Path = FX_SEED, earlier_subscriptions: Iterable[dict] = ()) -> Reference:
         fx = FxRates.from_seed(fx_seed)
-        return cls(window, read_files(landing, window), read_shop(shop_url, window, fx, reporting), fx, reporting)
+        shop = read_shop(shop_url, window, fx, reporting, earlier_subscriptions)
+        return cls(window, read_files(landing, window), shop, fx, reporting)
+
+    @cached_property
+    def credits(self) -> list[Credit]:
+        sessions = web_sessions(self.files.web_events, self.files.contacts, channel_rules())
+        return attribution_credits(self.shop, sessions)
+
+    def roas(self, period: Period) -> dict[date, Fraction | None]:
+        return roas(self.credits, self.files.ad_spend, period, self.fx, self.reporting)
+
+    def channel_attribution(self) -> dict[tuple[date, str, str], dict]:
+        return channel_attribution(self.credits, self.files.ad_spend, self.fx, self.reporting)
 
     @property
     def data_start(self) -> date:
@@ -750,9 +1126,11 @@ class Reference:
         files = self.file_kpis(by_day)
         orders = order_kpis(self.shop, by_day)
         states = state_kpis(self.shop, days)
+        roas_by_day = self.roas(by_day)
         out = {}
         for day in days:
             row = {**_EMPTY_FLOWS, **files.get(day, {}), **orders.get(day, {}), **states[day]}
+            row["roas"] = roas_by_day.get(day)
             row["net_revenue"] = row["revenue"] - row["refunds"]
             # cac = ad_spend / new_customers: NULL without new customers or without ad lines
             row["cac"] = ratio(row["ad_spend"], row["new_customers"]) if row["_ad_lines"] else None

@@ -423,8 +423,26 @@ def test_yaml_documents_exactly_the_built_columns(built_warehouse):
 
 def test_fresh_build_passes_on_the_hand_made_edge_cases(warehouse_url, tmp_path):
     """Every unit and data test holds on the edge cases of dbt_dev_data.sql, built on an
-    empty warehouse (incremental models and their unit tests run before the tables exist)."""
+    empty warehouse (incremental models and their unit tests run before the tables exist);
+    then a subscription in a currency without an FX rate fails the build."""
     bootstrap(warehouse_url)
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         conn.execute(EDGE_CASES_FIXTURE.read_text())
     _dbt(["build"], warehouse_url, tmp_path)
+
+    # A subscription in a currency without an FX rate: its MRR must not become 0 (or
+    # vanish); the build fails, naming the test that caught it.
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into raw.shop_subscriptions_versions (subscription_id, customer_id, plan, status, mrr, "
+            "currency, started_at, canceled_at, updated_at, _batch_id, _extracted_at) values ('sub_xts', "
+            "'cus_dave', 'basic', 'active', 12.00, 'XTS', '2026-09-01 00:00:00+00', null, "
+            "'2026-09-01 00:00:00+00', gen_random_uuid(), '2026-09-02 02:00:00+00')"
+        )
+    env = {"DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")}
+    returncode = dbt_runner.run(["build", "--select", "int_subscriptions__mrr_spans"], url=warehouse_url,
+                                check=False, env=env)
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    failed = [r["unique_id"] for r in results if r["status"] in ("fail", "error")]
+    assert returncode != 0 and any("not_null_int_subscriptions__mrr_spans_mrr" in f for f in failed), (
+        f"a currency without an FX rate must fail the MRR spans' not_null test; failed: {failed}")

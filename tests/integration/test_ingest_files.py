@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import logging
 import threading
-import time
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path

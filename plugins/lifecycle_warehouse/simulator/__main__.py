@@ -1,5 +1,7 @@
 """`python -m lifecycle_warehouse.simulator`: write the landing zone, fill the shop
-database and write the truth file (defaults from lifecycle_warehouse.settings)."""
+database and write the truth file (defaults from lifecycle_warehouse.settings).
+`--shop-only` writes only the shop database; `--shop-as-of D` writes the shop as it was at
+the end of day D."""
 
 from __future__ import annotations
 
@@ -32,6 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--truth-file", type=Path, help="truth JSON (default: settings.simulator_truth_file())")
     parser.add_argument("--shop-ids", choices=SHOP_ID_KINDS, default="integer",
                         help="type of the shop's ids (default integer)")
+    parser.add_argument("--shop-as-of", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="write the shop as it was at the end of this day (rows and versions before the "
+                             "next midnight UTC) instead of its final state; within history and window")
+    parser.add_argument("--shop-only", action="store_true",
+                        help="write only the shop database (no landing files, no truth file)")
     parser.add_argument(DROPS_TABLES_FLAG, dest="i_know_this_drops_tables", action="store_true",
                         help="allow a shop database other than the embedded one (its tables are dropped)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -45,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         start=args.start, days=args.days, customers=args.customers, seed=args.seed,
         history_days=args.history_days, shop_ids=args.shop_ids, landing_dir=args.landing_dir,
         shop_url=args.shop_url, truth_file=args.truth_file, progress=not args.no_progress,
+        shop_as_of=args.shop_as_of, shop_only=args.shop_only,
     )
     try:
         refusal = None if args.i_know_this_drops_tables else foreign_shop_refusal(config.resolved().shop_url)

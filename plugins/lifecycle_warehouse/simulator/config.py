@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 DEFAULT_START = date(2026, 9, 1)
@@ -252,6 +252,20 @@ class SimulationConfig:
     truth_file: Path | None = None
     progress: bool = False
     rates: Rates = field(default_factory=Rates)
+    # Write the shop as it was at the end of this day (its state at the next midnight UTC,
+    # exclusive) instead of its final state; the simulated world is the same either way.
+    shop_as_of: date | None = None
+    # Write only the shop database: no landing files, no truth file.
+    shop_only: bool = False
+
+    @property
+    def history_start_date(self) -> date:
+        return self.start - timedelta(days=self.history_days)
+
+    @property
+    def last_day(self) -> date:
+        """The last day of the file window (the simulation ends at the midnight after it)."""
+        return self.start + timedelta(days=self.days - 1)
 
     def validate(self) -> None:
         if not isinstance(self.start, date):
@@ -264,6 +278,14 @@ class SimulationConfig:
             raise ValueError(f"history_days must not be negative, got {self.history_days}")
         if self.shop_ids not in SHOP_ID_KINDS:
             raise ValueError(f"shop_ids must be one of {', '.join(SHOP_ID_KINDS)}, got {self.shop_ids!r}")
+        if self.shop_as_of is not None:
+            if not isinstance(self.shop_as_of, date) or isinstance(self.shop_as_of, datetime):
+                raise ValueError(f"shop_as_of must be a date, got {self.shop_as_of!r}")
+            if not self.history_start_date <= self.shop_as_of <= self.last_day:
+                raise ValueError(
+                    f"shop_as_of must fall within the simulated clock, {self.history_start_date} "
+                    f"(history start) … {self.last_day} (last day of the window), got {self.shop_as_of}"
+                )
         self.rates.validate()
 
     def resolved(self) -> SimulationConfig:
@@ -287,6 +309,8 @@ class SimulationResult:
     truth_file: Path | None = None
     elapsed_s: float = 0.0
     web_events_per_s: float = 0.0
+    shop_only: bool = False  # only the shop database was written (no landing files, no truth file)
+    shop_as_of: date | None = None  # the shop holds its state at the end of this day
 
     def summary(self) -> str:
         width = max(len(k) for k in self.rows) if self.rows else 10
@@ -294,6 +318,13 @@ class SimulationResult:
         for key in sorted(self.rows):
             files = self.files.get(key)
             lines.append(f"{key:<{width}}  {'' if files is None else files:>6}  {self.rows[key]:>10,}")
-        lines.append(f"truth file: {self.truth_file}")
-        lines.append(f"elapsed: {self.elapsed_s:.1f} s ({self.web_events_per_s:,.0f} web events/s)")
+        if self.shop_as_of is not None:
+            lines.append(f"shop as of the end of {self.shop_as_of} (rows and versions before "
+                         f"{self.shop_as_of + timedelta(days=1)} 00:00 UTC)")
+        if self.shop_only:
+            lines.append("shop only: no landing files and no truth file written")
+            lines.append(f"elapsed: {self.elapsed_s:.1f} s")
+        else:
+            lines.append(f"truth file: {self.truth_file}")
+            lines.append(f"elapsed: {self.elapsed_s:.1f} s ({self.web_events_per_s:,.0f} web events/s)")
         return "\n".join(lines)

@@ -19,6 +19,7 @@ import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import NamedTuple
 
 from lifecycle_warehouse.simulator import catalog
 from lifecycle_warehouse.simulator.clock import DAY, HOUR, MINUTE, Clock
@@ -84,10 +85,41 @@ class Order:
     status: str = "pending"  # current state at the end of the simulation
     updated_at: float = 0.0
     order_id: int | str = 0
+    # Every status step (time, status), in time order, also those after the end of the
+    # simulation; a step with status None (a partial refund) only moves updated_at.
+    steps: list[tuple[float, str | None]] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
         return self.status in VALID_STATUSES
+
+    def state_before(self, t: float) -> tuple[str, float]:
+        """(status, updated_at) of the order as it was just before `t` (steps before `t`);
+        `state_before(clock.end)` is its final state. Only meaningful once ordered before `t`."""
+        return state_before(self.steps, t)
+
+
+def state_before(steps: list[tuple[float, str | None]], t: float) -> tuple[str, float]:
+    """Status and time of the last change among `steps` before `t` (pending at the first step)."""
+    status, updated_at = "pending", steps[0][0]
+    for when, step_status in steps:
+        if when >= t:
+            break
+        updated_at = when
+        if step_status is not None:
+            status = step_status
+    return status, updated_at
+
+
+class SubscriptionVersion(NamedTuple):
+    """A subscription's row from `at` on: created at its start and at every change
+    (upgrade, downgrade, pause, resume, cancel)."""
+
+    at: float  # the row's updated_at
+    status: str
+    plan_index: int
+    mrr_cents: int
+    canceled_at: float | None
 
 
 @dataclass(eq=False)
@@ -101,6 +133,18 @@ class Subscription:
     canceled_at: float | None = None
     updated_at: float = 0.0
     subscription_id: int | str = 0
+    # Its history up to the end of the simulation, oldest first; the last version is the
+    # final state above (status, plan_index, mrr_cents, canceled_at, updated_at).
+    versions: list[SubscriptionVersion] = field(default_factory=list)
+
+    def version_before(self, t: float) -> SubscriptionVersion | None:
+        """The subscription as it was just before `t` (None if it started at or after `t`)."""
+        found = None
+        for version in self.versions:
+            if version.at >= t:
+                break
+            found = version
+        return found
 
 
 @dataclass(eq=False)
@@ -436,7 +480,8 @@ def _orders(persons, clock: Clock, rates: Rates, products, rng: random.Random):
         person.customer_id = n
         person.customer_created_at = person.orders[0].ordered_at
         person.customer_updated_at = person.customer_created_at
-        # some customers edit their profile later (updated_at moves, the row is re-extracted)
+        # some customers edit their profile later (updated_at moves, the row is re-extracted);
+        # the shop row as of an earlier time is the one before the edit (shop.customer_updated_before)
         if rng.random() < 0.1:
             later = person.customer_created_at + rng.expovariate(1 / 120.0) * DAY
             if later < clock.end:
@@ -553,21 +598,23 @@ def _status_history(order: Order, clock: Clock, rates: Rates, rng: random.Random
                 amount = order.total
             order.refund = Refund(order, amount, rng.choice(catalog.REFUND_REASONS), refunded_at, partial)
             steps.append((refunded_at, None if partial else "refunded"))
-    order.status, order.updated_at = "pending", t0
-    for t, status in steps:
-        if t >= clock.end:
-            break
-        order.updated_at = t
-        if status is not None:
-            order.status = status
+    order.steps = steps
+    order.status, order.updated_at = state_before(steps, clock.end)
 
 
 def _subscription(person, started_at, clock: Clock, rates: Rates, plan_of, rng) -> None:
-    """A monthly plan with upgrades, downgrades, pauses and cancellation, month by month."""
+    """A monthly plan with upgrades, downgrades, pauses and cancellation, month by month;
+    every change is recorded as a version (`Subscription.versions`)."""
     if started_at >= clock.end:
         return
     plan = plan_of(rng)
     sub = Subscription(person, plan, 0, person.country.currency, started_at, updated_at=started_at)
+
+    def record() -> None:
+        mrr = catalog.list_price_cents(rates.plans[plan][2], sub.currency)
+        sub.versions.append(SubscriptionVersion(sub.updated_at, sub.status, plan, mrr, sub.canceled_at))
+
+    record()
     t = started_at
     while True:
         t += 30 * DAY
@@ -577,21 +624,26 @@ def _subscription(person, started_at, clock: Clock, rates: Rates, plan_of, rng) 
         if sub.status == "paused":
             if u < 0.5:
                 sub.status, sub.updated_at = "active", t
+                record()
             continue
         if u < rates.subscription_monthly_cancel:
             sub.status, sub.canceled_at, sub.updated_at = "canceled", t, t
+            record()
             break
         u -= rates.subscription_monthly_cancel
         if u < rates.subscription_monthly_pause:
             sub.status, sub.updated_at = "paused", t
+            record()
             continue
         u -= rates.subscription_monthly_pause
         if u < rates.subscription_monthly_upgrade and plan < len(rates.plans) - 1:
             plan, sub.updated_at = plan + 1, t
+            record()
             continue
         u -= rates.subscription_monthly_upgrade
         if u < rates.subscription_monthly_downgrade and plan > 0:
             plan, sub.updated_at = plan - 1, t
+            record()
     sub.plan_index = plan
     sub.mrr_cents = catalog.list_price_cents(rates.plans[plan][2], sub.currency)
     person.subscription = sub

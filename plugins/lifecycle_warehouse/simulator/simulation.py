@@ -1,5 +1,5 @@
 """`simulate`: build the simulated world, write the landing zone and the shop database,
-and record the truth file."""
+and record the truth file (or, with `shop_only`, write only the shop database)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,11 @@ def foreign_shop_refusal(shop_url: str) -> str | None:
 def simulate(config: SimulationConfig) -> SimulationResult:
     """Write `config.days` days of CRM, web and ad-spend files from `config.start` into the
     landing zone, fill the shop database with `config.history_days` of history up to the
-    end of the window, and write the truth file. Same config and seed: same bytes."""
+    end of the window, and write the truth file. Same config and seed: same bytes.
+
+    `config.shop_as_of`: the shop database holds the shop as it was at the end of that day
+    instead of its final state (the world, and everything else written, is the same).
+    `config.shop_only`: build the same world but write only the shop database."""
     started = time.perf_counter()
     config.validate()
     config = config.resolved()
@@ -58,6 +62,24 @@ def simulate(config: SimulationConfig) -> SimulationResult:
 
     world = model.build_world(config, clock)
     done(f"people and orders ({len(world.orders):,} orders)")
+    plan_names = tuple(name for name, _, _ in rates.plans)
+    as_of = None
+    if config.shop_as_of is not None:
+        as_of = shop.as_of_cutoff(config.shop_as_of)
+        log.info("  shop as of the end of %s", config.shop_as_of)
+
+    if config.shop_only:
+        shop_counts = write_shop(config.shop_url, shop.shop_rows(world, plan_names, as_of=as_of),
+                                 shop.SOURCE_TYPES[config.shop_ids])
+        done("shop database (shop only)")
+        return SimulationResult(
+            rows={f"shop/{table}": n for table, n in shop_counts.items()},
+            truth_file=None,
+            elapsed_s=time.perf_counter() - started,
+            shop_only=True,
+            shop_as_of=config.shop_as_of,
+        )
+
     crm_out = crm.write_crm(world, rates, config.seed, landing)
     done(f"crm files ({sum(crm_out.rows.values()):,} rows)")
     sessions, plan_stats = web.plan_sessions(world, rates, config.seed, crm_out.clicks)
@@ -67,7 +89,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     done(f"web events ({web_out.rows:,})")
     del sessions
     ad_files, ad_stats = marketing.write_ad_spend(world, web_out.landings, config.seed, landing)
-    shop_counts = write_shop(config.shop_url, shop.shop_rows(world, tuple(name for name, _, _ in rates.plans)),
+    shop_counts = write_shop(config.shop_url, shop.shop_rows(world, plan_names, as_of=as_of),
                              shop.SOURCE_TYPES[config.shop_ids])
     done("ad spend and shop database")
 
@@ -78,6 +100,9 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     for table, n in shop_counts.items():
         rows[f"shop/{table}"] = n
     truth_doc = truth.build_truth(config, world, crm_out.stats, web_out.stats, plan_stats, ad_stats, files, rows)
+    if config.shop_as_of is not None:
+        # `rows` counts the shop as written (as of that day); realized.shop is its final state
+        truth_doc["config"]["shop_as_of"] = config.shop_as_of.isoformat()
     truth.write_truth(config.truth_file, truth_doc)
 
     elapsed = time.perf_counter() - started
@@ -87,4 +112,5 @@ def simulate(config: SimulationConfig) -> SimulationResult:
         truth_file=config.truth_file,
         elapsed_s=elapsed,
         web_events_per_s=web_out.rows / web_seconds if web_seconds > 0 else 0.0,
+        shop_as_of=config.shop_as_of,
     )
