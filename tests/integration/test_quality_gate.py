@@ -227,7 +227,7 @@ def build_marts(url: str) -> None:
             {"customer_key": "p3", "contact_id": "c2", "shop_customer_id": None, "email_sha256": sha + "3",
              "country": "DE", "acquisition_channel": "direct", "first_seen_at": ts(DAY1, 8),
              "first_order_at": None, "last_order_at": None, "orders_count": 0, "net_revenue": 0,
-             "lifecycle_stage": "awareness", "lifecycle_stage_since": ts(DAY1, 8)},
+             "lifecycle_stage": "lapsed", "lifecycle_stage_since": ts(DAY2, 8)},
             {"customer_key": "p4", "contact_id": "c3", "shop_customer_id": None, "email_sha256": sha + "4",
              "country": "DE", "acquisition_channel": "direct", "first_seen_at": ts(DAY1, 8),
              "first_order_at": None, "last_order_at": None, "orders_count": 0, "net_revenue": 0,
@@ -249,6 +249,7 @@ def build_marts(url: str) -> None:
              "transitioned_at": ts(DAY2, 10)},
             {"customer_key": "p2", "from_stage": None, "to_stage": "awareness", "transitioned_at": ts(DAY2, 9)},
             {"customer_key": "p3", "from_stage": None, "to_stage": "awareness", "transitioned_at": ts(DAY1, 8)},
+            {"customer_key": "p3", "from_stage": "awareness", "to_stage": "lapsed", "transitioned_at": ts(DAY2, 8)},
             {"customer_key": "p4", "from_stage": None, "to_stage": "awareness", "transitioned_at": ts(DAY1, 8)},
             {"customer_key": "p4", "from_stage": "awareness", "to_stage": "engagement",
              "transitioned_at": ts(DAY2, 12)},
@@ -276,9 +277,9 @@ def build_marts(url: str) -> None:
                   customer_retention_rate=None, purchase_frequency=2, new_mrr=20, expansion_mrr=0,
                   contraction_mrr=0, churned_mrr=0, upsell_rate=1),
         ], text)
-        funnel = {"awareness": (2, 4, 2, 0.5), "engagement": (1, 1, 0, 0), "conversion": (0, 1, 1, 1),
+        funnel = {"awareness": (1, 4, 3, 0.5), "engagement": (1, 1, 0, 0), "conversion": (0, 1, 1, 1),
                   "retention": (1, 1, 0, 0), "loyalty": (0, 0, 0, None), "churned": (0, 0, 0, None),
-                  "reactivated": (0, 0, 0, None)}
+                  "reactivated": (0, 0, 0, None), "lapsed": (1, 1, 0, 0)}
         _table(conn, "lifecycle_funnel", [
             {"month": date(2026, 9, 1), "stage": stage, "customers": c, "entered": e, "exited": x,
              "conversion_to_next_rate": r}

@@ -758,7 +758,7 @@ def dim_customers_suite() -> Suite:
         no_rows("lifecycle_stage_since not after the run's data interval end",
                 f"select customer_key, lifecycle_stage_since from {BATCH} where lifecycle_stage_since > {E}",
                 severity=AFTER_INTERVAL, column="lifecycle_stage_since"),
-        no_rows("stage agrees with valid orders in fct_orders: none for awareness/engagement, "
+        no_rows("stage agrees with valid orders in fct_orders: none for awareness/engagement/lapsed, "
                 "exactly one for conversion, two or more for retention, at least one otherwise",
                 f"""
                 with orders as (
@@ -770,6 +770,7 @@ def dim_customers_suite() -> Suite:
                 where case c.lifecycle_stage
                         when 'awareness' then coalesce(o.valid_orders, 0) <> 0
                         when 'engagement' then coalesce(o.valid_orders, 0) <> 0
+                        when 'lapsed' then coalesce(o.valid_orders, 0) <> 0
                         when 'conversion' then coalesce(o.valid_orders, 0) <> 1
                         when 'retention' then coalesce(o.valid_orders, 0) < 2
                         else coalesce(o.valid_orders, 0) < 1
