@@ -6,8 +6,9 @@ named once, and the files generated from it.
 
 Generated: the macro the KPI marts read their columns from
 (dbt_project/macros/generated/kpi_registry.sql), the YAML of kpi_daily and kpi_monthly
-(descriptions, types, range tests), and the KPI table of docs/kpis.md. The marts gate
-(quality/suites.py) reads the registry itself.
+(descriptions, types, range tests), and the KPI table of docs/kpis.md. The marts gate's
+suites (quality/suites.py) read the registry themselves; `generate` also rewrites their
+GX files (expectations/gx, as `python -m lifecycle_warehouse.quality generate` does).
 
 Each KPI is computed from measures (what a period sums or counts) by its `kind`; this
 module turns that into one SQL expression per KPI and grain, and sorts the KPIs of a grain
@@ -436,17 +437,25 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryError as error:
         print(f"kpi_registry.yml: {error}", file=sys.stderr)
         return 2
+    from lifecycle_warehouse.quality import suites
+
     stale = [path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text]
     if args.check:
+        stale_gx = suites.stale_files()
         for path in stale:
             print(f"stale: {path.relative_to(settings.PROJECT_ROOT)}", file=sys.stderr)
-        if stale:
+        for path in stale_gx:
+            print(f"stale: expectations/gx/{path}", file=sys.stderr)
+        if stale or stale_gx:
             print("run `python -m lifecycle_warehouse.kpis generate`", file=sys.stderr)
-        return 1 if stale else 0
+        return 1 if stale or stale_gx else 0
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(files[path], encoding="utf-8")
         print(f"wrote {path.relative_to(settings.PROJECT_ROOT)}")
+    for path in suites.write_project():
+        print(f"wrote expectations/gx/{path}")
+        stale.append(path)
     if not stale:
         print("the generated files are up to date")
     return 0
