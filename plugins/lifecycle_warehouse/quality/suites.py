@@ -638,6 +638,9 @@ def kpi_daily_suite() -> Suite:
     exps += [
         no_rows("no KPI day at or after the run's data interval end",
                 f"select date from {BATCH} where date >= {E_DATE}", severity=AFTER_INTERVAL, column="date"),
+        no_rows("a row for the run's last day (the as-of date: quiet days have rows too)",
+                f"select max(date) as last_date from {BATCH} having max(date) < {E_DATE} - 1",
+                column="date"),
         no_rows("one row per day: no gaps between the first and the last day",
                 f"""
                 select missing_date from (
