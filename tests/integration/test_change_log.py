@@ -2,7 +2,7 @@
 warehouse built by dbt from the lifecycle dev data:
 
 - a full build logs "everything changed" for each consumer (kpi_daily, kpi_monthly,
-  channel_attribution, cohort_retention, fct_mrr_movements), and their runs consume it;
+  channel_attribution, cohort_retention), and their runs consume it;
 - an incremental run of the contributions logs a changed record as it was (-1) and as it
   is (+1), once per consumer; an unchanged rerun logs nothing;
 - a consumer deletes only its own entries: the other consumer's stay until it runs (so a
@@ -20,7 +20,7 @@ from lifecycle_warehouse.bootstrap import bootstrap
 from tests.integration.test_dbt_incremental import LIFECYCLE_FIXTURE, _dbt
 
 LOG = "intermediate.int_kpi__contributions__changes"
-CONSUMERS = ("channel_attribution", "cohort_retention", "fct_mrr_movements", "kpi_daily", "kpi_monthly")
+CONSUMERS = ("channel_attribution", "cohort_retention", "kpi_daily", "kpi_monthly")
 
 
 def _log(url: str) -> list[tuple[str, int, str | None, str | None]]:
@@ -87,6 +87,6 @@ def test_changes_are_logged_once_per_consumer_and_consumed_by_each(warehouse_url
         "kpi_daily consumed its own changes only"
     )
 
-    _dbt(["run", "--select", "kpi_monthly", "channel_attribution", "cohort_retention", "fct_mrr_movements"],
+    _dbt(["run", "--select", "kpi_monthly", "channel_attribution", "cohort_retention"],
          warehouse_url, tmp_path)
     assert _log(warehouse_url) == []
