@@ -79,15 +79,17 @@ def test_warehouse_runs_every_model_with_its_data_tests_but_no_unit_tests(dagbag
 
 
 def test_warehouse_plans_the_build_and_passes_the_plan_to_every_dbt_task(dagbag):
-    """plan_build runs first and its date reaches every dbt task as the var recompute_from;
-    the build is logged as successful only after every dbt task."""
+    """plan_build runs first and every dbt task builds for the run (the var
+    warehouse_run_id: its dbt command reads the run's plan in the dbt project, see
+    macros/warehouse_builds.sql); the build is logged as successful only after every dbt
+    task."""
     dag = dagbag.dags["warehouse"]
     dbt_tasks = [task for task in dag.tasks if task.task_id.startswith("dbt_build.")]
     assert dbt_tasks
     for task in dbt_tasks:
         assert "plan_build" in task.get_flat_relative_ids(upstream=True), task.task_id
         assert "record_build" in task.get_flat_relative_ids(upstream=False), task.task_id
-        assert task.vars == {"recompute_from": "{{ ti.xcom_pull(task_ids='plan_build') }}"}, task.task_id
+        assert task.vars == {"warehouse_run_id": "{{ run_id }}"}, task.task_id
     assert "vars" in type(dbt_tasks[0]).template_fields
     assert dag.get_task("record_build").downstream_task_ids == {"marts_quality_gate"}
 
