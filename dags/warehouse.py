@@ -12,11 +12,13 @@ Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw
    run's dbt commands read that plan (var `warehouse_run_id`). The data tests of the
    event tables read only the folders from that date on (older ones passed a build).
 2. **raw gate**: Great Expectations suites on the raw tables; an error blocks the run.
-3. **dbt build**, model by model (astronomer-cosmos, one task per model running
-   `dbt build --select <model>`: the model and its data tests; unit tests run in
-   `make test`), so a failure names the model.
-   Staging and intermediate models, then the marts in schema `marts`. Then the build
-   is logged as successful.
+3. **dbt build**: one `dbt build` of every model and its data tests (`build_all`; unit
+   tests run in `make test`), then one task per model and seed that reports its outcome,
+   so a failure names the model; a retry of that task builds the model alone
+   (`lifecycle_warehouse.dbt_step`). Staging and intermediate models, then the marts in
+   schema `marts`. Then the build is logged as successful. (`LW_DBT_STEP=cosmos` runs one
+   astronomer-cosmos `dbt build --select <model>` task per model instead, and
+   `cosmos_watcher` Cosmos' watcher mode: docs/benchmark.md compares the three.)
 4. **marts gate**: suites on every BI relation in `marts` (keys, ranges, reconciliations).
 5. **publish**: `analytics` gets the validated marts in one transaction (readers see
    the old or the new version, never a mix).
@@ -32,10 +34,8 @@ Emits the `analytics` Asset for downstream consumers (reports, exports).
 from datetime import timedelta
 
 from airflow.sdk import dag, task
-from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 
-from lifecycle_warehouse import dbt_runner, settings, warehouse_tasks
+from lifecycle_warehouse import dag_factories, settings, warehouse_tasks
 from lifecycle_warehouse.orchestration import (
     ANALYTICS_ASSET,
     DEFAULT_ARGS,
@@ -44,8 +44,6 @@ from lifecycle_warehouse.orchestration import (
     START_DATE,
     run_dates,
 )
-
-DBT_DIR = dbt_runner.DBT_PROJECT_DIR
 
 
 @dag(
@@ -75,41 +73,7 @@ def warehouse():
         start, end = run_dates(params, data_interval_start, data_interval_end)
         return warehouse_tasks.quality_gate("raw", run_id, start, end)
 
-    dbt_build = DbtTaskGroup(
-        group_id="dbt_build",
-        project_config=ProjectConfig(
-            dbt_project_path=DBT_DIR,
-            manifest_path=DBT_DIR / "target" / "manifest.json",
-            project_name="lifecycle_warehouse",
-        ),
-        profile_config=ProfileConfig(
-            profile_name="lifecycle_warehouse",
-            target_name="default",
-            profiles_yml_filepath=DBT_DIR / "profiles.yml",
-        ),
-        execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
-        render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,
-            # Unit tests check SQL logic on fixtures, not data: `make test` and CI run them
-            # (dbt's advice), a scheduled run would only pay their cost every day.
-            # Exposures name BI consumers: nothing to run (and no Cosmos operator for them).
-            exclude=["resource_type:unit_test", "resource_type:exposure"],
-            # A test that reads two models (relationships) runs once both are built.
-            should_detach_multiple_parents_tests=True,
-            # Per-model Assets would add nothing: the DAG's output is `analytics`.
-            emit_datasets=False,
-        ),
-        operator_args={
-            "install_deps": False,
-            # the run's dbt commands build for it: they read its plan (macros/warehouse_builds.sql)
-            "vars": {"warehouse_run_id": "{{ run_id }}"},
-            "env": {
-                key: "{{ warehouse_profile_env('%s') }}" % key
-                for key in warehouse_tasks.PROFILE_ENV_KEYS
-            },
-        },
-    )
+    dbt_build = dag_factories.dbt_step_task_group(settings.dbt_step())
 
     @task
     def record_build(run_id=None) -> None:

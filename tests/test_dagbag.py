@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from lifecycle_warehouse import dbt_runner, settings
+from lifecycle_warehouse import dbt_runner, dbt_step, settings
 
 EXPECTED_DAGS = {"crm_ingest", "web_ingest", "marketing_ingest", "shop_ingest", "warehouse"}
 
@@ -63,34 +63,32 @@ def test_ingestion_dags_emit_assets(dagbag):
         assert [o.name for o in outlets] == [f"raw_{source}"]
 
 
-def test_warehouse_runs_every_model_with_its_data_tests_but_no_unit_tests(dagbag):
-    """One cosmos `dbt build` task per model; unit tests (fixtures, not data) stay in
-    `make test`, so a scheduled run does not pay for them."""
+def test_warehouse_has_a_task_per_model_and_seed_after_one_dbt_build(dagbag):
+    """One `dbt build` (build_all), then a task per model and seed in the dbt graph's order,
+    so that the UI names a failed model; unit tests (fixtures, not data) stay in `make test`,
+    so a scheduled run does not pay for them."""
     manifest = json.loads((dbt_runner.DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
-    models = {node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "model"}
-    build_tasks = {
-        task.task_id.removeprefix("dbt_build.").removesuffix("_model_build"): task
-        for task in dagbag.dags["warehouse"].tasks
-        if task.task_id.endswith("_model_build")
-    }
-    assert set(build_tasks) == models
-    for name, task in build_tasks.items():
-        assert "resource_type:unit_test" in task.exclude.split(), f"{name} would run unit tests every day"
+    built = {node["name"] for node in manifest["nodes"].values() if node["resource_type"] in ("model", "seed")}
+    dag = dagbag.dags["warehouse"]
+    tasks = {t.task_id.removeprefix("dbt_build."): t for t in dag.tasks if t.task_id.startswith("dbt_build.")}
+    assert set(tasks) == built | {"build_all"}
+    for name, task in tasks.items():
+        if name != "build_all":
+            assert "dbt_build.build_all" in task.get_flat_relative_ids(upstream=True), name
+    assert "dbt_build.stg_shop__orders" in tasks["fct_orders"].get_flat_relative_ids(upstream=True)
+    assert "resource_type:unit_test" in dbt_step.EXCLUDE
 
 
-def test_warehouse_plans_the_build_and_passes_the_plan_to_every_dbt_task(dagbag):
-    """plan_build runs first and every dbt task builds for the run (the var
-    warehouse_run_id: its dbt command reads the run's plan in the dbt project, see
-    macros/warehouse_builds.sql); the build is logged as successful only after every dbt
-    task."""
+def test_warehouse_plans_the_build_before_dbt_and_logs_it_after(dagbag):
+    """plan_build runs first (every dbt command of the run reads its plan in the dbt project,
+    through the var warehouse_run_id, see macros/warehouse_builds.sql); the build is logged
+    as successful only after every dbt task."""
     dag = dagbag.dags["warehouse"]
     dbt_tasks = [task for task in dag.tasks if task.task_id.startswith("dbt_build.")]
     assert dbt_tasks
     for task in dbt_tasks:
         assert "plan_build" in task.get_flat_relative_ids(upstream=True), task.task_id
         assert "record_build" in task.get_flat_relative_ids(upstream=False), task.task_id
-        assert task.vars == {"warehouse_run_id": "{{ run_id }}"}, task.task_id
-    assert "vars" in type(dbt_tasks[0]).template_fields
     assert dag.get_task("record_build").downstream_task_ids == {"marts_quality_gate"}
 
 
@@ -103,3 +101,21 @@ def test_warehouse_run_ends_whatever_happened_before(dagbag):
     assert dag.get_task("plan_build").is_setup
     assert {task.task_id for task in end.upstream_list} == {"plan_build", "publish"}
     assert dag.get_task("publish").downstream_task_ids == {"end_build"}
+
+
+@pytest.mark.parametrize("mode", ["cosmos", "cosmos_watcher"])
+def test_the_cosmos_dbt_steps_the_benchmark_compares_still_parse(dagbag, mode, monkeypatch):
+    """LW_DBT_STEP=cosmos (a `dbt build --select <model>` task per model) and cosmos_watcher
+    (Cosmos' watcher mode, its producer first): docs/benchmark.md measures them against the
+    default."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("LW_DBT_STEP", mode)
+    bag = DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags" / "warehouse.py"))
+    assert not bag.import_errors, bag.import_errors
+    tasks = {t.task_id for t in bag.dags["warehouse"].tasks}
+    if mode == "cosmos":
+        assert "dbt_build.fct_orders_model_build" in tasks
+    else:
+        producer = bag.dags["warehouse"].get_task("dbt_build.dbt_producer_watcher")
+        assert "dbt_build.fct_orders.run" in producer.get_flat_relative_ids(upstream=False)

@@ -47,6 +47,20 @@ def manual_build_wait_seconds() -> float:
     return float(os.environ.get("LW_MANUAL_BUILD_WAIT_SECONDS", "3600"))
 
 
+DBT_STEPS = ("report", "cosmos", "cosmos_watcher")
+
+
+def dbt_step() -> str:
+    """How the warehouse DAG runs dbt (`LW_DBT_STEP`): `report` (default), one `dbt build`
+    then a task per model reporting its outcome; `cosmos`, one astronomer-cosmos `dbt
+    build --select <model>` task per model; `cosmos_watcher`, Cosmos' watcher mode.
+    docs/benchmark.md compares them."""
+    value = os.environ.get("LW_DBT_STEP", "report")
+    if value not in DBT_STEPS:
+        raise ConfigurationError(f"LW_DBT_STEP={value!r}: expected one of {', '.join(DBT_STEPS)}")
+    return value
+
+
 class ConfigurationError(RuntimeError):
     pass
 
