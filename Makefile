@@ -21,7 +21,7 @@ SOURCES_ARGS ?=
 # Options of `lw bench` (make bench BENCH_ARGS="--customers 1000 --histories 10,40").
 BENCH_ARGS ?=
 
-.PHONY: help install up stop urls psql sources pipeline summary demo test test-fast docs lint quality-report bench clean
+.PHONY: help install up stop urls psql sources pipeline summary demo test test-fast docs lint generate quality-report bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ quality-report: $(STAMP) ## print (and open, where a browser is set up) the Grea
 
 bench: $(STAMP) ## daily-run cost vs. history length, on its own server: bench/results.md [BENCH_ARGS=…]
 	@$(LW) bench $(BENCH_ARGS)
+
+generate: $(STAMP) ## rewrite the files generated from the KPI registry and the quality suites
+	@$(BIN)/python -m lifecycle_warehouse.generate
 
 lint: $(STAMP) ## sqlfluff on the dbt models
 	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests

@@ -1,14 +1,11 @@
 """The KPI registry (dbt_project/kpi_registry.yml): every KPI of kpi_daily and kpi_monthly,
-named once, and the files generated from it.
-
-    python -m lifecycle_warehouse.kpis generate          # rewrite the generated files
-    python -m lifecycle_warehouse.kpis generate --check  # fail if one of them is stale
+named once, and the files generated from it (written by `python -m
+lifecycle_warehouse.generate`, with the quality gate's files).
 
 Generated: the macro the KPI marts read their columns from
 (dbt_project/macros/generated/kpi_registry.sql), the YAML of kpi_daily and kpi_monthly
 (descriptions, types, range tests), and the KPI table of docs/kpis.md. The marts gate's
-suites (quality/suites.py) read the registry themselves; `generate` also rewrites their
-GX files (expectations/gx, as `python -m lifecycle_warehouse.quality generate` does).
+suites (quality/suites.py) read the registry themselves.
 
 Each KPI is computed from measures (what a period sums or counts) by its `kind`; this
 module turns that into one SQL expression per KPI and grain, and sorts the KPIs of a grain
@@ -18,10 +15,8 @@ other KPIs, `derived`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -285,8 +280,8 @@ def macro_payload(registry: Registry) -> dict[str, Any]:
 def generated_macro(registry: Registry) -> str:
     payload = json.dumps(macro_payload(registry), indent=2, sort_keys=False)
     return (
-        "{#- Generated from dbt_project/kpi_registry.yml by `python -m lifecycle_warehouse.kpis\n"
-        "    generate`: do not edit (a test fails when it is stale). The KPI columns of kpi_daily\n"
+        "{#- Generated from dbt_project/kpi_registry.yml by `python -m\n"
+        "    lifecycle_warehouse.generate`: do not edit (a test fails when it is stale). The KPI columns of kpi_daily\n"
         "    and kpi_monthly, per grain and family, with their SQL expressions; the measures by\n"
         "    source. Read by macros/kpi_marts.sql. -#}\n\n"
         "{% macro kpi_registry() -%}\n"
@@ -372,7 +367,7 @@ def marts_yaml(registry: Registry) -> str:
         })
         models.append({"name": model, "description": _MART_DESCRIPTIONS[grain],
                        "config": {"contract": {"enforced": True}}, "columns": columns})
-    header = ("# Generated from dbt_project/kpi_registry.yml by `python -m lifecycle_warehouse.kpis generate`:\n"
+    header = ("# Generated from dbt_project/kpi_registry.yml by `python -m lifecycle_warehouse.generate`:\n"
               "# do not edit (a test fails when it is stale). Unit tests: _kpi__unit_tests.yml.\n")
     return header + yaml.safe_dump({"version": 2, "models": models}, sort_keys=False, width=100, allow_unicode=True)
 
@@ -425,41 +420,3 @@ def generated_files(registry: Registry | None = None) -> dict[Path, str]:
 def stale_files() -> list[Path]:
     return [path for path, text in generated_files().items()
             if not path.exists() or path.read_text(encoding="utf-8") != text]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lifecycle_warehouse.kpis", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("generate",))
-    parser.add_argument("--check", action="store_true", help="fail when a generated file is stale; write nothing")
-    args = parser.parse_args(argv)
-    try:
-        files = generated_files()
-    except RegistryError as error:
-        print(f"kpi_registry.yml: {error}", file=sys.stderr)
-        return 2
-    from lifecycle_warehouse.quality import suites
-
-    stale = [path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text]
-    if args.check:
-        stale_gx = suites.stale_files()
-        for path in stale:
-            print(f"stale: {path.relative_to(settings.PROJECT_ROOT)}", file=sys.stderr)
-        for path in stale_gx:
-            print(f"stale: expectations/gx/{path}", file=sys.stderr)
-        if stale or stale_gx:
-            print("run `python -m lifecycle_warehouse.kpis generate`", file=sys.stderr)
-        return 1 if stale or stale_gx else 0
-    for path in stale:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(files[path], encoding="utf-8")
-        print(f"wrote {path.relative_to(settings.PROJECT_ROOT)}")
-    for path in suites.write_project():
-        print(f"wrote expectations/gx/{path}")
-        stale.append(path)
-    if not stale:
-        print("the generated files are up to date")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -336,7 +336,7 @@ def gate_fails(url: str, stage: str, gx_root: Path, run_id: str) -> str:
 def test_committed_gx_project_is_generated_from_the_contract():
     """expectations/gx is what quality/suites.py generates (regenerate after editing it),
     with a suite per raw table of the contract and per BI relation."""
-    assert suites.stale_files() == [], "run `python -m lifecycle_warehouse.quality generate`"
+    assert suites.stale_files() == [], "run `python -m lifecycle_warehouse.generate`"
     names = {s.relation for s in suites.suites()}
     assert {f"raw.{e.raw_table}" for e in contract.FILE_ENTITIES + contract.SHOP_TABLES} <= names
     assert {f"marts.{r}" for r in suites.MART_RELATIONS} <= names

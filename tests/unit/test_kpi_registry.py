@@ -16,7 +16,7 @@ from lifecycle_warehouse import kpis, settings
 
 
 def test_generated_files_are_up_to_date():
-    result = subprocess.run([sys.executable, "-m", "lifecycle_warehouse.kpis", "generate", "--check"],
+    result = subprocess.run([sys.executable, "-m", "lifecycle_warehouse.generate", "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, (
         f"files generated from dbt_project/kpi_registry.yml are stale: {result.stderr.strip()}"

@@ -1,5 +1,5 @@
-{#- Generated from dbt_project/kpi_registry.yml by `python -m lifecycle_warehouse.kpis
-    generate`: do not edit (a test fails when it is stale). The KPI columns of kpi_daily
+{#- Generated from dbt_project/kpi_registry.yml by `python -m
+    lifecycle_warehouse.generate`: do not edit (a test fails when it is stale). The KPI columns of kpi_daily
     and kpi_monthly, per grain and family, with their SQL expressions; the measures by
     source. Read by macros/kpi_marts.sql. -#}
 

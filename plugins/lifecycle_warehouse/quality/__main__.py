@@ -1,6 +1,6 @@
-"""Command line of the quality gate (the Makefile and `lw` call these).
+"""Command line of the quality gate (the Makefile and `lw` call these). Its GX files are
+written by `python -m lifecycle_warehouse.generate`.
 
-    python -m lifecycle_warehouse.quality generate [--check]
     python -m lifecycle_warehouse.quality gate --stage raw|marts --data-interval-end 2026-10-31 [--run-id ID]
     python -m lifecycle_warehouse.quality report [--open]
 """
@@ -14,21 +14,6 @@ from datetime import date, datetime, timezone
 
 from lifecycle_warehouse import settings
 from lifecycle_warehouse.quality import report, suites
-
-
-def _generate(args) -> int:
-    if args.check:
-        stale = suites.stale_files()
-        if stale:
-            print("expectations/gx is out of date with quality/suites.py; run "
-                  "`python -m lifecycle_warehouse.quality generate`. Stale: " + ", ".join(stale))
-            return 1
-        print("expectations/gx is up to date")
-        return 0
-    changed = suites.write_project()
-    print(f"wrote {len(changed)} file(s) in {suites.default_project_root() / 'gx'}"
-          + (": " + ", ".join(changed) if changed else " (already up to date)"))
-    return 0
 
 
 def _gate(args) -> int:
@@ -63,9 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lifecycle_warehouse.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    generate = sub.add_parser("generate", help="write expectations/gx from quality/suites.py")
-    generate.add_argument("--check", action="store_true", help="only check that the files are up to date")
-    generate.set_defaults(func=_generate)
     gate = sub.add_parser("gate", help="run a quality gate against WAREHOUSE_URL")
     gate.add_argument("--stage", choices=suites.STAGES, required=True)
     gate.add_argument("--data-interval-end", required=True, help="exclusive end: a date (midnight UTC) or ISO time")

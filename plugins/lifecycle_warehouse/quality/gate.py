@@ -317,7 +317,7 @@ def run_gate(
     if not (gx_dir / "great_expectations.yml").exists():
         raise FileNotFoundError(
             f"no Great Expectations project in {gx_dir} (great_expectations.yml missing): "
-            "run `python -m lifecycle_warehouse.quality generate`"
+            "run `python -m lifecycle_warehouse.generate`"
         )
     started = datetime.now(timezone.utc)
     gate_run_id = str(uuid.uuid4())

@@ -505,7 +505,7 @@ def _orders(persons, clock: Clock, rates: Rates, products, rng: random.Random):
 
 def _name_shop_ids(kind: str, persons, orders, refunds, subscriptions) -> None:
     """Replace the shop's integer ids by text or uuid ids (the same world otherwise)."""
-    from lifecycle_warehouse.simulator.shop import shop_id
+    from lifecycle_warehouse.simulator.ids import shop_id
 
     for person in persons:
         if person.customer_id is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from lifecycle_warehouse.simulator import crm, marketing, model, shop, truth, web
+from lifecycle_warehouse.simulator import crm, ids, marketing, model, shop, truth, web
 from lifecycle_warehouse.simulator.clock import Clock
 from lifecycle_warehouse.simulator.config import SimulationConfig, SimulationResult
 from lifecycle_warehouse.simulator.writers import write_shop
@@ -70,7 +70,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
 
     if config.shop_only:
         shop_counts = write_shop(config.shop_url, shop.shop_rows(world, plan_names, as_of=as_of),
-                                 shop.SOURCE_TYPES[config.shop_ids])
+                                 ids.SOURCE_TYPES[config.shop_ids])
         done("shop database (shop only)")
         return SimulationResult(
             rows={f"shop/{table}": n for table, n in shop_counts.items()},
@@ -90,7 +90,7 @@ def simulate(config: SimulationConfig) -> SimulationResult:
     del sessions
     ad_files, ad_stats = marketing.write_ad_spend(world, web_out.landings, config.seed, landing)
     shop_counts = write_shop(config.shop_url, shop.shop_rows(world, plan_names, as_of=as_of),
-                             shop.SOURCE_TYPES[config.shop_ids])
+                             ids.SOURCE_TYPES[config.shop_ids])
     done("ad spend and shop database")
 
     files = dict(crm_out.files)
