@@ -1,9 +1,13 @@
 """Load landing-zone date folders into the raw layer (docs/sources.md §1 and §4).
 
 A `dt=` folder is one unit and one transaction: its previous rows (data and quarantine) are
-deleted, each file is streamed into a TEMP staging table with COPY (`records` splits it into
-records), and validation and casting run as one set-based statement per file
-(`validation_sql`, generated from `contract`). Good records go to `raw.<source>_<entity>`,
+deleted, each file is streamed into a TEMP staging table with COPY, and validation and
+casting run as one set-based statement per file (`validation_sql`, generated from
+`contract`). A file is first staged straight from its bytes (PostgreSQL splits the lines or
+CSV records) and loaded optimistically; when that cannot be done exactly (any record to
+quarantine, mixed line ends, a CSV record over several lines, bytes that are not UTF-8…)
+it is undone and the file staged again record by record (`records` splits it) for the
+careful statement, which quarantines each bad record with its rule. Good records go to `raw.<source>_<entity>`,
 bad ones to `raw.quarantine` with the first rule they fail, and every file gets a
 `raw.load_audit` row (with its size, modification time, SHA-256 and, for CSV, its header).
 `deliveries` decides which folders a run loads.
@@ -44,9 +48,10 @@ from lifecycle_warehouse.ingest.records import (
     file_format,
     jsonl_records,
     map_header,
+    read_blocks,
     read_lines,
 )
-from lifecycle_warehouse.ingest.validation_sql import STAGE, load_sql, stage_ddl
+from lifecycle_warehouse.ingest.validation_sql import STAGE, load_sql, optimistic_load_sql, stage_ddl
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +208,28 @@ def load_folder(conn: psycopg.Connection, landing_dir: Path, folder: Folder) -> 
     entity, dt = folder.entity, folder.dt
     bootstrap.ensure_raw_schema(conn)
     result = DeliveryResult(entity.source, entity.entity, dt, uuid.uuid4(), reason=folder.reason)
+    _replace_folder(conn, entity, dt, folder, result)
+    if result.kept_previous:
+        log.error("%s: every file was rejected: nothing replaced, the previous load stays "
+                  "(batch %s records the rejected files)", result.label, result.batch_id)
+    else:
+        log.info(
+            "%s (%s): batch %s committed: %d file(s), %d rows loaded, %d quarantined, "
+            "%d file(s) rejected",
+            result.label, folder.reason, result.batch_id, len(result.files), result.rows_loaded,
+            result.rows_quarantined, len(result.rejected),
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _replace_folder(
+    conn: psycopg.Connection, entity: FileEntity, dt: date, folder: Folder, result: DeliveryResult,
+) -> None:
+    """The folder's transaction: the previous load deleted, each file loaded (or rejected),
+    and the audit written; the previous load kept when every file was rejected."""
     with conn.transaction():
         conn.execute("set local timezone = 'UTC'")
         conn.execute(sql.SQL("set local work_mem = {}").format(sql.Literal(_WORK_MEM)))
@@ -220,20 +247,6 @@ def load_folder(conn: psycopg.Connection, landing_dir: Path, folder: Folder) -> 
                 raise psycopg.Rollback(replacement)
         for file_result in result.files:
             _write_audit(conn, entity, dt, result.batch_id, file_result)
-    if result.kept_previous:
-        log.error("%s: every file was rejected: nothing replaced, the previous load stays "
-                  "(batch %s records the rejected files)", result.label, result.batch_id)
-    else:
-        log.info(
-            "%s (%s): batch %s committed: %d file(s), %d rows loaded, %d quarantined, "
-            "%d file(s) rejected",
-            result.label, folder.reason, result.batch_id, len(result.files), result.rows_loaded,
-            result.rows_quarantined, len(result.rejected),
-        )
-    return result
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def lock_key(entity: FileEntity, dt: date) -> str:
@@ -303,6 +316,9 @@ def _load_file(
             f"is a {fmt.upper() if fmt else 'unknown'} file but {entity.source}/{entity.entity} "
             f"is delivered as {entity.format.upper()}"
         )
+    fast = _load_file_optimistically(conn, path, rel, entity, fmt, dt, batch_id, known)
+    if fast is not None:
+        return fast
     lines = decode_lines(read_lines(path))
     header_text = None
     if fmt == CSV:
@@ -330,6 +346,57 @@ def _load_file(
     rules = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return FileResult(rel, LOADED, rows_read, loaded, quarantined, rules=rules, header=header_text,
                       **known)
+
+
+class _NotExact(Exception):
+    """The optimistic load cannot give exactly what the careful one gives for this file."""
+
+
+def _load_file_optimistically(
+    conn: psycopg.Connection, path: Path, rel: str, entity: FileEntity, fmt: str, dt: date,
+    batch_id: uuid.UUID, known: dict,
+) -> FileResult | None:
+    """Stage the file from its bytes (COPY splits the lines or CSV records: no Python per
+    record) and insert it without testing values first, in a savepoint. The result when
+    every record loaded; None (and nothing done) when the file needs the careful load."""
+    try:
+        with conn.transaction():
+            header, header_text = None, None
+            if fmt == CSV:
+                header, header_record = _read_csv_header(entity, csv_records(decode_lines(read_lines(path))))
+                if "\n" in header_record.text or "\r" in header_record.text:
+                    raise _NotExact("header over several lines")
+                header_text = header_record.text
+                width = len(header_record.fields)
+                conn.execute(stage_ddl(CSV, width, numbered=True))
+                copy_in = sql.SQL("copy {} ({}) from stdin with (format csv, header true)").format(
+                    STAGE_SQL, sql.SQL(", ").join(sql.Identifier(f"f{i}") for i in range(width)))
+            else:
+                conn.execute(stage_ddl(JSONL, numbered=True))
+                # one line, one field: quote and delimiter are bytes no JSONL file holds (checked)
+                copy_in = sql.SQL(
+                    "copy {} (line) from stdin with (format csv, quote e'\\x01', delimiter e'\\x02')"
+                ).format(STAGE_SQL)
+            newlines, last = 0, b"\n"
+            with conn.cursor().copy(copy_in) as copy:
+                for block in read_blocks(path):
+                    if fmt == JSONL and (b"\x01" in block or b"\x02" in block):
+                        raise _NotExact("a control byte COPY would take for a separator")
+                    newlines += block.count(b"\n")
+                    last = block[-1:]
+                    copy.write(block)
+            loaded, staged = conn.execute(
+                optimistic_load_sql(entity, fmt, header, batch_id=batch_id, dt=dt, file=rel)
+            ).fetchone()
+            if fmt == CSV and staged + 1 != newlines + (last != b"\n"):
+                raise _NotExact("a CSV record over several lines (line numbers would shift)")
+            if loaded != staged:
+                raise _NotExact(f"{staged - loaded} record(s) to quarantine")
+            conn.execute(sql.SQL("drop table {}").format(STAGE_SQL))
+    except (_NotExact, FileRejected, psycopg.Error, OSError) as why:
+        log.debug("%s: loading it record by record (%s)", rel, why)
+        return None
+    return FileResult(rel, LOADED, staged, loaded, 0, rules={}, header=header_text, **known)
 
 
 def _first_line(path: Path, limit: int = 60) -> str:

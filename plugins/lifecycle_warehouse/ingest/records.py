@@ -67,6 +67,26 @@ def read_lines(path: Path) -> Iterator[bytes]:
         raise FileRejected(f"cannot read the file: {exc} ({type(exc).__name__})") from exc
 
 
+BLOCK_SIZE = 1 << 20  # COPY in 1 MiB blocks: as fast as `psql \copy` (measured)
+
+
+def read_blocks(path: Path, size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """The file's bytes in blocks of `size` (decompressing `.gz`), without a UTF-8 byte
+    order mark at its start: what the loader streams into COPY when it stages a file from
+    its bytes. Read failures become FileRejected, as in read_lines."""
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as stream:
+            block = stream.read(size)
+            if block.startswith(_BOM):
+                block = block[len(_BOM):]
+            while block:
+                yield block
+                block = stream.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileRejected(f"cannot read the file: {exc} ({type(exc).__name__})") from exc
+
+
 def decode_lines(lines: Iterable[bytes]) -> Iterator[tuple[str, str | None]]:
     """(text, problem) per line: strict UTF-8, a BOM at the start of the file dropped. A line
     that is not UTF-8 is decoded with backslash escapes (for the quarantine) and its problem

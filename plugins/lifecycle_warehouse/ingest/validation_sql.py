@@ -5,6 +5,13 @@ to `raw.quarantine`. Snapshot tests in tests/unit/test_ingest_sql.py show what i
 
 The staged relation (`lw_stage`, a TEMP table the loader fills with COPY) holds for JSONL
 (line_number, line, pre_rule) and for CSV (line_number, raw_record, pre_rule, f0, f1, …).
+
+Two variants. The careful statement (`load_sql`) tests every value before casting it, so
+that any record can be quarantined with its rule. The optimistic one
+(`optimistic_load_sql`), for a file staged straight from its bytes, casts without testing
+(a value that does not cast raises) and inserts only good records: the loader keeps its
+result when every record was good, and otherwise undoes it and runs the careful one. Both
+apply the same rules, so they load the same rows.
 """
 
 from __future__ import annotations
@@ -25,16 +32,25 @@ _EXTRA_CHUNK = 50
 _SHOWN_VALUE = 60
 
 
-def stage_ddl(fmt: str, width: int = 0) -> sql.Composable:
-    """`create temp table lw_stage …` for a JSONL file, or a CSV file of `width` fields."""
+def stage_ddl(fmt: str, width: int = 0, numbered: bool = False) -> sql.Composable:
+    """`create temp table lw_stage …` for a JSONL file, or a CSV file of `width` fields.
+    `numbered`: COPY numbers the records itself, one per line in file order (the first
+    after a CSV header is line 2)."""
+    line_number = sql.SQL(
+        "line_number bigint generated always as identity (start with {} cache 10000)"
+        if numbered else "line_number integer"
+    ).format(sql.Literal(2 if fmt == CSV else 1))
     if fmt == JSONL:
-        columns = sql.SQL("line_number integer, line text, pre_rule text")
+        columns = sql.SQL("{}, line text, pre_rule text").format(line_number)
     else:
         fields = [sql.SQL("{} text").format(_ident(f"f{i}")) for i in range(width)]
-        columns = sql.SQL(", ").join(
-            [sql.SQL("line_number integer, raw_record text, pre_rule text"), *fields]
-        )
+        columns = sql.SQL(", ").join([sql.SQL("{}, raw_record text, pre_rule text").format(line_number), *fields])
     return sql.SQL("create temp table {} ({}) on commit drop").format(_ident(STAGE), columns)
+
+
+# A line of a JSONL file staged from its bytes that holds nothing (skipped, as the reader
+# skips blank lines: Python's whitespace as far as a file of records can hold it).
+BLANK_LINE = "line is null or btrim(line, e' \\t\\r\\n\\f' || chr(11)) = ''"
 
 
 def _ident(name: str) -> sql.Identifier:
@@ -73,8 +89,29 @@ def valid_expr(column: Column, value: sql.Composable, fmt: str) -> sql.Composabl
     return valid
 
 
-def typed_expr(column: Column, value: sql.Composable, fmt: str) -> sql.Composable:
-    """The value cast to the column's type, NULL when it is not valid for it."""
+def optimistic_typed_expr(column: Column, value: sql.Composable, fmt: str) -> sql.Composable:
+    """The value cast to the column's type without testing it first: NULL when the contract's
+    own pattern rules it out (as in valid_expr), a raised error when the cast fails."""
+    t = column.type
+    if t == contract.TEXT:
+        return value
+    if t == contract.JSONB:
+        if fmt == JSONL:
+            return sql.SQL("case when jsonb_typeof({v}) = 'object' then {v} end").format(v=value)
+        return sql.SQL("case when jsonb_typeof({v}::jsonb) = 'object' then {v}::jsonb end").format(v=value)
+    pattern = {contract.TIMESTAMPTZ: "{v} like '____-__-__%'", contract.DATE: "{v} like '____-__-__'",
+               contract.NUMERIC: "{v} !~* 'n'"}.get(t)
+    cast = sql.SQL("{v}::{t}").format(v=value, t=sql.SQL(t))
+    if pattern is None:
+        return cast
+    return sql.SQL("case when {ok} then {cast} end").format(ok=sql.SQL(pattern).format(v=value), cast=cast)
+
+
+def typed_expr(column: Column, value: sql.Composable, fmt: str, optimistic: bool = False) -> sql.Composable:
+    """The value cast to the column's type, NULL when it is not valid for it (optimistic:
+    see optimistic_typed_expr)."""
+    if optimistic:
+        return optimistic_typed_expr(column, value, fmt)
     valid = valid_expr(column, value, fmt)
     if valid is None:
         return value
@@ -165,7 +202,7 @@ def _extra_csv(extras: list[tuple[str, int]]) -> sql.Composable:
 
 
 def values_sql(
-    entity: FileEntity, fmt: str, header: HeaderMap | None, json_check: str = "json"
+    entity: FileEntity, fmt: str, header: HeaderMap | None, json_check: str = "json", optimistic: bool = False
 ) -> sql.Composable:
     """The staged records with each contract column's raw value (`_lw_v<i>`, NULL when empty),
     the `_extra` object and any problem already known (`_lw_pre_rule`).
@@ -173,7 +210,8 @@ def values_sql(
     JSONL lines are parsed once. `json_check` is the type used to test a line before casting it
     to jsonb: 'json' is ~4x cheaper than 'jsonb' but accepts a few texts jsonb refuses (a
     \\u0000 escape, a lone surrogate, a number beyond numeric's range); the loader retries
-    with 'jsonb' when the cheap test let such a line through.
+    with 'jsonb' when the cheap test let such a line through. Optimistic: no test (a line
+    that is not JSON raises), and blank lines (staged as they come) are skipped here.
     """
     stage = _ident(STAGE)
     if fmt == CSV:
@@ -198,6 +236,18 @@ def values_sql(
         else:
             expr = sql.SQL("nullif(j ->> {k}, '')").format(k=key)
         values.append(sql.SQL("{e} as {v}").format(e=expr, v=_value_name(i)))
+    if optimistic:
+        parsed = sql.SQL(
+            "select line_number, line, pre_rule, line::jsonb as j\n"
+            "      from {stage} where not ({blank}) offset 0"
+        ).format(stage=stage, blank=sql.SQL(BLANK_LINE))
+    else:
+        parsed = sql.SQL(
+            "select line_number, line, pre_rule,\n"
+            "             case when pre_rule is null and pg_input_is_valid(line, {check})\n"
+            "                  then line::jsonb end as j\n"
+            "      from {stage} offset 0"
+        ).format(check=sql.Literal(json_check), stage=stage)
     return sql.SQL(
         "select line_number as _lw_line, line as _lw_record,\n"
         "  coalesce(pre_rule, case when j is null then {not_json}\n"
@@ -206,18 +256,15 @@ def values_sql(
         "  {values},\n"
         "  case when jsonb_typeof(j) = 'object'\n"
         "       then nullif(j - {keys}::text[], '{{}}'::jsonb) end as _lw_extra\n"
-        "from (select line_number, line, pre_rule,\n"
-        "             case when pre_rule is null and pg_input_is_valid(line, {check})\n"
-        "                  then line::jsonb end as j\n"
-        "      from {stage} offset 0) parsed"
+        "from ({parsed}) parsed"
     ).format(
         not_json=sql.Literal(RULE_NOT_JSON), not_object=sql.Literal(RULE_NOT_OBJECT),
-        values=sql.SQL(",\n  ").join(values), keys=keys, check=sql.Literal(json_check), stage=stage,
+        values=sql.SQL(",\n  ").join(values), keys=keys, parsed=parsed,
     )
 
 
 def validated_sql(
-    entity: FileEntity, fmt: str, header: HeaderMap | None, json_check: str = "json"
+    entity: FileEntity, fmt: str, header: HeaderMap | None, json_check: str = "json", optimistic: bool = False
 ) -> sql.Composable:
     """Every staged record with its typed contract columns, `_lw_extra`, `_lw_line`, the rule
     it fails (`_lw_rule`, NULL when good) and, for bad records only, its text (`_lw_record`).
@@ -228,7 +275,7 @@ def validated_sql(
     names = [_ident(c.name) for c in entity.columns]
     raw_values = [_value_name(i) for i in range(len(entity.columns))]
     typed = [
-        sql.SQL("{e} as {n}").format(e=typed_expr(c, _value_name(i), fmt), n=_ident(c.name))
+        sql.SQL("{e} as {n}").format(e=typed_expr(c, _value_name(i), fmt, optimistic), n=_ident(c.name))
         for i, c in enumerate(entity.columns)
     ]
     return sql.SQL(
@@ -246,7 +293,7 @@ def validated_sql(
         rule=rule_expr(entity),
         raw_values=sql.SQL(", ").join(raw_values),
         typed=sql.SQL(",\n    ").join(typed),
-        values=values_sql(entity, fmt, header, json_check),
+        values=values_sql(entity, fmt, header, json_check, optimistic),
     )
 
 
@@ -282,3 +329,31 @@ def load_sql(
         table=sql.Identifier(bootstrap.RAW_SCHEMA, entity.raw_table),
     )
 
+
+def staged_count_sql(fmt: str) -> sql.Composable:
+    """The number of records staged (a JSONL file staged from its bytes keeps its blank lines)."""
+    if fmt == JSONL:
+        return sql.SQL("select count(*) from {} where not ({})").format(_ident(STAGE), sql.SQL(BLANK_LINE))
+    return sql.SQL("select count(*) from {}").format(_ident(STAGE))
+
+
+def optimistic_load_sql(
+    entity: FileEntity, fmt: str, header: HeaderMap | None, *, batch_id: uuid.UUID, dt: date, file: str,
+) -> sql.Composable:
+    """One statement that inserts the staged file's good records into the raw table, casting
+    without testing (a value that does not cast raises). Returns one row: (records loaded,
+    records staged); the loader keeps the result only when they are equal."""
+    names = sql.SQL(", ").join(_ident(c.name) for c in entity.columns)
+    return sql.SQL(
+        "with loaded as (\n"
+        "  insert into {table} ({names}, _batch_id, _dt, _file, _line_number, _loaded_at, _extra)\n"
+        "  select {names}, {batch}, {dt}, {file}, _lw_line, now(), _lw_extra\n"
+        "  from ({validated}) v\n"
+        "  where _lw_rule is null\n"
+        "  returning 1)\n"
+        "select (select count(*) from loaded), ({staged})"
+    ).format(
+        table=sql.Identifier(bootstrap.RAW_SCHEMA, entity.raw_table), names=names,
+        batch=sql.Literal(batch_id), dt=sql.Literal(dt), file=sql.Literal(file),
+        validated=validated_sql(entity, fmt, header, optimistic=True), staged=staged_count_sql(fmt),
+    )
