@@ -1,4 +1,4 @@
-"""The pure parts of `lw bench` (lifecycle_warehouse/bench.py): parsing --histories,
+"""The pure parts of `lw bench` (lifecycle_warehouse/bench/history.py): parsing --histories,
 summarising dbt's run_results.json, and the tables of results.md. No database, no dbt,
 and never a timing assertion: the benchmark measures speed, tests do not."""
 
