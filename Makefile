@@ -18,7 +18,9 @@ TO ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(
 PYTEST_ARGS ?=
 # Extra options of `lw sources` (make sources SOURCES_ARGS="--shop-ids uuid").
 SOURCES_ARGS ?=
-# Options of `lw bench` (make bench BENCH_ARGS="--customers 1000 --histories 10,40").
+# Size of `make bench`: small (a few minutes) or large (docs/benchmark.md); more options of
+# `lw bench` in BENCH_ARGS (make bench BENCH_ARGS="--parts loads --customers 2000").
+PROFILE ?= small
 BENCH_ARGS ?=
 
 .PHONY: help install up stop urls psql sources pipeline summary demo test test-fast docs lint generate quality-report bench clean
@@ -74,8 +76,8 @@ docs: up ## build the dbt docs site (models, columns, lineage) and print its pat
 quality-report: $(STAMP) ## print (and open, where a browser is set up) the Great Expectations Data Docs
 	@$(BIN)/python -m lifecycle_warehouse.quality report --open
 
-bench: $(STAMP) ## daily-run cost vs. history length, on its own server: bench/results.md [BENCH_ARGS=…]
-	@$(LW) bench $(BENCH_ARGS)
+bench: $(STAMP) ## measure loads, gates, the DAGs and history growth on its own server: bench/results.md [PROFILE=small|large]
+	@$(LW) bench --profile $(PROFILE) $(BENCH_ARGS)
 
 generate: $(STAMP) ## rewrite the files generated from the KPI registry and the quality suites
 	@$(BIN)/python -m lifecycle_warehouse.generate

@@ -8,7 +8,6 @@ Every command prints what it did and where the results are; errors say what to d
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -63,22 +62,10 @@ def _ensure_bi_reader() -> None:
 
 
 def _ensure_airflow_db() -> None:
-    """`airflow db migrate` once per metadata database and Airflow version (it costs ~10 s)."""
     from lifecycle_warehouse import runtime
 
-    env = runtime.environment()
-    from importlib.metadata import version
-
-    key = hashlib.sha256(
-        f"{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}|{version('apache-airflow')}".encode()
-    ).hexdigest()[:16]
-    marker = settings.airflow_home() / f".migrated-{key}"
-    if marker.exists():
-        return
-    settings.airflow_home().mkdir(parents=True, exist_ok=True)
-    console.print("  migrating Airflow's metadata database (first time only) …")
-    subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    marker.write_text(key)
+    runtime.ensure_airflow_db(on_migrate=lambda: console.print(
+        "  migrating Airflow's metadata database (first time only) …"))
 
 
 def cmd_reset(args) -> int:
@@ -243,16 +230,26 @@ def cmd_summary(args) -> int:
 
 def _histories(text: str) -> tuple[int, ...]:
     """argparse type of `lw bench --histories` (imports the bench module only when used)."""
-    from lifecycle_warehouse.bench import parse_histories
+    from lifecycle_warehouse.bench.history import parse_histories
 
     return parse_histories(text)
 
 
 def _repeats(text: str) -> int:
     """argparse type of `lw bench --repeats` (imports the bench module only when used)."""
-    from lifecycle_warehouse.bench import parse_repeats
+    from lifecycle_warehouse.bench.history import parse_repeats
 
     return parse_repeats(text)
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    """argparse type of `lw bench --parts`."""
+    from lifecycle_warehouse.bench.run import parse_parts
+
+    try:
+        return parse_parts(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _bin(name: str) -> str:
@@ -292,29 +289,25 @@ def cmd_builds(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    """Measure how a daily run's cost grows with history (docs/benchmark.md)."""
-    from lifecycle_warehouse import bench
+    """Measure the project's performance (docs/benchmark.md)."""
+    from lifecycle_warehouse.bench import history, run
 
-    # options not given keep BenchConfig's defaults (one place for them)
-    given = {
-        "customers": args.customers,
-        "histories": args.histories,
-        "seed": args.seed,
-        "start": args.start,
-        "threads": args.threads,
-        "repeats": args.repeats,
-        "out_dir": args.out.resolve() if args.out else None,
-    }
-    config = bench.BenchConfig(**{name: value for name, value in given.items() if value is not None})
+    profile = run.PROFILES[args.profile]
+    config = run.config_for(profile, customers=args.customers, histories=args.histories, seed=args.seed,
+                            start=args.start, threads=args.threads, repeats=args.repeats)
+    parts = args.parts or run.PARTS
+    out_dir = args.out.resolve() if args.out else run.default_out_dir()
     started = time.monotonic()
     try:
-        results = bench.run_bench(config, report=console.print)
-    except bench.BenchError as error:
+        results = run.run(profile, config, parts, report=console.print)
+    except history.BenchError as error:
         console.print(f"[red]✗ {error}[/]")
         return 1
-    json_path, md_path = bench.write_results(results, config.out_dir)
-    console.print(bench.rich_table(results))
-    console.print(bench.how_to_read(results))
+    json_path, md_path = run.write_results(results, out_dir)
+    if results.get("history"):
+        console.print(history.rich_table(results["history"]))
+    for key in run.TARGETS:
+        console.print(f"  {key}: {results[key] if results[key] is None else round(results[key], 2)}")
     console.print(f"[green]✓[/] benchmark finished in {time.monotonic() - started:.0f} s: {md_path}, {json_path}")
     return 0
 
@@ -357,16 +350,21 @@ def main(argv: list[str] | None = None) -> int:
     quarantine.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last date folder")
     quarantine.set_defaults(func=cmd_quarantine)
 
-    bench = sub.add_parser("bench", help="measure how a daily run's cost grows with history (docs/benchmark.md)")
-    bench.add_argument("--customers", type=int, help="persons of the simulation (default 3000)")
+    bench = sub.add_parser("bench", help="measure the project's performance (docs/benchmark.md)")
+    bench.add_argument("--profile", choices=("small", "large"), default="small",
+                       help="sizes of every part (default small: a few minutes)")
+    bench.add_argument("--parts", type=_parts, default=None,
+                       help="comma-separated: history,daily_run,gates,loads (default all; daily_run and gates "
+                            "start from history's warehouse, so they bring it)")
+    bench.add_argument("--customers", type=int, help="persons of the simulation (default: the profile's)")
     bench.add_argument("--histories", type=_histories,
-                       help="days of history before the measured day, comma-separated (default 28,112)")
+                       help="days of history before the measured day, e.g. 28,112 (default: the profile's)")
     bench.add_argument("--seed", type=int, help="random seed (default 42)")
     bench.add_argument("--start", type=date.fromisoformat, help="first simulated day (default 2026-06-01)")
     bench.add_argument("--threads", type=int,
-                       help="dbt threads (default 1: per-model times are not shared with parallel nodes)")
+                       help="dbt threads of the history part's builds (default 1: each node's time is its own)")
     bench.add_argument("--repeats", type=_repeats,
-                       help="runs of the measured day's build; the fastest time of each node is kept (default 3)")
+                       help="runs of the history part's daily build; each node's fastest is kept (default 3)")
     bench.add_argument("--out", type=Path, default=None,
                        help="folder for results.json and results.md (default: bench/ in the repo)")
     bench.set_defaults(func=cmd_bench)

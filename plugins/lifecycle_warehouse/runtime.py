@@ -8,7 +8,13 @@ engine as in deployment, and no SQLite locking when tasks run in parallel).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
+import sys
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from lifecycle_warehouse import dbt_runner, embedded, settings
@@ -50,3 +56,26 @@ def environment() -> dict[str, str]:
     # Without the async URI Airflow 3 derives one for asyncpg, which is not installed.
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     return env
+
+
+def airflow_bin() -> str:
+    """The venv's `airflow` (beside this interpreter), else the one on PATH."""
+    candidate = Path(sys.executable).with_name("airflow")
+    return str(candidate) if candidate.exists() else "airflow"
+
+
+def ensure_airflow_db(on_migrate: Callable[[], None] = lambda: None) -> None:
+    """`airflow db migrate` once per metadata database and Airflow version (it costs ~10 s):
+    a marker file in AIRFLOW_HOME remembers that it was done."""
+    env = environment()
+    key = hashlib.sha256(
+        f"{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}|{version('apache-airflow')}".encode()
+    ).hexdigest()[:16]
+    home = Path(env["AIRFLOW_HOME"])
+    marker = home / f".migrated-{key}"
+    if marker.exists():
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    on_migrate()
+    subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    marker.write_text(key)

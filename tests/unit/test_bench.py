@@ -1,6 +1,7 @@
-"""The pure parts of `lw bench` (lifecycle_warehouse/bench/history.py): parsing --histories,
-summarising dbt's run_results.json, and the tables of results.md. No database, no dbt,
-and never a timing assertion: the benchmark measures speed, tests do not."""
+"""The pure parts of `lw bench` (lifecycle_warehouse/bench/: history, daily_run, run): parsing
+the options, summarising dbt's run_results.json and Airflow's task spans, the headline
+figures and results.md. No database, no dbt, and never a timing assertion: the benchmark
+measures speed, tests do not."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import argparse
 
 import pytest
 
-from lifecycle_warehouse import bench
+from datetime import datetime, timedelta, timezone
+
+from lifecycle_warehouse.bench import daily_run, run
+from lifecycle_warehouse.bench import history as bench
 
 
 def _node(unique_id: str, seconds: float, status: str = "success") -> dict:
@@ -154,7 +158,7 @@ def test_a_model_missing_at_one_history_gets_a_dash():
 
 
 def test_markdown_has_a_table_per_model_totals_and_how_to_read():
-    markdown = bench.render_markdown(RESULTS)
+    markdown = "\n".join(bench.markdown(RESULTS))
 
     assert "| model | H=30 | H=120 | ratio |" in markdown
     assert "| int_lifecycle__stage_intervals | 2.00 | 8.00 | 4.00 |" in markdown
@@ -165,8 +169,99 @@ def test_markdown_has_a_table_per_model_totals_and_how_to_read():
     assert "300 customers" in markdown
 
 
+# --- run: parts, headline figures, results files -----------------------------------------
+
+
+def test_parts_that_start_from_the_history_bring_it_and_run_in_order():
+    assert run.parse_parts("loads") == ("loads",)
+    assert run.parse_parts("loads, gates") == ("history", "gates", "loads")
+    assert run.parse_parts("daily_run") == ("history", "daily_run")
+    with pytest.raises(ValueError, match="unknown part"):
+        run.parse_parts("history,speed")
+    with pytest.raises(ValueError):
+        run.parse_parts(" , ")
+
+
+def test_headline_figures_come_from_the_parts_that_ran():
+    results = {"history": RESULTS, "loads": {"raw_load_jsonl_vs_copy": 1.3, "raw_load_csv_vs_copy": 1.25,
+                                             "raw_load_peak_rss_mb": 41.0}}
+
+    figures = run.headline(results)
+
+    assert set(figures) == set(run.TARGETS)
+    assert figures["daily_vs_full_build"] == 18.0 / 1200.0  # longest history: daily / full build
+    assert figures["daily_vs_history_length"] == 18.0 / 12.0
+    assert figures["raw_load_jsonl_vs_copy"] == 1.3
+    assert figures["gate_vs_sql"] is None and figures["daily_end_to_end_s"] is None
+
+
+def _full_results(**figures) -> dict:
+    results = {"generated_at": "2026-12-06T10:00:00+00:00", "profile": {"name": "small"}, "parts": ["history"],
+               "environment": {**RESULTS["environment"], "airflow_version": "3.3.0",
+                               "great_expectations_version": "1.9.0"},
+               "history": RESULTS}
+    results.update(run.headline(results))
+    results.update(figures)
+    return results
+
+
+def test_results_md_says_which_targets_are_met():
+    markdown = run.render_markdown(_full_results(raw_load_csv_vs_copy=1.25, gate_vs_sql=1.5))
+
+    assert "| daily `dbt build` / full build, longest history | `daily_vs_full_build` | 0.01 | ≤ 0.2 | yes |" \
+        in markdown
+    assert "`raw_load_csv_vs_copy` | 1.25 | ≤ 1.2 | **no** |" in markdown
+    assert "`gate_vs_sql` | 1.50 | ≤ 1.5 | yes |" in markdown  # a target of ≤ holds at equality
+    assert "`daily_end_to_end_s` | – | < 180 | – |" in markdown  # the part did not run
+    assert "## Daily `dbt build` vs. length of history" in markdown
+    assert "## Raw loads" not in markdown
+
+
 def test_results_are_written_as_json_and_markdown(tmp_path):
-    json_path, md_path = bench.write_results(RESULTS, tmp_path / "bench")
+    results = _full_results()
+
+    json_path, md_path = run.write_results(results, tmp_path / "bench")
 
     assert json_path.read_text().startswith("{")
-    assert md_path.read_text() == bench.render_markdown(RESULTS)
+    assert '"daily_vs_full_build"' in json_path.read_text()
+    assert md_path.read_text() == run.render_markdown(results)
+
+
+# --- daily_run: Airflow's task spans ------------------------------------------------------
+
+T0 = datetime(2026, 9, 22, 6, tzinfo=timezone.utc)
+
+
+def _span(dag_id: str, task_id: str, start: float, end: float) -> daily_run.TaskSpan:
+    return daily_run.TaskSpan(dag_id, task_id, T0 + timedelta(seconds=start), T0 + timedelta(seconds=end), "success")
+
+
+SPANS = [
+    _span("crm_ingest", "load", 0, 4),
+    _span("web_ingest", "load", 10, 16),
+    _span("warehouse", "plan_build", 20, 21),
+    _span("warehouse", "raw_quality_gate", 21, 25),
+    _span("warehouse", "dbt_build.build_all", 26, 56),
+    _span("warehouse", "dbt_build.stg_web__events", 56.5, 57),
+    _span("warehouse", "dbt_build.kpi_daily", 57, 58),
+    _span("warehouse", "record_build", 58, 58.5),
+    _span("warehouse", "marts_quality_gate", 59, 64),
+    _span("warehouse", "publish", 64, 65),
+    _span("warehouse", "end_build", 65, 65.5),
+]
+
+
+def test_the_dbt_step_is_its_groups_first_start_to_last_end():
+    assert daily_run.dbt_step_seconds(SPANS) == 32.0  # 26 → 58, the waits between its tasks included
+    assert daily_run.dbt_step_seconds(SPANS[:2]) == 0.0
+
+
+def test_end_to_end_sums_the_dag_runs_and_splits_them_into_steps():
+    daily = daily_run.end_to_end(SPANS)
+
+    assert daily["seconds"] == 4 + 6 + 45.5  # each DAG run's span; the gaps between runs are not counted
+    assert daily["steps_seconds"] == {"ingest": 10.0, "plan": 1.0, "raw gate": 4.0, "dbt": 32.5,
+                                      "marts gate": 5.0, "publish": 1.5}
+    assert list(daily["steps_seconds"]) == ["ingest", "plan", "raw gate", "dbt", "marts gate", "publish"]
+    assert daily["between_tasks_seconds"] == 55.5 - 54.0
+    assert round(sum(daily["steps_share"].values()), 6) == round(54.0 / 55.5, 6)

@@ -1,23 +1,12 @@
 """`lw bench` (make bench): the project's performance, measured and written to files, never
-asserted. Parts, each a module of this package:
+asserted. `run` runs the parts on the bench's own server and writes bench/results.json and
+bench/results.md; each part is a module of this package:
 
-- history: how a daily run's cost grows with the history already in the warehouse.
+- history: how a daily `dbt build`'s cost grows with the history already in the warehouse;
+- daily_run: one daily run end to end through Airflow; the warehouse DAG's dbt step
+  against one plain `dbt build`;
+- gates: the quality gates (Great Expectations) against the same checks as SQL;
+- loads: raw file loads against `psql \\copy`, dlt and pandas `to_sql`.
 
 docs/benchmark.md says how to run each part and how to read the results.
 """
-
-from lifecycle_warehouse.bench.history import (  # noqa: F401  (the package's interface)
-    BenchConfig,
-    BenchError,
-    fastest_of,
-    how_to_read,
-    model_rows,
-    parse_histories,
-    parse_repeats,
-    ratio,
-    render_markdown,
-    rich_table,
-    run_bench,
-    summarise_run_results,
-    write_results,
-)

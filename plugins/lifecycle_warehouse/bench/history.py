@@ -1,39 +1,37 @@
-"""`lw bench`: how the cost of a daily run grows with the history already in the warehouse.
+"""Part of `lw bench`: how the cost of a daily run grows with the history already in the warehouse.
 
 Evidence for the requirement "a daily run costs in proportion to the day's data, not to all
 history". For each history length H it simulates H + 1 days of sources, loads days 1..H
 into `raw` and builds the warehouse once (the history), then loads day H + 1 and times the
-incremental `dbt build` a daily run does, model by model. Results go to
-`<out>/results.json` (machine-readable) and `<out>/results.md` (a table per model with the
-ratio of the daily seconds at the longest and the shortest history).
+incremental `dbt build` a daily run does, model by model (a table per model with the ratio
+of the daily seconds at the longest and the shortest history).
 
-Nothing here asserts speed: it measures and writes. It runs on its own embedded PostgreSQL
-(`.warehouse/bench-pgdata`), its own landing zones and its own dbt target folder, so it
-touches neither the developer's warehouse nor `dbt_project/target`. Airflow is not
-involved: the loads call the same functions as the ingestion DAGs' tasks.
+It runs on the bench's server (bench/run.py), its own landing zones and its own dbt target
+folder, so it touches neither the developer's warehouse nor `dbt_project/target`. Airflow
+is not involved: the loads call the same functions as the ingestion DAGs' tasks (the
+daily_run part runs the DAGs). The warehouse of the longest history, as it was after its
+full build, is kept as a database the daily_run part starts from.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from importlib.metadata import version
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from rich.table import Table
 
-from lifecycle_warehouse import bootstrap, contract, embedded, settings
+from lifecycle_warehouse import bootstrap, contract, settings
+from lifecycle_warehouse.bench import databases
 
 # Measured days 2026-06-29 and 2026-09-21 from the default start: both Mondays, when the
 # simulated company sends no bulk e-mail, so the two days hold comparable data.
@@ -62,7 +60,6 @@ class BenchConfig:
     histories: tuple[int, ...] = DEFAULT_HISTORIES
     seed: int = 42
     start: date = DEFAULT_START
-    out_dir: Path = field(default_factory=lambda: settings.PROJECT_ROOT / "bench")
     # One dbt thread: a node's execution_time then measures that node, not the nodes
     # that happened to run beside it on the machine's two cores.
     threads: int = 1
@@ -262,37 +259,34 @@ def _markdown_table(head: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def render_markdown(results: Mapping) -> str:
-    """results.md: parameters, how to read, the per-model table, totals and context."""
-    env, params = results["environment"], results["parameters"]
+def markdown(results: Mapping) -> list[str]:
+    """The part's section of bench/results.md: parameters, how to read, the per-model table,
+    totals and context."""
+    params = results["parameters"]
     histories = ", ".join(str(h) for h in params["histories"])
-    lines = [
-        "# Daily run cost vs. length of history",
+    return [
+        "## Daily `dbt build` vs. length of history",
         "",
         (
-            f"`lw bench` at {results['generated_at']}: {params['customers']:,} customers, seed {params['seed']}, "
-            f"start {params['start']}, histories {histories} days, dbt threads {params['threads']}, "
-            f"fastest of {params.get('repeats', 1)} runs of the day; "
-            f"{env['cpu_count']} CPUs, PostgreSQL {env['postgres_version']}, dbt-core {env['dbt_core_version']}, "
-            f"dbt-postgres {env['dbt_postgres_version']}."
+            f"{params['customers']:,} customers, seed {params['seed']}, start {params['start']}, "
+            f"histories {histories} days, dbt threads {params['threads']}, "
+            f"fastest of {params.get('repeats', 1)} runs of the day."
         ),
         "",
         f"**How to read.** {how_to_read(results)}",
         "",
-        "## Daily run, seconds per model",
+        "### Daily run, seconds per model",
         "",
         *_markdown_table(header(results, "model"), model_rows(results)),
         "",
-        "## Totals",
+        "### Totals",
         "",
         *_markdown_table(header(results, ""), total_rows(results)),
         "",
-        "## Context: rows after the daily run",
+        "### Context: rows after the daily run",
         "",
         *_markdown_table(header(results, "relation"), context_rows(results)),
-        "",
     ]
-    return "\n".join(lines)
 
 
 def rich_table(results: Mapping) -> Table:
@@ -306,16 +300,6 @@ def rich_table(results: Mapping) -> Table:
     for row in total_rows(results):
         table.add_row(*row)
     return table
-
-
-def write_results(results: Mapping, out_dir: Path) -> tuple[Path, Path]:
-    """Write results.json and results.md; returns their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / "results.json", out_dir / "results.md"
-    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    md_path.write_text(render_markdown(results))
-    return json_path, md_path
 
 
 # --- measuring: server, sources, loads, dbt ----------------------------------------------
@@ -337,17 +321,9 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _database_url(admin_url: str, database: str) -> str:
-    return admin_url.replace("/postgres?", f"/{database}?")
-
-
 def _recreate_databases(admin_url: str) -> tuple[str, str]:
     """Empty `warehouse` and `shop` databases on the bench server; returns their URLs."""
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for database in ("warehouse", "shop"):
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(database)))
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
-    return _database_url(admin_url, "warehouse"), _database_url(admin_url, "shop")
+    return databases.recreate(admin_url, "warehouse"), databases.recreate(admin_url, "shop")
 
 
 def _warm_imports() -> None:
@@ -443,7 +419,8 @@ def _row_counts(url: str) -> dict[str, int | None]:
     return counts
 
 
-def _bench_history(config: BenchConfig, admin_url: str, history_days: int, report: Report) -> dict:
+def _bench_history(config: BenchConfig, admin_url: str, history_days: int, report: Report,
+                   keep_history_as: str | None) -> dict:
     """Everything measured for one history length H, on fresh databases."""
     warehouse_url, shop_url = _recreate_databases(admin_url)
     measured_day = config.start + timedelta(days=history_days)
@@ -460,6 +437,8 @@ def _bench_history(config: BenchConfig, admin_url: str, history_days: int, repor
         history_load = _load_interval(config.start, measured_day)
         report(f"H={history_days}: full `dbt build` of the history …")
         full_build = _dbt_build(config, warehouse_url, f"H={history_days}, full build")
+        if keep_history_as:
+            databases.copy(admin_url, "warehouse", keep_history_as)
         report(f"H={history_days}: loading the measured day {measured_day} and the daily `dbt build` …")
         day_load = _load_interval(measured_day, measured_day + timedelta(days=1))
         # the daily run, then retries of the same run: the same plan and late-data window
@@ -484,53 +463,25 @@ def _bench_history(config: BenchConfig, admin_url: str, history_days: int, repor
         }
 
 
-def _environment_info(admin_url: str) -> dict:
-    with psycopg.connect(admin_url) as conn:
-        postgres_version = conn.execute("show server_version").fetchone()[0]
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python_version": platform.python_version(),
-        "postgres_version": postgres_version,
-        "dbt_core_version": version("dbt-core"),
-        "dbt_postgres_version": version("dbt-postgres"),
-    }
-
-
 def _parameters(config: BenchConfig) -> dict:
     parameters = asdict(config)
-    parameters.update(start=config.start.isoformat(), out_dir=str(config.out_dir), work_dir=str(config.work_dir),
+    parameters.update(start=config.start.isoformat(), work_dir=str(config.work_dir),
                       histories=list(config.histories))
     return parameters
 
 
-def _quiet_loggers() -> None:
-    """Importing Airflow's SDK turns on INFO logging for everything: keep the server's and
-    the loaders' per-file lines out of the bench's output (warnings still show)."""
-    for name in ("pgserver", "lifecycle_warehouse"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def run_bench(config: BenchConfig, report: Report = print) -> dict:
-    """Measure every history length on the bench's own server, stopped at the end."""
+def run_histories(config: BenchConfig, admin_url: str, report: Report = print,
+                  keep_history_as: str | None = None) -> dict:
+    """Measure every history length on the bench's server (admin_url: its `postgres`
+    database). With `keep_history_as`, the warehouse of the longest history, as it was
+    after its full build, is kept as that database."""
     _warm_imports()
-    _quiet_loggers()
-    report(f"starting the bench's embedded PostgreSQL in {config.pgdata} …")
-    admin_url = embedded.start(config.pgdata)
-    try:
-        results = {
-            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "environment": _environment_info(admin_url),
-            "parameters": _parameters(config),
-            "histories": [],
-        }
-        warehouse_url = _database_url(admin_url, "warehouse")
-        # Parse once, untimed, so that every timed build pays the same partial parse.
-        if _dbt(config, ["parse", "--quiet"], warehouse_url) != 0:
-            raise BenchError("`dbt parse` failed: see dbt's output above")
-        for history_days in config.histories:
-            results["histories"].append(_bench_history(config, admin_url, history_days, report))
-        return results
-    finally:
-        embedded.stop(config.pgdata)
-        report(f"stopped the bench's embedded PostgreSQL ({config.pgdata})")
+    results = {"parameters": _parameters(config), "histories": []}
+    warehouse_url = databases.database_url(admin_url, "warehouse")
+    # Parse once, untimed, so that every timed build pays the same partial parse.
+    if _dbt(config, ["parse", "--quiet"], warehouse_url) != 0:
+        raise BenchError("`dbt parse` failed: see dbt's output above")
+    for history_days in config.histories:
+        keep = keep_history_as if history_days == config.histories[-1] else None
+        results["histories"].append(_bench_history(config, admin_url, history_days, report, keep))
+    return results
