@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LW := $(BIN)/lw
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 # Simulation and pipeline window (make demo / make sources / make pipeline).
 START ?= 2026-09-01
@@ -36,6 +37,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "✓ $(VENV) ready"
 
 install: $(STAMP) ## create .venv and install the pinned dependencies
+
+$(BENCH_STAMP): $(STAMP)
+	@$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
 
 up: $(STAMP) ## start the embedded PostgreSQL (unix socket), create schemas, migrate Airflow
 	@$(LW) up
@@ -76,7 +81,7 @@ docs: up ## build the dbt docs site (models, columns, lineage) and print its pat
 quality-report: $(STAMP) ## print (and open, where a browser is set up) the Great Expectations Data Docs
 	@$(BIN)/python -m lifecycle_warehouse.quality report --open
 
-bench: $(STAMP) ## measure loads, gates, the DAGs and history growth on its own server: bench/results.md [PROFILE=small|large]
+bench: $(BENCH_STAMP) ## measure loads, gates, the DAGs and history growth on its own server: bench/results.md [PROFILE=small|large]
 	@$(LW) bench --profile $(PROFILE) $(BENCH_ARGS)
 
 generate: $(STAMP) ## rewrite the files generated from the KPI registry and the quality suites
