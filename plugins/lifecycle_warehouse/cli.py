@@ -252,15 +252,10 @@ def _parts(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _bin(name: str) -> str:
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
-
-
 def cmd_airflow(args) -> int:
     from lifecycle_warehouse import runtime
 
-    return subprocess.call([_bin("airflow"), *args.rest], env=runtime.environment())
+    return subprocess.call([runtime.airflow_bin(), *args.rest], env=runtime.environment())
 
 
 def cmd_dbt(args) -> int:

@@ -130,11 +130,6 @@ def test_dlt_credentials(url, expected):
     assert loads.dlt_credentials(url) == expected
 
 
-def test_sqlalchemy_url():
-    assert (loads.sqlalchemy_url("postgresql://postgres:@/bench_loads?host=/tmp/pg")
-            == "postgresql+psycopg://postgres:@/bench_loads?host=/tmp/pg")
-
-
 def test_ratios_and_extrapolation():
     assert loads.ratio(12.0, 10.0) == 1.2
     assert loads.ratio(None, 10.0) is None and loads.ratio(1.0, None) is None

@@ -50,7 +50,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from lifecycle_warehouse import bootstrap, contract
+from lifecycle_warehouse import bootstrap, contract, runtime
+from lifecycle_warehouse.bench import databases
 
 Report = Callable[[str], None]
 
@@ -368,17 +369,6 @@ def _size(part: Mapping) -> str:
 # --- connections ---------------------------------------------------------------------------
 
 
-def _database_url(admin_url: str, database: str) -> str:
-    """The URL of another database of the admin URL's server (as bench/history.py)."""
-    return admin_url.replace("/postgres?", f"/{database}?")
-
-
-def sqlalchemy_url(url: str) -> str:
-    """A libpq URL as SQLAlchemy's (psycopg 3 driver) URL."""
-    _, rest = url.split("://", 1)
-    return f"postgresql+psycopg://{rest}"
-
-
 def dlt_credentials(url: str) -> str:
     """A libpq URL as dlt's postgres credentials: dlt wants a host in the URL's authority,
     so a Unix-socket directory (host=/path) travels in the query, where libpq reads it."""
@@ -393,18 +383,6 @@ def dlt_credentials(url: str) -> str:
         host = "localhost"
     query = f"?{urlencode(params)}" if params else ""
     return f"postgresql://{user}:{password}@{host}:{port}/{database}{query}"
-
-
-def _recreate_database(admin_url: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DATABASE)))
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
-    return _database_url(admin_url, DATABASE)
-
-
-def _drop_database(admin_url: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(DATABASE)))
 
 
 def _execute(url: str, *statements: sql.Composable | str) -> None:
@@ -723,7 +701,7 @@ def _measure_file(
     _execute(url, "create schema if not exists pandas")
     result = _run_child("pandas", {
         "path": str(path), "format": entity.format, "lines": pandas_lines,
-        "url": sqlalchemy_url(url), "schema": "pandas", "table": entity.raw_table,
+        "url": runtime.sqlalchemy_url(url), "schema": "pandas", "table": entity.raw_table,
     }, work)
     check("pandas_to_sql", _count(url, sql.Identifier("pandas", entity.raw_table)), pandas_lines)
     part["pandas_to_sql_s"] = round(result["seconds"], 2)
@@ -760,7 +738,7 @@ def run_loads(
     created = [landing, work_dir / "dlt"]
     new_work_dir = not work_dir.exists()
     work_dir.mkdir(parents=True, exist_ok=True)
-    url = _recreate_database(admin_url)
+    url = databases.recreate(admin_url, DATABASE)
     problems: list[str] = []
     try:
         bootstrap.bootstrap(url)
@@ -776,7 +754,7 @@ def run_loads(
                 url, work_dir, landing, entity, lines, pandas_lines, report, problems)
             rss.update(entity_rss)
     finally:
-        _drop_database(admin_url)
+        databases.drop(admin_url, [DATABASE])
         for path in created:
             shutil.rmtree(path, ignore_errors=True)
         for name in _CHILDREN:
