@@ -248,8 +248,13 @@ def run_daily(admin_url: str, *, history_template: str, shop_url: str, landing_d
     """Measure the daily run of `day` end to end and the dbt step modes (module docstring).
     Leaves the warehouse of the end-to-end run in database `keep_database` (for the gates
     part); drops the other copies."""
-    from lifecycle_warehouse import runtime
+    from lifecycle_warehouse import dbt_runner, runtime
 
+    # The warehouse DAG is drawn from dbt_project/target/manifest.json (as `lw pipeline`
+    # does, parse first: a fresh clone has none, an old one may be stale).
+    if dbt_runner.run(["parse", "--quiet"], url=databases.database_url(admin_url, history_template),
+                      check=False) != 0:
+        raise DailyRunError("`dbt parse` failed: see dbt's output above")
     airflow_url = _airflow_database(admin_url)
     daily_url = databases.copy(admin_url, history_template, keep_database)
     target = work_dir / "bench-target"
