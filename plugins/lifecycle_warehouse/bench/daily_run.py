@@ -177,12 +177,20 @@ def markdown(results: Mapping) -> list[str]:
 # --- measuring ---------------------------------------------------------------------------
 
 
-def _airflow_database(admin_url: str) -> str:
-    """The bench server's own Airflow metadata database (kept between benches)."""
+def _airflow_database(admin_url: str, airflow_home: Path) -> str:
+    """The bench server's own Airflow metadata database (kept between benches). One not
+    migrated yet (new, or its server was removed) is migrated, whatever the markers of an
+    earlier one in AIRFLOW_HOME say."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if conn.execute("select 1 from pg_database where datname = 'airflow'").fetchone() is None:
             conn.execute("create database airflow")
-    return databases.database_url(admin_url, "airflow")
+    url = databases.database_url(admin_url, "airflow")
+    with psycopg.connect(url) as conn:
+        migrated = conn.execute("select to_regclass('public.alembic_version') is not null").fetchone()[0]
+    if not migrated:
+        for marker in airflow_home.glob(".migrated-*"):
+            marker.unlink()
+    return url
 
 
 def _run_dags(dag_ids: Sequence[str], day: date, env: Mapping[str, str], report: Report) -> float:
@@ -255,14 +263,15 @@ def run_daily(admin_url: str, *, history_template: str, shop_url: str, landing_d
     if dbt_runner.run(["parse", "--quiet"], url=databases.database_url(admin_url, history_template),
                       check=False) != 0:
         raise DailyRunError("`dbt parse` failed: see dbt's output above")
-    airflow_url = _airflow_database(admin_url)
+    airflow_home = work_dir / "bench-airflow"
+    airflow_url = _airflow_database(admin_url, airflow_home)
     daily_url = databases.copy(admin_url, history_template, keep_database)
     target = work_dir / "bench-target"
     variables = {
         "WAREHOUSE_URL": daily_url,
         "SHOP_DB_URL": shop_url,
         "LANDING_DIR": str(landing_dir),
-        "AIRFLOW_HOME": str(work_dir / "bench-airflow"),
+        "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": runtime.sqlalchemy_url(airflow_url),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": runtime.sqlalchemy_url(airflow_url),
         "DBT_TARGET_PATH": str(target),

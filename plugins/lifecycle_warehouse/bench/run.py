@@ -237,10 +237,12 @@ def run(profile: Profile, config: history.BenchConfig, parts: tuple[str, ...], r
 
             results["loads"] = loads.run_loads(admin_url, config.work_dir / "bench-loads", profile.load_lines,
                                                report=report)
-        databases.drop(admin_url, [HISTORY_DATABASE])
         results.update(headline(results))
         return results
     finally:
+        # the copies of the warehouse take disk (GBs at the large sizes); the server keeps
+        # only the history part's databases, rebuilt by the next bench anyway
+        databases.drop(admin_url, [HISTORY_DATABASE, DAILY_DATABASE])
         embedded.stop(config.pgdata)
         report(f"stopped the bench's embedded PostgreSQL ({config.pgdata})")
 
