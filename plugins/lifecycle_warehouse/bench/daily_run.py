@@ -25,7 +25,6 @@ process excluded; it is reported apart).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 import psycopg
 
 from lifecycle_warehouse.bench import databases
-from lifecycle_warehouse.bench.history import BenchError
+from lifecycle_warehouse.bench.history import BenchError, environment_set
 
 INGESTION_DAGS = ("crm_ingest", "web_ingest", "marketing_ingest", "shop_ingest")
 WAREHOUSE_DAG = "warehouse"
@@ -278,9 +277,7 @@ def run_daily(admin_url: str, *, history_template: str, shop_url: str, landing_d
         "DBT_LOG_PATH": str(target / "logs"),
         "LW_DBT_STEP": "report",
     }
-    saved = {key: os.environ.get(key) for key in variables}
-    os.environ.update(variables)
-    try:
+    with environment_set(variables):
         runtime.ensure_airflow_db(on_migrate=lambda: report("  migrating the bench's Airflow metadata database …"))
         env = runtime.environment()
         after = day + timedelta(days=1)  # airflow_runs' logical date: the interval is `day`
@@ -323,12 +320,6 @@ def run_daily(admin_url: str, *, history_template: str, shop_url: str, landing_d
                            for m, f in modes_results.items())
                + f" vs dbt build {results['dbt_build_seconds']:.1f} s")
         return results
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _mode_figures(spans: Sequence[TaskSpan], dbt_build_seconds: float) -> dict:

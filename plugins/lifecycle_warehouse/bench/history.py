@@ -306,7 +306,7 @@ def rich_table(results: Mapping) -> Table:
 
 
 @contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def environment_set(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the block, then restore them: the package's
     functions find the warehouse, shop and landing zone through settings (env first)."""
     saved = {key: os.environ.get(key) for key in values}
@@ -429,7 +429,7 @@ def _bench_history(config: BenchConfig, admin_url: str, history_days: int, repor
         "SHOP_DB_URL": shop_url,
         "LANDING_DIR": str(config.landing_dir(history_days)),
     }
-    with _environment(variables):
+    with environment_set(variables):
         bootstrap.bootstrap(warehouse_url)
         report(f"H={history_days}: simulating {history_days + 1} days from {config.start} …")
         simulation = _simulate_sources(config, history_days)
