@@ -23,8 +23,11 @@ SOURCES_ARGS ?=
 # `lw bench` in BENCH_ARGS (make bench BENCH_ARGS="--parts loads --customers 2000").
 PROFILE ?= small
 BENCH_ARGS ?=
+# make clv: the as-of date of the fit (default: the demo's last day); CLV_ARGS="--json".
+AS_OF ?= $(TO)
+CLV_ARGS ?=
 
-.PHONY: help install up stop urls psql sources pipeline summary demo test test-fast docs lint generate quality-report bench clean
+.PHONY: help install up stop urls psql sources pipeline summary clv demo test test-fast docs lint generate quality-report bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +65,9 @@ pipeline: up ## run the DAGs over what is in the landing zone and shop: make pip
 
 summary: up ## print what was loaded and quarantined between FROM and TO
 	@$(LW) summary --from $(FROM) --to $(TO)
+
+clv: up ## fit the CLV models on the warehouse's orders up to AS_OF, print parameters (writes nothing): make clv AS_OF=…
+	@$(LW) clv fit --as-of $(AS_OF) $(CLV_ARGS)
 
 demo: up ## everything: fresh warehouse, simulate 60 days, run the pipeline, print the summary
 	@$(LW) reset

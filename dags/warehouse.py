@@ -4,7 +4,7 @@
 Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw_web`,
 `raw_marketing`, `raw_shop`), then:
 
-1. **plan**: takes the warehouse (the run now holds it, see 6) and logs the run's plan
+1. **plan**: takes the warehouse (the run now holds it, see 7) and logs the run's plan
    in `raw.warehouse_builds`: the oldest date folder (re)delivered since the last
    successful build, from which incremental models reprocess deliveries when it is older
    than their late-data window (so that they still equal a full refresh), and the as-of
@@ -19,11 +19,15 @@ Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw
    schema `marts`. Then the build is logged as successful. (`LW_DBT_STEP=cosmos` runs one
    astronomer-cosmos `dbt build --select <model>` task per model instead, and
    `cosmos_watcher` Cosmos' watcher mode: docs/benchmark.md compares the three.)
-4. **marts gate**: suites on every BI relation in `marts` (keys, ranges, reconciliations).
-5. **publish**: `analytics` gets the validated marts in one transaction (readers see
+4. **CLV**: fits BG/NBD and Gamma-Gamma on the valid orders up to the as-of date and
+   writes `marts.customer_clv` (P(alive), predictions, RFM segment per customer) and
+   `marts.clv_model_params` (`lifecycle_warehouse.clv`, docs/clv.md). A fit that does not
+   converge is written with its reason and fails the marts gate.
+5. **marts gate**: suites on every BI relation in `marts` (keys, ranges, reconciliations).
+6. **publish**: `analytics` gets the validated marts in one transaction (readers see
    the old or the new version, never a mix).
    When a gate fails, `analytics` keeps the last good version and the run fails.
-6. **end**: a teardown that runs whatever happened before it: the run no longer holds
+7. **end**: a teardown that runs whatever happened before it: the run no longer holds
    the warehouse. From its plan to its end a run holds the warehouse, so that nothing
    else writes it meanwhile: a dbt build started by hand (plain `dbt`, `lw dbt`, an IDE)
    refuses to start, and the plan of a run waits for such a build to end.
@@ -81,6 +85,12 @@ def warehouse():
         warehouse_tasks.record_build(settings.warehouse_url(), run_id)
 
     @task
+    def fit_clv(params=None, data_interval_start=None, data_interval_end=None) -> dict:
+        """Fit the CLV models as of the run's last date; write customer_clv and clv_model_params."""
+        _, end = run_dates(params, data_interval_start, data_interval_end)
+        return warehouse_tasks.fit_clv(end - timedelta(days=1))
+
+    @task
     def marts_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
         """Validate the freshly built marts before BI can see them."""
         start, end = run_dates(params, data_interval_start, data_interval_end)
@@ -97,7 +107,7 @@ def warehouse():
         warehouse_tasks.end_build(settings.warehouse_url(), run_id)
 
     plan = plan_build()
-    published = plan >> raw_quality_gate() >> dbt_build >> record_build() >> marts_quality_gate() >> publish()
+    published = plan >> raw_quality_gate() >> dbt_build >> record_build() >> fit_clv() >> marts_quality_gate() >> publish()
     # a teardown: it runs once the tasks before it are done, failed or not, if the plan
     # (its setup) took the warehouse
     published >> end_build().as_teardown(setups=plan)

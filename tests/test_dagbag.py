@@ -89,7 +89,16 @@ def test_warehouse_plans_the_build_before_dbt_and_logs_it_after(dagbag):
     for task in dbt_tasks:
         assert "plan_build" in task.get_flat_relative_ids(upstream=True), task.task_id
         assert "record_build" in task.get_flat_relative_ids(upstream=False), task.task_id
-    assert dag.get_task("record_build").downstream_task_ids == {"marts_quality_gate"}
+    assert dag.get_task("record_build").downstream_task_ids == {"fit_clv"}
+
+
+def test_warehouse_fits_clv_after_dbt_and_before_the_marts_gate(dagbag):
+    """customer_clv and clv_model_params are written from the freshly built fct_orders and
+    validated by the marts gate like every other BI relation."""
+    dag = dagbag.dags["warehouse"]
+    fit = dag.get_task("fit_clv")
+    assert "dbt_build.fct_orders" in fit.get_flat_relative_ids(upstream=True)
+    assert fit.downstream_task_ids == {"marts_quality_gate"}
 
 
 def test_warehouse_run_ends_whatever_happened_before(dagbag):

@@ -6,10 +6,14 @@ the first task of every ingestion DAG and by `lw up`; never at DAG parse time.
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
 from psycopg import sql
 
 from lifecycle_warehouse import contract
+
+log = logging.getLogger(__name__)
 
 RAW_SCHEMA = "raw"
 
@@ -403,6 +407,7 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
             ))
         for table, column, column_type in retyped_columns(conn):
             # e.g. bigint shop ids to text: every value keeps its text (123 -> '123')
+            _drop_dependent_dbt_views(conn, table)
             conn.execute(sql.SQL("alter table {} alter column {} type {} using {}::{}").format(
                 sql.Identifier(RAW_SCHEMA, table), sql.Identifier(column), sql.SQL(column_type),
                 sql.Identifier(column), sql.SQL(column_type),
@@ -424,6 +429,37 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
                     ))
         for _, body in FUNCTIONS:
             conn.execute(body)
+
+
+# Schemas whose views dbt owns and recreates on its next build.
+DBT_VIEW_SCHEMAS = ("staging", "intermediate", "marts")
+
+
+def _drop_dependent_dbt_views(conn: psycopg.Connection, table: str) -> None:
+    """PostgreSQL cannot retype a column that a view reads: drop the dbt views on the raw
+    table first (the next dbt build recreates them). A view outside dbt's schemas is
+    someone else's: refuse, naming it, rather than drop it."""
+    views = conn.execute(
+        """
+        select distinct n.nspname, v.relname
+        from pg_depend d
+        join pg_rewrite r on r.oid = d.objid
+        join pg_class v on v.oid = r.ev_class
+        join pg_namespace n on n.oid = v.relnamespace
+        where d.classid = 'pg_rewrite'::regclass and d.refobjid = %s::regclass and v.oid <> d.refobjid
+        order by 1, 2
+        """,
+        (f"{RAW_SCHEMA}.{table}",),
+    ).fetchall()
+    foreign = [f"{schema}.{name}" for schema, name in views if schema not in DBT_VIEW_SCHEMAS]
+    if foreign:
+        raise RuntimeError(
+            f"{RAW_SCHEMA}.{table} needs a column type change (bootstrap.retyped_columns), but view(s) "
+            f"{', '.join(foreign)} read it: drop them, run `make up` again, then recreate them")
+    for schema, name in views:
+        log.info("dropping dbt view %s.%s to retype %s.%s (the next dbt build recreates it)",
+                 schema, name, RAW_SCHEMA, table)
+        conn.execute(sql.SQL("drop view if exists {} cascade").format(sql.Identifier(schema, name)))
 
 
 def bootstrap(url: str) -> None:

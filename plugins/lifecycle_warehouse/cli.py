@@ -1,6 +1,6 @@
 """`lw`: the command behind the Makefile targets.
 
-    lw up | stop | urls | psql [DB] | sources | pipeline --from D --to D | summary | bench | builds | airflow … | dbt …
+    lw up | stop | urls | psql [DB] | sources | pipeline --from D --to D | summary | clv … | bench | builds | airflow … | dbt …
 
 Every command prints what it did and where the results are; errors say what to do next.
 """
@@ -228,6 +228,34 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_clv(args) -> int:
+    """Fit the CLV models for any as-of date, or backtest them, without writing the marts."""
+    import json
+
+    from lifecycle_warehouse.clv import report, warehouse
+
+    url = settings.warehouse_url()
+    try:
+        if args.action == "fit":
+            if args.as_of is None:
+                raise SystemExit("lw clv fit needs --as-of YYYY-MM-DD")
+            summary, fitted = warehouse.fit_as_of(url, args.as_of)
+            result = fitted.as_dict()
+            result["repeat_buyers"] = summary.repeat_buyers
+        else:
+            if args.calibration_end is None or args.holdout_end is None:
+                raise SystemExit("lw clv backtest needs --calibration-end D1 --holdout-end D2")
+            result = warehouse.backtest(url, args.calibration_end, args.holdout_end)
+    except (RuntimeError, ValueError) as error:
+        console.print(f"[red]✗ {error}[/]")
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        report.print_result(console, result)
+    return 0 if result.get("problem") is None else 2
+
+
 def _histories(text: str) -> tuple[int, ...]:
     """argparse type of `lw bench --histories` (imports the bench module only when used)."""
     from lifecycle_warehouse.bench.history import parse_histories
@@ -344,6 +372,18 @@ def main(argv: list[str] | None = None) -> int:
     quarantine.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first date folder")
     quarantine.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last date folder")
     quarantine.set_defaults(func=cmd_quarantine)
+
+    clv = sub.add_parser("clv", help="fit the CLV models (BG/NBD, Gamma-Gamma) for a date, or backtest them; "
+                                     "writes nothing (docs/clv.md)")
+    clv.add_argument("action", choices=("fit", "backtest"))
+    clv.add_argument("--as-of", dest="as_of", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                     help="fit: valid orders up to this day (inclusive)")
+    clv.add_argument("--calibration-end", dest="calibration_end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                     help="backtest: fit on valid orders up to this day")
+    clv.add_argument("--holdout-end", dest="holdout_end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                     help="backtest: compare predictions with the actual purchases up to this day")
+    clv.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    clv.set_defaults(func=cmd_clv)
 
     bench = sub.add_parser("bench", help="measure the project's performance (docs/benchmark.md)")
     bench.add_argument("--profile", choices=("small", "large"), default="small",

@@ -125,6 +125,7 @@ SEVERITY_SETTINGS = {
     "LW_REJECTED_FILE_SEVERITY": "error",  # a file rejected whole in a delivery since the last build
     "LW_BAD_RECORDS_SEVERITY": "error",  # a file above LW_MAX_BAD_RECORDS_PCT quarantined
     "LW_NULL_UPDATED_AT_SEVERITY": "warning",  # shop rows without updated_at
+    "LW_CLV_FIT_SEVERITY": "error",  # the CLV models' fit did not converge (marts gate)
 }
 
 
@@ -134,6 +135,12 @@ def gate_severity(setting: str) -> str:
     if value not in ("error", "warning"):
         raise ConfigurationError(f"{setting} must be error or warning, got {value!r}")
     return value
+
+
+def clv_annual_discount_rate() -> float:
+    """The annual rate that discounts predicted_clv_365d in `customer_clv` (money expected
+    in t years counts 1 / (1 + rate)^t): `LW_CLV_ANNUAL_DISCOUNT_RATE`, default 0.10."""
+    return _number("LW_CLV_ANNUAL_DISCOUNT_RATE", "0.10")
 
 
 def start_date() -> str:

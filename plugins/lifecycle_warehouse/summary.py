@@ -94,6 +94,10 @@ def print_summary(console: Console, warehouse_url: str, date_from: date, date_to
             _print_gates(console, conn)
         if _exists(conn, "analytics.kpi_monthly"):
             _print_headline_kpis(console, conn, date_from, date_to)
+        if _exists(conn, "analytics.clv_model_params") and _exists(conn, "analytics.customer_clv"):
+            from lifecycle_warehouse.clv.report import print_published
+
+            print_published(console, conn)
     console.print("Details: `make psql`, then `select * from raw.load_audit` / `raw.quarantine`.")
 
 

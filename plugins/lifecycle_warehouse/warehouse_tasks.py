@@ -1,5 +1,5 @@
-"""Task bodies of the warehouse DAG that are not dbt: the build plan and log, the quality
-gates and the publish. Heavy imports (Great Expectations ~3 s) happen inside the
+"""Task bodies of the warehouse DAG that are not dbt: the build plan and log, the CLV fit,
+the quality gates and the publish. Heavy imports (Great Expectations ~3 s) happen inside the
 functions, never at parse time.
 """
 
@@ -122,6 +122,17 @@ def running_builds(url: str) -> list[tuple[str, str, datetime]]:
             " and (kind <> 'dbt' or raw.build_is_alive(connections, heartbeat_at))"
             " order by started_at"
         ).fetchall()
+
+
+def fit_clv(as_of: date) -> dict:
+    """Fit the CLV models on the valid orders up to `as_of` and write `marts.customer_clv`
+    and `marts.clv_model_params` (lifecycle_warehouse.clv). A fit that does not converge is
+    written with its reason and fails the marts gate, not this task."""
+    from lifecycle_warehouse.clv.warehouse import write_marts
+
+    fitted = write_marts(settings.warehouse_url(), as_of)
+    return {"as_of": str(as_of), "n_customers": fitted.n_customers, "converged": fitted.converged,
+            "problem": fitted.problem}
 
 
 def quality_gate(stage: str, run_id: str, start: date, as_of: date) -> dict:

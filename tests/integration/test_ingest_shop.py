@@ -260,6 +260,28 @@ def test_a_warehouse_with_integer_shop_ids_is_converted_in_place(warehouse_url):
             "1001", "7", "text")
 
 
+def test_views_on_a_retyped_column_dbt_drops_its_own_and_refuses_anyone_elses(warehouse_url):
+    """PostgreSQL cannot retype a column a view reads. A dbt staging view is dropped (the
+    next dbt build recreates it); someone else's view stops the upgrade with its name."""
+    from lifecycle_warehouse import bootstrap
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        bootstrap.ensure_raw_schema(conn)
+        conn.execute("alter table raw.shop_customers alter column customer_id type bigint using customer_id::bigint")
+        conn.execute("create schema staging")
+        conn.execute("create view staging.stg_shop__customers as select customer_id from raw.shop_customers")
+        conn.execute("create view public.my_customers as select customer_id from raw.shop_customers")
+        with pytest.raises(RuntimeError, match=r"view\(s\) public.my_customers read it"):
+            bootstrap.ensure_raw_schema(conn)
+        assert conn.execute("select to_regclass('staging.stg_shop__customers')").fetchone()[0] is not None
+        conn.execute("drop view public.my_customers")
+        bootstrap.ensure_raw_schema(conn)
+        assert conn.execute("select to_regclass('staging.stg_shop__customers')").fetchone()[0] is None
+        assert conn.execute("select format_type(atttypid, atttypmod) from pg_attribute "
+                            "where attrelid = 'raw.shop_customers'::regclass and attname = 'customer_id'"
+                            ).fetchone()[0] == "text"
+
+
 def test_a_row_dated_in_the_future_does_not_freeze_the_watermark(shop_db, warehouse_url):
     shop_exec(shop_db, "insert into orders (order_id, customer_id, status, updated_at) values (13, 1, 'paid', '2999-01-01')")
     # a run whose end lies beyond the future row (a backfill to a far date)

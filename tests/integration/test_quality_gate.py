@@ -302,6 +302,19 @@ def build_marts(url: str) -> None:
              "mrr_end": 20, "movement_type": "new", "new_mrr": 20, "expansion_mrr": 0, "contraction_mrr": 0,
              "churned_mrr": 0},
         ], text)
+        _table(conn, "customer_clv", [
+            {"customer_key": "p1", "historical_clv": 140, "p_alive": 0.8, "predicted_purchases_365d": 1.5,
+             "predicted_clv_365d": 90, "rfm_segment": "new", "r_score": 1, "f_score": 1, "m_score": 1,
+             "as_of": DAY2},
+        ], {**text, "rfm_segment": "text", "as_of": "date"})
+        _table(conn, "clv_model_params", [
+            {"as_of": DAY2, "model": model, "parameter": parameter, "value": value, "log_likelihood": -3.5,
+             "n_customers": 1, "time_unit": "weeks", "status": "converged", "message": "CONVERGENCE"}
+            for model, parameter, value in (("bg_nbd", "r", 0.24), ("bg_nbd", "alpha", 4.4), ("bg_nbd", "a", 0.8),
+                                            ("bg_nbd", "b", 2.4), ("gamma_gamma", "p", 6.2),
+                                            ("gamma_gamma", "q", 3.7), ("gamma_gamma", "gamma", 15.4))
+        ], {"as_of": "date", "model": "text", "parameter": "text", "time_unit": "text", "status": "text",
+            "message": "text", "value": "float8", "log_likelihood": "float8"})
 
 
 def analytics_fingerprint(url: str) -> dict[str, str]:
@@ -463,6 +476,16 @@ BREAKS = {
     "a published mart collapsing": (
         "delete from marts.fct_mrr_movements",
         "ERROR marts_fct_mrr_movements · row count not below 50% of the published version"),
+    "a P(alive) above 1": (
+        "update marts.customer_clv set p_alive = 1.2",
+        "ERROR marts_customer_clv · expect_column_values_to_be_between · column p_alive"),
+    "a CLV fit that did not converge": (
+        "update marts.clv_model_params set status = 'not_converged', message = 'ABNORMAL_TERMINATION_IN_LNSRCH' "
+        "where model = 'gamma_gamma'",
+        "ERROR marts_clv_model_params · the CLV models' fit converged"),
+    "customer_clv missing a customer of dim_customers": (
+        "update marts.dim_customers set orders_count = 1, first_order_at = first_seen_at where customer_key = 'p4'",
+        "ERROR marts_customer_clv · customers reconcile with dim_customers"),
     "a missing mart": (
         "drop table marts.lifecycle_funnel",
         "ERROR marts_lifecycle_funnel · marts.lifecycle_funnel exists"),
@@ -487,6 +510,7 @@ def test_write_audit_publish(warehouse_url, gx_root):
     message = gate_fails(warehouse_url, "marts", gx_root, "run-broken")
     for name, (_, expected) in BREAKS.items():
         assert expected in message, f"{name} not reported: {message}"
+    assert "ABNORMAL_TERMINATION_IN_LNSRCH" in message, "the reason a CLV fit failed is reported"
     with pytest.raises(PublishRefused, match="last marts quality gate .* failed"):
         publish(warehouse_url)
     assert analytics_fingerprint(warehouse_url) == published

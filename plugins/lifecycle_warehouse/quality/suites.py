@@ -1064,18 +1064,90 @@ def fct_mrr_movements_suite() -> Suite:
     return Suite("marts", f"{MARTS}.fct_mrr_movements", tuple(exps))
 
 
+CLV_MODELS = {"bg_nbd": ("r", "alpha", "a", "b"), "gamma_gamma": ("p", "q", "gamma")}
+CLV_STATUSES = ("converged", "not_converged", "not_fittable", "no_customers")
+
+
+def customer_clv_suite() -> Suite:
+    """lifecycle_warehouse.clv writes it after dbt: one row per person with a valid order
+    up to the run's last date (as_of)."""
+    columns = ("customer_key", "historical_clv", "p_alive", "predicted_purchases_365d", "predicted_clv_365d",
+               "rfm_segment", "r_score", "f_score", "m_score", "as_of")
+    as_of_customers = (f"select customer_key, net_revenue, last_order_at from {MARTS}.dim_customers "
+                       f"where orders_count > 0 and first_order_at < (select max(as_of) + 1 from {MARTS}.customer_clv)")
+    exps = [
+        columns_present(columns), *_collapse("customer_clv"),
+        not_null("customer_key"), unique("customer_key"), not_null("as_of"),
+        not_null("rfm_segment"), not_null("historical_clv"),
+        *[between(score, min_value=1, max_value=5) for score in ("r_score", "f_score", "m_score")],
+        between("p_alive", min_value=0, max_value=1),
+        between("predicted_purchases_365d", min_value=0), between("predicted_clv_365d", min_value=0),
+        no_rows("as_of is the run's last date",
+                f"select distinct as_of from {BATCH} where as_of <> {E_DATE} - 1", column="as_of"),
+        no_rows("every customer has predictions when the fit converged",
+                f"select customer_key from {BATCH} where p_alive is null and exists "
+                f"(select 1 from {MARTS}.clv_model_params where status = 'converged')", column="p_alive"),
+        no_rows("customers reconcile with dim_customers: exactly the persons whose first valid order is "
+                "on or before as_of",
+                f"""
+                with customers as ({as_of_customers})
+                select coalesce(v.customer_key, c.customer_key) as customer_key,
+                       v.customer_key is not null as in_customer_clv, c.customer_key is not null as in_dim_customers
+                from {BATCH} v full join customers c on c.customer_key = v.customer_key
+                where v.customer_key is null or c.customer_key is null
+                """, column="customer_key"),
+        no_rows("historical_clv equals dim_customers' net_revenue (customers without orders after as_of)",
+                f"""
+                select v.customer_key, v.historical_clv, c.net_revenue
+                from {BATCH} v join {MARTS}.dim_customers c on c.customer_key = v.customer_key
+                where c.last_order_at < v.as_of + 1 and abs(v.historical_clv - c.net_revenue) > {MONEY_TOLERANCE}
+                """, column="historical_clv"),
+    ]
+    return Suite("marts", f"{MARTS}.customer_clv", tuple(exps))
+
+
+def clv_model_params_suite() -> Suite:
+    """One row per fitted parameter of each CLV model, with the fit's status and reason."""
+    parameters = [p for names in CLV_MODELS.values() for p in names]
+    exps = [
+        columns_present(("as_of", "model", "parameter", "value", "log_likelihood", "n_customers", "time_unit",
+                         "status", "message")),
+        min_rows(len(parameters)), unique_together(["model", "parameter"]),
+        in_set("model", list(CLV_MODELS)), in_set("parameter", parameters), in_set("status", CLV_STATUSES),
+        in_set("time_unit", ["weeks"]),
+        no_rows("the CLV models' fit converged (LW_CLV_FIT_SEVERITY)",
+                f"select distinct model, status, message from {BATCH} where status in ('not_converged', 'not_fittable')",
+                column="status", severity_setting="LW_CLV_FIT_SEVERITY"),
+        no_rows("parameters and log-likelihood of a converged fit are positive / finite",
+                f"select model, parameter, value, log_likelihood from {BATCH} where status = 'converged' "
+                f"and (value is null or not (value > 0 and value < 'Infinity'::float8) "
+                f"or log_likelihood is null or not (log_likelihood > '-Infinity'::float8 "
+                f"and log_likelihood < 'Infinity'::float8))", column="value"),
+        no_rows("one as_of, the same as customer_clv's",
+                f"select distinct p.as_of, c.as_of as customer_clv_as_of from {BATCH} p "
+                f"full join (select distinct as_of from {MARTS}.customer_clv) c on c.as_of = p.as_of "
+                f"where p.as_of is null or c.as_of is null", column="as_of"),
+        no_rows("BG/NBD's n_customers equals the customers of customer_clv",
+                f"select distinct n_customers, (select count(*) from {MARTS}.customer_clv) as customer_clv_rows "
+                f"from {BATCH} where model = 'bg_nbd' and status = 'converged' "
+                f"and n_customers <> (select count(*) from {MARTS}.customer_clv)", column="n_customers"),
+    ]
+    return Suite("marts", f"{MARTS}.clv_model_params", tuple(exps))
+
+
 def mart_suites() -> list[Suite]:
     return [
         dim_customers_suite(), fct_orders_suite(), fct_lifecycle_transitions_suite(), kpi_daily_suite(),
         kpi_monthly_suite(), lifecycle_funnel_suite(), cohort_retention_suite(), channel_attribution_suite(),
-        fct_mrr_movements_suite(),
+        fct_mrr_movements_suite(), customer_clv_suite(), clv_model_params_suite(),
     ]
 
 
 # The BI relations: what the marts gate validates and `publish` copies into `analytics`.
 MART_RELATIONS: tuple[str, ...] = (
     "dim_customers", "fct_orders", "fct_lifecycle_transitions", "kpi_daily", "kpi_monthly",
-    "lifecycle_funnel", "cohort_retention", "channel_attribution", "fct_mrr_movements",
+    "lifecycle_funnel", "cohort_retention", "channel_attribution", "fct_mrr_movements", "customer_clv",
+    "clv_model_params",
 )
 
 
