@@ -567,3 +567,35 @@ def test_analytics_publishes_no_plain_email(pipeline, warehouse):
             if hits:
                 found.append(f"analytics.{table}.{column}: {hits} row(s) with an email")
     assert not found, "\n".join(found)
+
+
+def test_customer_clv_is_fitted_as_of_the_run_and_published(pipeline, warehouse):
+    """The warehouse DAG fits the CLV models as of its last day: analytics.customer_clv holds
+    every person of dim_customers with a valid order, with predictions in range and an RFM
+    segment; clv_model_params holds the converged fit, which `lw clv fit` reproduces."""
+    instance = pipeline[0]
+    with psycopg.connect(warehouse) as conn:
+        missing, extra = conn.execute(
+            """
+            select
+                (select count(*) from analytics.dim_customers d where d.orders_count > 0 and not exists
+                    (select 1 from analytics.customer_clv c where c.customer_key = d.customer_key)),
+                (select count(*) from analytics.customer_clv c where not exists
+                    (select 1 from analytics.dim_customers d where d.customer_key = c.customer_key
+                     and d.orders_count > 0))
+            """).fetchone()
+        assert (missing, extra) == (0, 0)
+        rows, as_of, out_of_range, segments = conn.execute(
+            "select count(*), max(as_of), count(*) filter (where p_alive not between 0 and 1 "
+            "or predicted_purchases_365d < 0 or predicted_clv_365d < 0 or p_alive is null), "
+            "count(distinct rfm_segment) from analytics.customer_clv").fetchone()
+        assert rows > 0 and as_of == PIPELINE_LAST and out_of_range == 0 and segments > 1
+        params = {(m, p): (v, s) for m, p, v, s in conn.execute(
+            "select model, parameter, value, status from analytics.clv_model_params")}
+    assert {s for _, s in params.values()} == {"converged"}
+    assert set(params) == {("bg_nbd", p) for p in ("r", "alpha", "a", "b")} | {
+        ("gamma_gamma", p) for p in ("p", "q", "gamma")}
+    fit = json.loads(instance.lw("clv", "fit", "--as-of", str(PIPELINE_LAST), "--json").stdout)
+    assert fit["n_customers"] == rows
+    for (model, parameter), (value, _) in params.items():
+        assert fit[model][parameter] == pytest.approx(value, rel=1e-9), (model, parameter)

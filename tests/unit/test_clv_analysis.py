@@ -118,3 +118,20 @@ def test_data_without_repeat_buyers_is_not_fittable_with_a_clear_reason(case, pu
 def test_backtest_refuses_a_holdout_before_its_calibration():
     with pytest.raises(ValueError, match="must be after calibration_end"):
         analysis.backtest(["a"], ["2026-01-01"], [1.0], date(2026, 2, 1), date(2026, 2, 1))
+
+
+def test_a_repeat_buyer_of_free_goods_is_scored_below_the_population_mean():
+    """Gamma-Gamma fits on positive spends only; a repeat buyer whose repeat days cost 0
+    still gets a prediction: the model's posterior mean at a vanishing spend."""
+    keys, days, amounts = cdnow_purchases()
+    keys = np.r_[keys, ["free", "free", "free"]]
+    days = np.r_[days, np.array(["1997-01-05", "1997-02-05", "1997-03-05"], dtype="datetime64[D]")]
+    amounts = np.r_[amounts, [20.0, 0.0, 0.0]]
+    summary = analysis.summarise(keys, days, amounts, CALIBRATION_END)
+    fitted = analysis.fit(summary)
+    scores = analysis.score(summary, fitted, 0.1)
+    free = summary.keys.tolist().index("free")
+    p, q, gamma = (getattr(fitted.gamma_gamma.params, k) for k in ("p", "q", "gamma"))
+    assert scores.expected_spend[free] == pytest.approx(gamma * p / (p * 2 + q - 1), rel=1e-6)
+    assert scores.expected_spend[free] < p * gamma / (q - 1)
+    assert fitted.gamma_gamma.n_customers == 946  # the free repeat days are not in the fit

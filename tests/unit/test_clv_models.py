@@ -9,6 +9,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def log_param_hessian(loglik, log_theta: np.ndarray, h: float = 1e-3) -> np.ndar
     hessian = np.zeros((k, k))
     for i in range(k):
         for j in range(i, k):
-            def at(si, sj):
+            def at(si, sj, i=i, j=j):
                 u = log_theta.copy()
                 u[i] += si * h
                 u[j] += sj * h
@@ -480,7 +481,7 @@ def test_discounted_purchases(cdnow_summary):
     by_rate = [discounted_expected_purchases(PAPER, *cdnow_summary, horizon, rate)
                for rate in (0.0, 0.05, 0.1, 0.2, 1.0)]
     assert all((later > 0).all() and (later < earlier).all()
-               for earlier, later in zip(by_rate, by_rate[1:]))
+               for earlier, later in pairwise(by_rate))
     # A year at 10 %: the discount is between none and the full year's 1/1.1.
     ratio = by_rate[2] / plain
     assert ((ratio > 1 / 1.1) & (ratio < 1)).all()

@@ -182,7 +182,10 @@ def score(summary: CustomerSummary, fitted: ClvFit, annual_discount_rate: float,
         return None
     bg, gg = fitted.bg_nbd.params, fitted.gamma_gamma.params
     horizon = horizon_days / DAYS_PER_WEEK
-    spend_input = np.where(summary.x > 0, np.nan_to_num(summary.mean_repeat_spend, nan=0.0), 0.0)
+    # A repeat buyer whose repeat days cost nothing (free goods) has a mean spend of 0, which
+    # the Gamma-Gamma likelihood excludes; its posterior mean at a vanishing spend,
+    # γp / (px + q − 1), is the model's answer for it.
+    spend_input = np.where(summary.x > 0, np.fmax(np.nan_to_num(summary.mean_repeat_spend, nan=0.0), 1e-9), 0.0)
     expected_spend = models.conditional_expected_spend(gg, summary.x, spend_input)
     discounted = models.discounted_expected_purchases(
         bg, summary.x, summary.t_x, summary.T, horizon, annual_discount_rate,
