@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--profile", choices=("small", "large"), default="small",
                        help="sizes of every part (default small: a few minutes)")
     bench.add_argument("--parts", type=_parts, default=None,
-                       help="comma-separated: history,daily_run,gates,loads (default all; daily_run and gates "
+                       help="comma-separated: history,daily_run,gates,loads,clv (default all; daily_run and gates "
                             "start from history's warehouse, so they bring it)")
     bench.add_argument("--customers", type=int, help="persons of the simulation (default: the profile's)")
     bench.add_argument("--histories", type=_histories,

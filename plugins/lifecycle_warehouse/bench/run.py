@@ -9,7 +9,8 @@ Parts (docs/benchmark.md says what each measures):
   against one plain `dbt build` (starts from history's warehouse);
 - gates: the quality gates (Great Expectations) against the same checks as one SQL query
   per suite (on the warehouse of the daily run, or of history's daily build);
-- loads: raw file loads against `psql \\copy`, dlt and pandas `to_sql`.
+- loads: raw file loads against `psql \\copy`, dlt and pandas `to_sql`;
+- clv: the CLV models' fit and scoring of many customers (100,000 in both profiles).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import psycopg
 from lifecycle_warehouse import embedded, settings
 from lifecycle_warehouse.bench import databases, history
 
-PARTS = ("history", "daily_run", "gates", "loads")
+PARTS = ("history", "daily_run", "gates", "loads", "clv")
 # Parts that start from the warehouse the history part leaves.
 NEEDS_HISTORY = ("daily_run", "gates")
 HISTORY_DATABASE = "bench_history"  # the longest history after its full build
@@ -48,6 +49,7 @@ class Profile:
     load_lines: int  # records of each raw file the loads part loads
     dbt_step_modes: tuple[str, ...]  # warehouse DAG modes compared with plain dbt, beside `report`
     gate_repeats: int
+    clv_customers: int = 100_000  # customers whose CLV the clv part fits and scores
 
 
 PROFILES = {
@@ -70,6 +72,7 @@ TARGETS = {
     "daily_vs_full_build": ("daily `dbt build` / full build, longest history", "≤ 0.2", 0.2),
     "daily_vs_history_length": ("daily `dbt build`, longest / shortest history", "≤ 1.3", 1.3),
     "daily_end_to_end_s": ("daily run end to end (Airflow), seconds", "< 180", 180),
+    "clv_fit_score_s": ("CLV fit and scores of 100,000 customers, seconds", "< 10", 10),
 }
 
 
@@ -107,6 +110,9 @@ def headline(results: Mapping) -> dict:
     gates = results.get("gates")
     if gates:
         figures["gate_vs_sql"] = gates.get("gate_vs_sql")
+    clv = results.get("clv")
+    if clv:
+        figures["clv_fit_score_s"] = clv["fit_score_s"]
     return figures
 
 
@@ -151,6 +157,10 @@ def render_markdown(results: Mapping) -> str:
         from lifecycle_warehouse.bench import loads
 
         lines += [*loads.markdown(results["loads"]), ""]
+    if results.get("clv"):
+        from lifecycle_warehouse.bench import clv
+
+        lines += [*clv.markdown(results["clv"]), ""]
     return "\n".join(lines)
 
 
@@ -228,6 +238,11 @@ def run(profile: Profile, config: history.BenchConfig, parts: tuple[str, ...], r
         if "gates" in parts:
             from lifecycle_warehouse.bench import gates
 
+            if warehouse == "warehouse":
+                # the history part builds with dbt alone: the DAG's CLV task writes two marts
+                from lifecycle_warehouse.clv.warehouse import write_marts
+
+                write_marts(databases.database_url(admin_url, warehouse), measured)
             report(f"quality gates against SQL on the warehouse of {measured} …")
             results["gates"] = gates.run_gates(databases.database_url(admin_url, warehouse),
                                                measured + timedelta(days=1), repeats=profile.gate_repeats,
@@ -237,6 +252,10 @@ def run(profile: Profile, config: history.BenchConfig, parts: tuple[str, ...], r
 
             results["loads"] = loads.run_loads(admin_url, config.work_dir / "bench-loads", profile.load_lines,
                                                report=report)
+        if "clv" in parts:
+            from lifecycle_warehouse.bench import clv
+
+            results["clv"] = clv.run_clv(admin_url, profile.clv_customers, seed=config.seed, report=report)
         results.update(headline(results))
         return results
     finally:
