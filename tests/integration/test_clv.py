@@ -50,9 +50,9 @@ def cdnow_orders() -> list[tuple]:
     # a refund lowers net revenue (historical_clv), not the spend the model learns from;
     # a cancelled order counts nowhere
     first = orders[0]
-    assert first[1] == "00004"
+    assert first[1] == "0001"
     orders[0] = (*first[:5], first[5] - 5.0)
-    orders.append(("c1", "00004", "1997-03-01T12:00:00+00", False, 99.0, 99.0))
+    orders.append(("c1", "0001", "1997-03-01T12:00:00+00", False, 99.0, 99.0))
     return orders
 
 
@@ -94,9 +94,9 @@ def test_write_marts_on_cdnow(cdnow_warehouse):
         ).fetchone()[0] == 0
         # historical_clv: net revenue of the valid orders up to as_of, exact numeric
         assert conn.execute(
-            "select historical_clv, purchase_days from marts.customer_clv where customer_key = '00004'"
+            "select historical_clv, purchase_days from marts.customer_clv where customer_key = '0001'"
         ).fetchone() == (conn.execute(
-            "select sum(net_revenue) from marts.fct_orders where customer_key = '00004' and is_valid "
+            "select sum(net_revenue) from marts.fct_orders where customer_key = '0001' and is_valid "
             "and ordered_at < '1997-10-01'").fetchone()[0], 3)
         # the best customers are champions, the one-time buyers of January are lost or hibernating
         top = conn.execute("select rfm_segment, r_score, f_score, m_score from marts.customer_clv "

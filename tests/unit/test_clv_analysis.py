@@ -18,7 +18,7 @@ CALIBRATION_END, HOLDOUT_END = date(1997, 9, 30), date(1998, 6, 30)  # weeks 1-3
 
 def cdnow_purchases():
     rows = [line.split() for line in CDNOW.read_text().splitlines() if line.strip()]
-    keys = np.array([r[0] for r in rows], dtype=object)
+    keys = np.array([r[1] for r in rows], dtype=object)  # the sample's own id, 0001 … 2357
     days = np.array([f"{r[2][:4]}-{r[2][4:6]}-{r[2][6:]}" for r in rows], dtype="datetime64[D]")
     return keys, days, np.array([float(r[4]) for r in rows])
 
@@ -47,6 +47,17 @@ def test_the_summary_does_not_depend_on_row_order():
     for name in ("keys", "x", "t_x", "T", "total_spend"):
         assert getattr(first, name).tolist() == getattr(shuffled, name).tolist(), name
     assert analysis.fit(first).as_dict() == analysis.fit(shuffled).as_dict()
+
+
+def test_the_summary_matches_the_published_cdnow_summary():
+    """lifetimes' cdnow_customers_summary.csv (the paper's x, t_x, T, in weeks to 2
+    decimals) from the same transactions: x exactly, times to their rounding."""
+    published = np.loadtxt(CDNOW.with_name("cdnow_customers_summary.csv"), delimiter=",", skiprows=1)
+    summary = analysis.summarise(*cdnow_purchases(), CALIBRATION_END)
+    assert summary.keys.tolist() == [f"{int(i):04d}" for i in published[:, 0]]
+    assert summary.x.tolist() == published[:, 1].astype(int).tolist()
+    assert np.abs(summary.t_x - published[:, 2]).max() <= 0.005
+    assert np.abs(summary.T - published[:, 3]).max() <= 0.005
 
 
 def test_cdnow_reproduces_the_published_parameters():
