@@ -7,6 +7,7 @@
     analytics.publications     one row per publish (version, run, row counts): what BI reads
     analytics.data_quality_suites / analytics.data_quality_results
                                views for BI (no examples: those may hold raw values)
+    analytics.source_freshness view for BI: when each source was last loaded, and up to when
 """
 
 from __future__ import annotations
@@ -93,6 +94,23 @@ from audit.validation_results;
 """
 
 
+# How fresh each source is, for BI: the latest date folder loaded of each landing-zone
+# entity, and the shop extraction's watermark per table (live: what raw holds now).
+SOURCE_FRESHNESS_DDL = """
+create or replace view analytics.source_freshness as
+select source, entity,
+       max(dt) filter (where status = 'loaded') as last_date_loaded,
+       max(loaded_at) filter (where status = 'loaded') as last_loaded_at,
+       max(dt) filter (where status = 'rejected') as last_date_rejected
+from raw.load_audit
+where source <> 'shop'
+group by source, entity
+union all
+select 'shop', split_part(source_table, '.', 2), (watermark at time zone 'UTC')::date, updated_at, null::date
+from raw.extract_watermarks;
+"""
+
+
 PUBLICATIONS_DDL = """
 create table if not exists {schema}.publications (
     version bigint primary key,
@@ -116,6 +134,9 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
         conn.execute("create schema if not exists analytics")
         conn.execute(publications_ddl("analytics"))
         conn.execute(BI_VIEWS_DDL)
+        if conn.execute("select to_regclass('raw.load_audit') is not null "
+                        "and to_regclass('raw.extract_watermarks') is not null").fetchone()[0]:
+            conn.execute(SOURCE_FRESHNESS_DDL)
 
 
 def relation_facts(conn: psycopg.Connection, relations: Iterable[str]) -> dict[str, dict[str, Any]]:
