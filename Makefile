@@ -27,7 +27,7 @@ BENCH_ARGS ?=
 AS_OF ?= $(TO)
 CLV_ARGS ?=
 
-.PHONY: help install up stop urls psql sources pipeline summary clv demo test test-fast docs lint generate quality-report bench clean
+.PHONY: help install up stop urls psql sources pipeline summary clv bi demo airflow test test-fast docs lint generate quality-report bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ $(BENCH_STAMP): $(STAMP)
 up: $(STAMP) ## start the embedded PostgreSQL (unix socket), create schemas, migrate Airflow
 	@$(LW) up
 
-stop: $(STAMP) ## stop the embedded PostgreSQL
+stop: $(STAMP) ## stop Superset (make bi), the local Airflow (make airflow), then the embedded PostgreSQL
 	@$(LW) stop
 
 urls: $(STAMP) ## print WAREHOUSE_URL and SHOP_DB_URL
@@ -73,6 +73,12 @@ demo: up ## everything: fresh warehouse, simulate 60 days, run the pipeline, pri
 	@$(LW) reset
 	@$(LW) sources --start $(START) --days $(DAYS) --customers $(CUSTOMERS) --seed $(SEED) $(SOURCES_ARGS)
 	@$(LW) pipeline --from $(FROM) --to $(TO)
+
+bi: up ## Apache Superset with the Customer lifecycle dashboard on 127.0.0.1 (BI_PORT=8088); make stop stops it
+	@$(LW) bi start
+
+airflow: up ## a real local Airflow in the background (UI http://127.0.0.1:8080, AIRFLOW_PORT=…); make stop stops it
+	@$(LW) local-airflow start
 
 test: $(STAMP) ## run the whole test suite (unit, integration, end-to-end)
 	@$(BIN)/pytest $(PYTEST_ARGS)

@@ -66,3 +66,22 @@ def test_env_example_documents_every_variable():
     example = (settings.PROJECT_ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^(\w+)=", example, re.M))
     assert used <= documented, f"not in .env.example: {sorted(used - documented)}"
+
+
+def test_superset_reads_the_warehouse_as_bi_reader_on_loopback_only():
+    """The `superset` service of issue 23: the same assets as `make bi`, the warehouse as
+    bi_reader, its port published on 127.0.0.1 only."""
+    service = _compose()["services"]["superset"]
+    assert service["build"]["dockerfile"] == "bi/Dockerfile"
+    assert service["environment"]["WAREHOUSE_URL"].startswith("postgresql://bi_reader:${BI_READER_PASSWORD}@warehouse-db")
+    assert service["ports"] == ["127.0.0.1:8088:8088"]
+    dockerfile = (settings.PROJECT_ROOT / "bi" / "Dockerfile").read_text()
+    for needed in ("bi/requirements.txt", "bi/constraints.txt", "bi/superset_config.py", "bi/superset "):
+        assert needed in dockerfile, needed
+    assert "python -m lifecycle_warehouse.bi import" in (settings.PROJECT_ROOT / "bi" / "docker-entrypoint.sh").read_text()
+
+
+def test_every_published_port_is_on_loopback():
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond this machine"

@@ -14,6 +14,10 @@ here). The dashboard, its charts and datasets are Superset's export format, kept
 in at import time, never stored in the repo).
 
     lw bi start | stop | status | export
+
+docker-compose's `superset` service (bi/Dockerfile) runs Superset from the same pinned files
+and imports the same assets with `python -m lifecycle_warehouse.bi import` (this module
+needs only the standard library and PyYAML there: nothing else is imported at its top).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from urllib.parse import quote, urlparse
 
 import yaml
 
-from lifecycle_warehouse import embedded, settings
+from lifecycle_warehouse import settings
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +443,7 @@ def link_chart_uuids() -> None:
 def ensure_reader(warehouse_url: str, password: str) -> None:
     """bi_reader with this password, reading `analytics` only; on the embedded server its
     password is required (pgserver trusts every password otherwise)."""
+    from lifecycle_warehouse import embedded
     from lifecycle_warehouse.access import ensure_bi_reader, require_password_on_embedded
 
     ensure_bi_reader(warehouse_url, password)
@@ -469,3 +474,31 @@ def start(report=print, extra_env: dict[str, str] | None = None) -> dict:
         "dashboard_id": board["id"],
         "log": str(log_file()),
     }
+
+
+def wait_until_healthy(timeout: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not _healthy():
+        if time.monotonic() > deadline:
+            raise BiError(f"Superset did not answer on {base_url()} within {timeout:.0f} s")
+        time.sleep(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lifecycle_warehouse.bi import`: in a Superset that runs already (the
+    docker-compose service), import bi/superset/ with the database as bi_reader, from the
+    environment: WAREHOUSE_URL (the warehouse as its owner sees it; only its host, port and
+    database are used), BI_READER_PASSWORD, BI_ADMIN_PASSWORD, BI_PORT."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv != ["import"]:
+        print("usage: python -m lifecycle_warehouse.bi import", file=sys.stderr)
+        return 2
+    wait_until_healthy()
+    api = Api(os.environ["BI_ADMIN_PASSWORD"])
+    import_assets(api, os.environ["WAREHOUSE_URL"], os.environ["BI_READER_PASSWORD"])
+    print(f"imported the Customer lifecycle dashboard into {base_url()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """`lw`: the command behind the Makefile targets.
 
     lw up | stop | urls | psql [DB] | sources | pipeline --from D --to D | summary | clv … | bench | builds | airflow … | dbt …
+    lw local-airflow start|stop|status
 
 Every command prints what it did and where the results are; errors say what to do next.
 """
@@ -85,6 +86,14 @@ def cmd_reset(args) -> int:
 
 
 def cmd_stop(args) -> int:
+    from lifecycle_warehouse import local_airflow
+
+    from lifecycle_warehouse import bi
+
+    # First what reads the server: Superset (`make bi`), the local Airflow (`make airflow`).
+    if bi.stop_server():
+        console.print("[green]✓[/] Superset stopped")
+    local_airflow.stop(say=_say)
     if embedded.stop(settings.pgdata_dir()):
         console.print(f"[green]✓[/] embedded PostgreSQL stopped ({settings.pgdata_dir()})")
     else:
@@ -165,16 +174,26 @@ def cmd_pipeline(args) -> int:
     else:
         dags = list(INGESTION_DAGS) + ([] if args.ingest_only else [WAREHOUSE_DAG])
     console.print(f"Running {', '.join(dags)} for {args.date_from} … {args.date_to} (real Airflow runs)")
+    # Quiet by default: a line per task, Airflow's whole output in a log file (pipeline_console).
+    from lifecycle_warehouse import pipeline_console
+
+    verbose = pipeline_console.verbose_requested(args.verbose)
     started = time.monotonic()
-    code = subprocess.call(
+    run = pipeline_console.run(
         [sys.executable, "-m", "lifecycle_warehouse.airflow_runs",
          "--from", args.date_from.isoformat(), "--to", args.date_to.isoformat(), *dags],
-        env=runtime.environment(),
+        runtime.environment(), console, verbose=verbose,
     )
+    code = run.code
     elapsed = time.monotonic() - started
     if code != 0:
-        console.print(f"[red]✗ pipeline failed after {elapsed:.0f} s[/]: the task log above names the failing "
-                      "task; rerun the same command once fixed (every load is idempotent).")
+        where = "the task log above names" if verbose else "the lines above name"
+        console.print(f"[red]✗ pipeline failed after {elapsed:.0f} s[/]: {where} the failing task; "
+                      "once fixed, rerun (every load is idempotent):")
+        for command in pipeline_console.rerun_commands(
+                args.date_from, args.date_to, args.dag, args.ingest_only, dags, run.finished,
+                via_make="MAKELEVEL" in os.environ, program=pipeline_console.lw_program()):
+            console.print(f"    {command}", markup=False, highlight=False)
         return code
     console.print(f"[green]✓[/] pipeline finished in {elapsed:.0f} s")
     return cmd_summary(args)
@@ -256,6 +275,37 @@ def cmd_clv(args) -> int:
     return 0 if result.get("problem") is None else 2
 
 
+def cmd_bi(args) -> int:
+    """Apache Superset with the Customer lifecycle dashboard (lifecycle_warehouse.bi)."""
+    from lifecycle_warehouse import bi
+
+    try:
+        if args.action == "stop":
+            console.print("[green]✓[/] Superset stopped" if bi.stop_server() else "Superset was not running")
+            return 0
+        if args.action == "status":
+            pid = bi.running_pid()
+            console.print(f"Superset runs (pid {pid}) on {bi.base_url()}" if pid else "Superset is not running")
+            return 0
+        if args.action == "export":
+            written = bi.export_assets(bi.Api(bi.load_secrets().admin_password))
+            console.print(f"[green]✓[/] {len(written)} file(s) written to {bi.ASSETS_DIR}: review and commit them")
+            return 0
+        started = bi.start(report=console.print)
+    except bi.BiError as error:
+        console.print(f"[red]✗ {error}[/]")
+        return 1
+    console.print(f"[green]✓[/] Superset: {started['url']}")
+    if started["password"]:
+        console.print(f"  login {started['user']} / {started['password']}  (generated once; kept in "
+                      f"{started['password_file']}; set BI_ADMIN_PASSWORD to choose it)")
+    else:
+        console.print(f"  login {started['user']}, password in {started['password_file']} (or BI_ADMIN_PASSWORD)")
+    console.print(f"  the warehouse is connected as bi_reader (analytics only); log: {started['log']}; "
+                  "`make stop` stops it")
+    return 0
+
+
 def _histories(text: str) -> tuple[int, ...]:
     """argparse type of `lw bench --histories` (imports the bench module only when used)."""
     from lifecycle_warehouse.bench.history import parse_histories
@@ -278,6 +328,23 @@ def _parts(text: str) -> tuple[str, ...]:
         return parse_parts(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _say(line: str) -> None:
+    console.print(line, markup=False)
+
+
+def cmd_local_airflow(args) -> int:
+    """A real local Airflow in the background (`make airflow`): start, stop or status."""
+    from lifecycle_warehouse import local_airflow
+
+    if args.action == "start":
+        return local_airflow.start(say=_say)
+    if args.action == "stop":
+        if not local_airflow.stop(say=_say):
+            console.print("local Airflow was not running")
+        return 0
+    return local_airflow.status(say=_say)
 
 
 def cmd_airflow(args) -> int:
@@ -339,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lw", description="Lifecycle Warehouse commands")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the embedded PostgreSQL, create schemas, migrate Airflow").set_defaults(func=cmd_up)
-    sub.add_parser("stop", help="stop the embedded PostgreSQL").set_defaults(func=cmd_stop)
+    sub.add_parser("stop", help="stop the local Airflow (lw local-airflow), then the embedded PostgreSQL"
+                   ).set_defaults(func=cmd_stop)
     sub.add_parser("reset", help="empty the embedded warehouse (new `warehouse` database)").set_defaults(func=cmd_reset)
     sub.add_parser("urls", help="print WAREHOUSE_URL and SHOP_DB_URL").set_defaults(func=cmd_urls)
     psql = sub.add_parser("psql", help="open psql on the warehouse (or the shop)")
@@ -385,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     clv.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     clv.set_defaults(func=cmd_clv)
 
+    bi = sub.add_parser("bi", help="Apache Superset with the Customer lifecycle dashboard on 127.0.0.1 (BI_PORT)")
+    bi.add_argument("action", nargs="?", choices=("start", "stop", "status", "export"), default="start",
+                    help="start (default; installs, imports the dashboard), stop, status, or export the "
+                         "dashboard edited in Superset into bi/superset/")
+    bi.set_defaults(func=cmd_bi)
+
     bench = sub.add_parser("bench", help="measure the project's performance (docs/benchmark.md)")
     bench.add_argument("--profile", choices=("small", "large"), default="small",
                        help="sizes of every part (default small: a few minutes)")
@@ -417,7 +491,16 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--ingest-only", action="store_true", help="run the ingestion DAGs only")
             p.add_argument("--dag", action="append", choices=(*INGESTION_DAGS, WAREHOUSE_DAG),
                            help="run only this DAG (repeatable); default: every DAG, ingestion first")
+            p.add_argument("--verbose", action="store_true",
+                           help="stream Airflow's whole output (also LW_VERBOSE=1); default: a line per task, "
+                                "the output in AIRFLOW_HOME/logs/pipeline/")
         p.set_defaults(func=func)
+
+    local_airflow = sub.add_parser(
+        "local-airflow", help="a real local Airflow in the background (scheduler, dag-processor, triggerer, "
+                              "api-server on 127.0.0.1:$AIRFLOW_PORT, default 8080): start, stop, status")
+    local_airflow.add_argument("action", choices=("start", "stop", "status"))
+    local_airflow.set_defaults(func=cmd_local_airflow)
 
     for name, func in (("airflow", cmd_airflow), ("dbt", cmd_dbt)):
         p = sub.add_parser(name, help=f"run {name} with the project's environment", add_help=False)
