@@ -16,7 +16,7 @@ refunds, subscriptions; `SHOP_DB_URL`) into `raw.shop_*`. The shop is only read.
 from airflow.sdk import dag, task
 
 from lifecycle_warehouse import contract, ingest_tasks
-from lifecycle_warehouse.orchestration import RAW_ASSETS, ingest_dag_kwargs, run_dates
+from lifecycle_warehouse.orchestration import RAW_ASSETS, asset_event_extra, ingest_dag_kwargs, run_dates
 
 SOURCE = "shop"
 
@@ -35,8 +35,12 @@ def shop_ingest():
         return ingest_tasks.extract_shop_table(table, end)
 
     @task(outlets=[RAW_ASSETS[SOURCE]])
-    def summarize(results) -> dict:
-        """Log rows extracted per table; mark the raw shop data as updated."""
+    def summarize(results, params=None, data_interval_start=None, data_interval_end=None,
+                  outlet_events=None) -> dict:
+        """Log rows extracted per table; mark the raw shop data as updated for the run's
+        dates (the warehouse run it triggers reads them)."""
+        start, end = run_dates(params, data_interval_start, data_interval_end)
+        outlet_events[RAW_ASSETS[SOURCE]].extra = asset_event_extra(start, end)
         return ingest_tasks.summarize_shop_extracts([results[i] for i in range(len(results))])
 
     extracts = extract_table.expand(table=[t.table for t in contract.SHOP_TABLES])

@@ -64,17 +64,19 @@ from lifecycle_warehouse.orchestration import (
 )
 def warehouse():
     @task
-    def plan_build(run_id=None, params=None, data_interval_start=None, data_interval_end=None) -> dict:
+    def plan_build(run_id=None, params=None, data_interval_start=None, data_interval_end=None,
+                   triggering_asset_events=None) -> dict:
         """Take the warehouse for the run and log its plan: the date to reprocess deliveries
         from, and the as-of date (the run's last date)."""
-        _, end = run_dates(params, data_interval_start, data_interval_end)
+        _, end = run_dates(params, data_interval_start, data_interval_end, triggering_asset_events)
         plan = warehouse_tasks.plan_build(settings.warehouse_url(), run_id, as_of=end - timedelta(days=1))
         return {"recompute_from": str(plan.recompute_from or ""), "as_of_date": str(plan.as_of_date or "")}
 
     @task
-    def raw_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
+    def raw_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None,
+                         triggering_asset_events=None):
         """Validate the raw tables and deliveries before transforming them."""
-        start, end = run_dates(params, data_interval_start, data_interval_end)
+        start, end = run_dates(params, data_interval_start, data_interval_end, triggering_asset_events)
         return warehouse_tasks.quality_gate("raw", run_id, start, end)
 
     dbt_build = dag_factories.dbt_step_task_group(settings.dbt_step())
@@ -85,15 +87,17 @@ def warehouse():
         warehouse_tasks.record_build(settings.warehouse_url(), run_id)
 
     @task
-    def fit_clv(params=None, data_interval_start=None, data_interval_end=None) -> dict:
+    def fit_clv(params=None, data_interval_start=None, data_interval_end=None,
+                triggering_asset_events=None) -> dict:
         """Fit the CLV models as of the run's last date; write customer_clv and clv_model_params."""
-        _, end = run_dates(params, data_interval_start, data_interval_end)
+        _, end = run_dates(params, data_interval_start, data_interval_end, triggering_asset_events)
         return warehouse_tasks.fit_clv(end - timedelta(days=1))
 
     @task
-    def marts_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None):
+    def marts_quality_gate(run_id=None, params=None, data_interval_start=None, data_interval_end=None,
+                           triggering_asset_events=None):
         """Validate the freshly built marts before BI can see them."""
-        start, end = run_dates(params, data_interval_start, data_interval_end)
+        start, end = run_dates(params, data_interval_start, data_interval_end, triggering_asset_events)
         return warehouse_tasks.quality_gate("marts", run_id, start, end)
 
     @task(outlets=[ANALYTICS_ASSET])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from lifecycle_warehouse import contract, ingest_tasks
-from lifecycle_warehouse.orchestration import RAW_ASSETS, ingest_dag_kwargs, run_dates
+from lifecycle_warehouse.orchestration import RAW_ASSETS, asset_event_extra, ingest_dag_kwargs, run_dates
 
 
 def file_ingest_dag(source: str, doc_md: str):
@@ -28,8 +28,12 @@ def file_ingest_dag(source: str, doc_md: str):
             return ingest_tasks.load_files(source, entity, start, end)
 
         @task(outlets=[RAW_ASSETS[source]])
-        def summarize(results) -> dict:
-            """Log the run's totals and rejected files; mark the source's raw data as updated."""
+        def summarize(results, params=None, data_interval_start=None, data_interval_end=None,
+                      outlet_events=None) -> dict:
+            """Log the run's totals and rejected files; mark the source's raw data as updated
+            for the run's dates (the warehouse run it triggers reads them)."""
+            start, end = run_dates(params, data_interval_start, data_interval_end)
+            outlet_events[RAW_ASSETS[source]].extra = asset_event_extra(start, end)
             # Indexing (not iterating) the mapped results: iteration probes one XCom past
             # the end, which Airflow logs as an error.
             return ingest_tasks.summarize_file_loads(source, [results[i] for i in range(len(results))])

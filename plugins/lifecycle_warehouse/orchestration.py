@@ -59,10 +59,14 @@ ANALYTICS_ASSET = Asset(name="analytics", uri="warehouse://analytics", group="an
 
 
 def run_dates(
-    params: dict | None, data_interval_start: datetime | None, data_interval_end: datetime | None
+    params: dict | None, data_interval_start: datetime | None, data_interval_end: datetime | None,
+    triggering_asset_events=None,
 ) -> tuple[date, date]:
-    """Business dates [start, end) a run covers: the conf range when given, else the
-    run's data interval (whole days, UTC)."""
+    """Business dates [start, end) a run covers: the conf range when given; else, for a run
+    started by Asset events (the warehouse DAG, scheduled on the raw Assets: Airflow 3 gives
+    such a run no data interval), the range of dates the triggering ingestion runs loaded
+    (each writes its dates into its event, `asset_event_extra`); else the run's data
+    interval (whole days, UTC)."""
     params = params or {}
     date_from, date_to = params.get("date_from"), params.get("date_to")
     if date_from or date_to:
@@ -72,11 +76,37 @@ def run_dates(
         if last < start:
             raise ValueError(f"date_to ({last}) is before date_from ({start})")
         return start, last + timedelta(days=1)
+    from_events = _dates_of_events(triggering_asset_events)
+    if from_events is not None:
+        return from_events
     if data_interval_start is None or data_interval_end is None:
-        raise ValueError("the run has no data interval; pass date_from and date_to")
+        raise ValueError("the run has no data interval and no triggering Asset event with dates; "
+                         "pass date_from and date_to")
     start = pendulum.instance(data_interval_start).in_tz("UTC").date()
     end = pendulum.instance(data_interval_end).in_tz("UTC").date()
     return start, max(end, start + timedelta(days=1))
+
+
+def asset_event_extra(start: date, end: date) -> dict[str, str]:
+    """What an ingestion run writes into its raw Asset's event: the business dates it
+    loaded, [start, end) as inclusive `date_from` / `date_to`."""
+    return {"date_from": start.isoformat(), "date_to": (end - timedelta(days=1)).isoformat()}
+
+
+def _dates_of_events(triggering_asset_events) -> tuple[date, date] | None:
+    """[start, end) spanning every triggering event's dates, or None without such events."""
+    if not triggering_asset_events:
+        return None
+    starts, lasts = [], []
+    for events in triggering_asset_events.values():
+        for event in events:
+            extra = getattr(event, "extra", None) or {}
+            if extra.get("date_from") and extra.get("date_to"):
+                starts.append(date.fromisoformat(str(extra["date_from"])))
+                lasts.append(date.fromisoformat(str(extra["date_to"])))
+    if not starts:
+        return None
+    return min(starts), max(lasts) + timedelta(days=1)
 
 
 def interval_end_instant(end: date) -> datetime:

@@ -295,7 +295,10 @@ def test_local_airflow_runs_a_backfill_through_the_api(instance):
         asset = next(a for a in assets if a["name"] == "raw_crm")
         assert {ref["dag_id"] for ref in asset.get("scheduled_dags", [])} == {"warehouse"}, asset
         events = client.get("/api/v2/assets/events", params={"asset_id": asset["id"]}).json()["asset_events"]
-        assert any(e["source_dag_id"] == "crm_ingest" and e["source_run_id"] == run_id for e in events), events
+        ours = [e for e in events if e["source_dag_id"] == "crm_ingest" and e["source_run_id"] == run_id]
+        assert ours, events
+        # the dates it loaded, which the warehouse run it triggers covers (orchestration.run_dates)
+        assert ours[0]["extra"] == {"date_from": START.isoformat(), "date_to": date_to.isoformat()}, ours
 
         # --- the UI's dependency graph: ingestion DAG → raw Asset → warehouse DAG
         graph = client.get("/ui/dependencies")
