@@ -56,6 +56,7 @@ from lifecycle_warehouse.orchestration import (
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(hours=settings.warehouse_run_timeout_hours()),
     default_args=DEFAULT_ARGS,
     params=RANGE_PARAMS,
     tags=["warehouse", "dbt", "quality", "analytics"],

@@ -54,6 +54,11 @@ def test_conventions(dagbag, dag_id):
     assert dag.max_active_runs == 1
     for t in dag.tasks:
         assert t.retries >= 2, f"{dag_id}.{t.task_id} has retries={t.retries}"
+        # nothing hangs: every task has a timeout, and retries back off
+        assert t.execution_timeout is not None, f"{dag_id}.{t.task_id} has no execution_timeout"
+        assert t.retry_exponential_backoff > 1, f"{dag_id}.{t.task_id} retries without backoff"
+    if dag_id == "warehouse":
+        assert dag.dagrun_timeout is not None
 
 
 def test_ingestion_dags_emit_assets(dagbag):

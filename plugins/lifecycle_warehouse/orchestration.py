@@ -28,8 +28,14 @@ DEFAULT_ARGS = {
     "owner": "data-engineering",
     "retries": 2,
     # Short by default for local runs (a failed task would otherwise stall `make pipeline`
-    # for minutes); deployments set LW_RETRY_DELAY_SECONDS, e.g. 300.
+    # for minutes); deployments set LW_RETRY_DELAY_SECONDS, e.g. 300. A retry waits twice
+    # as long as the one before (transient errors: a database restarting, a network cut);
+    # data errors (a failed quality gate) fail at once without retries.
     "retry_delay": timedelta(seconds=int(os.environ.get("LW_RETRY_DELAY_SECONDS", "10"))),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    # Nothing hangs: a task stuck on a silent server fails and is retried.
+    "execution_timeout": timedelta(minutes=settings.task_timeout_minutes()),
 }
 
 # A run normally loads its data interval. `date_from`/`date_to` (inclusive) let one run

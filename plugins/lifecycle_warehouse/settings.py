@@ -137,6 +137,34 @@ def gate_severity(setting: str) -> str:
     return value
 
 
+# --- nothing hangs: timeouts (issue 24) ------------------------------------------------
+
+
+def connect_timeout_seconds() -> int:
+    """How long a connection to the warehouse or the shop may take to open
+    (`LW_CONNECT_TIMEOUT_SECONDS`, default 10): a server that accepts and never answers
+    fails the task instead of holding it."""
+    return _number("LW_CONNECT_TIMEOUT_SECONDS", "10", int, minimum=1)
+
+
+def statement_timeout_seconds() -> int:
+    """The longest statement ingestion runs on the shop or the warehouse
+    (`LW_STATEMENT_TIMEOUT_SECONDS`, default 1800)."""
+    return _number("LW_STATEMENT_TIMEOUT_SECONDS", "1800", int, minimum=1)
+
+
+def task_timeout_minutes() -> int:
+    """Every task of every DAG fails after this many minutes (`LW_TASK_TIMEOUT_MINUTES`,
+    default 120: a full build of 100,000 customers' year took 14 minutes)."""
+    return _number("LW_TASK_TIMEOUT_MINUTES", "120", int, minimum=1)
+
+
+def warehouse_run_timeout_hours() -> float:
+    """A warehouse DAG run fails after this many hours, its end_build teardown still running
+    (`LW_WAREHOUSE_RUN_TIMEOUT_HOURS`, default 6)."""
+    return _number("LW_WAREHOUSE_RUN_TIMEOUT_HOURS", "6", float, minimum=0.1)
+
+
 def clv_annual_discount_rate() -> float:
     """The annual rate that discounts predicted_clv_365d in `customer_clv` (money expected
     in t years counts 1 / (1 + rate)^t): `LW_CLV_ANNUAL_DISCOUNT_RATE`, default 0.10."""

@@ -3,7 +3,7 @@ types (integer ids, numeric(12,2), varchar, timestamp without time zone) and a w
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import psycopg
@@ -359,3 +359,68 @@ def test_a_warehouse_without_versions_gets_its_latest_rows_as_first_versions(sho
     shop.extract_table(shop_db, warehouse_url, "orders", t(2))
     with psycopg.connect(warehouse_url) as conn:
         assert conn.execute("select count(*) from raw.shop_orders_versions").fetchone()[0] == 2
+
+
+def test_a_shop_that_accepts_and_never_answers_fails_the_extraction_within_its_timeout(
+        warehouse_url, monkeypatch):
+    """Nothing hangs: SHOP_DB_URL points at a socket that accepts connections and never
+    says a word. The extraction fails after LW_CONNECT_TIMEOUT_SECONDS with an error naming
+    the setting, and leaves no session, lock or transaction behind in the warehouse."""
+    import socket
+    import threading
+    import time
+
+    from lifecycle_warehouse import ingest_tasks
+    from lifecycle_warehouse.ingest import SourceUnavailableError
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except TimeoutError:
+                continue
+
+    listener = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    listener.start()
+    monkeypatch.setenv("SHOP_DB_URL", f"postgresql://shop:secret-shop-password@127.0.0.1:{silent.getsockname()[1]}/shop")
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("LW_CONNECT_TIMEOUT_SECONDS", "2")
+    try:
+        started = time.monotonic()
+        with pytest.raises(SourceUnavailableError, match="SHOP_DB_URL") as failed:
+            ingest_tasks.extract_shop_table("orders", date(2026, 9, 2))
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        listener.join()
+        for conn in accepted:
+            conn.close()
+        silent.close()
+    assert accepted, "the extraction did reach the silent server"
+    assert elapsed < 10, f"took {elapsed:.1f} s with a 2 s connect timeout"
+    assert "secret-shop-password" not in str(failed.value)
+    with psycopg.connect(warehouse_url) as conn:
+        others = conn.execute(
+            "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() "
+            "and application_name = 'lifecycle_warehouse.ingest.shop'").fetchone()[0]
+        locks = conn.execute("select count(*) from pg_locks where locktype = 'advisory'").fetchone()[0]
+    assert (others, locks) == (0, 0)
+
+
+def test_connections_get_timeouts_and_keepalives_unless_the_url_sets_them():
+    from lifecycle_warehouse.ingest import connection_defaults
+
+    plain = connection_defaults("postgresql://u@host/db")
+    assert plain["connect_timeout"] == 10 and plain["keepalives"] == 1
+    assert plain["options"] == "-c statement_timeout=1800000"
+    own = connection_defaults("postgresql://u@host/db?connect_timeout=3&options=-c%20statement_timeout%3D5s")
+    assert "connect_timeout" not in own and "options" not in own
+    other_options = connection_defaults("postgresql://u@host/db?options=-c%20search_path%3Dx")
+    assert other_options["options"] == "-c search_path=x -c statement_timeout=1800000"
