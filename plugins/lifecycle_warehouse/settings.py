@@ -114,6 +114,13 @@ def missing_grace_days() -> int:
     return _number("LW_MISSING_GRACE_DAYS", "1", int)
 
 
+def max_line_bytes() -> int:
+    """A line of a landing file longer than this many bytes (its line end not counted) is
+    never read whole: the record is quarantined with its first bytes (`LW_MAX_LINE_BYTES`,
+    default 16 MiB, 16777216)."""
+    return _number("LW_MAX_LINE_BYTES", str(16 << 20), int, minimum=1)
+
+
 def max_bad_records_pct() -> float:
     """A file with more than this share of its records quarantined is reported by the raw
     gate (the source likely changed its format): `LW_MAX_BAD_RECORDS_PCT`, default 5."""

@@ -44,9 +44,12 @@ class DataFile:
     size: int
     modified_at: datetime  # UTC
     sha256: str | None = None  # computed when needed (sha256_of)
+    refused: str | None = None  # why the file is not read at all (see `refusal`)
 
     def with_sha256(self) -> DataFile:
-        return self if self.sha256 else replace(self, sha256=sha256_of(self.path))
+        if self.sha256 or self.refused:
+            return self
+        return replace(self, sha256=sha256_of(self.path))
 
 
 @dataclass
@@ -79,7 +82,24 @@ def delivery_folder(landing_dir: Path, entity: FileEntity, dt: date) -> Path:
 
 def _visible_files(folder: Path) -> list[Path]:
     # `_SUCCESS`-style markers and dotfiles (a writer's temporary files) are not deliveries.
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))]
+    # A symbolic link is one whatever it points to (a broken one is rejected, not ignored).
+    return [p for p in folder.iterdir()
+            if (p.is_file() or p.is_symlink()) and not p.name.startswith((".", "_"))]
+
+
+def refusal(path: Path, landing_root: Path) -> str | None:
+    """Why a data file of the landing zone is not read at all, or None: files are read only
+    inside the landing zone (a symbolic link may point elsewhere inside it, never outside),
+    and a name holding `..` looks like a path out of it."""
+    if ".." in path.name:
+        return "refused: the file name contains '..' (a name that reads as a path out of its folder)"
+    target = path.resolve()  # through a link to the file or to one of its folders
+    if not target.is_relative_to(landing_root):
+        return (f"refused: a symbolic link to {target}, outside the landing zone "
+                f"(LANDING_DIR {landing_root}); files are read only inside it")
+    if not target.is_file():
+        return f"cannot read the file: a symbolic link to {target}, which is not a file"
+    return None
 
 
 def delivery_files(folder: Path) -> list[Path]:
@@ -94,13 +114,16 @@ def ignored_files(folder: Path) -> list[Path]:
 
 def data_files(landing_dir: Path, folder: Path) -> list[DataFile]:
     out = []
+    root = Path(landing_dir).resolve()
     for path in delivery_files(folder):
-        stat = path.stat()
+        refused = refusal(path, root)
+        stat = path.lstat() if refused else path.stat()  # a refused link is not followed
         out.append(DataFile(
             path=path,
             rel=path.relative_to(landing_dir).as_posix(),
             size=stat.st_size,
             modified_at=_EPOCH + timedelta(microseconds=stat.st_mtime_ns // 1000),
+            refused=refused,
         ))
     return out
 
@@ -133,12 +156,20 @@ def incomplete_reason(
     if require_marker:
         return f"no {MARKER} marker yet (the source writes one when a delivery is complete)"
     entries = [folder, *folder.iterdir()]
-    newest = max(os.stat(p).st_mtime for p in entries)
+    newest = max(_mtime(p) for p in entries)
     age = now - newest
     if age < settle_seconds:
         return (f"a file changed {max(age, 0):.0f} s ago: waiting until nothing has changed for "
                 f"{settle_seconds:.0f} s (LW_SETTLE_SECONDS), so that no half-written file is read")
     return None
+
+
+def _mtime(path: Path) -> float:
+    """Modification time, of a symbolic link's target when it can be read, else of the link."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return os.lstat(path).st_mtime
 
 
 def _last_loads(

@@ -42,7 +42,9 @@ from lifecycle_warehouse.ingest.records import (
     FileRejected,
     HeaderMap,
     JsonlRecord,
+    LineTooLong,
     RULE_NOT_JSON,
+    RULE_TOO_DEEP,
     csv_records,
     decode_lines,
     file_format,
@@ -293,6 +295,9 @@ def _load_file_or_reject(
 ) -> FileResult:
     """Load one file inside a savepoint; a FileRejected undoes just this file."""
     rel = data_file.rel
+    if data_file.refused:  # outside the landing zone, or a name like a path out of it
+        return FileResult(rel, REJECTED, error=f"{rel}: {data_file.refused}",
+                          size=data_file.size, modified_at=data_file.modified_at)
     try:
         data_file = data_file.with_sha256()
     except OSError as exc:
@@ -319,24 +324,28 @@ def _load_file(
     fast = _load_file_optimistically(conn, path, rel, entity, fmt, dt, batch_id, known)
     if fast is not None:
         return fast
-    lines = decode_lines(read_lines(path))
-    header_text = None
-    if fmt == CSV:
-        records = csv_records(lines)
-        header, header_record = _read_csv_header(entity, records)
-        header_text = header_record.text
-        rows_read = stage_csv(conn, len(header_record.fields), records)
-    else:
-        header, rows_read = None, stage_jsonl(conn, jsonl_records(lines))
-
-    counts = validate_and_insert(conn, entity, fmt, header, batch_id=batch_id, dt=dt, file=rel)
+    where = {"batch_id": batch_id, "dt": dt, "file": rel}
+    try:
+        with conn.transaction():
+            header, header_text, rows_read = _stage_carefully(conn, path, entity, fmt)
+            counts = validate_and_insert(conn, entity, fmt, header, **where)
+    except psycopg.errors.StatementTooComplex:
+        if fmt != JSONL:
+            raise
+        # a line nested deeper than PostgreSQL's parser can go (stack depth): find it
+        too_deep = _too_deep_lines(conn, path)
+        header, header_text, rows_read = _stage_carefully(conn, path, entity, fmt, too_deep)
+        counts = validate_and_insert(conn, entity, fmt, header, **where)
     loaded = counts.pop(None, 0)
     quarantined = sum(counts.values())
     if fmt == JSONL and rows_read and counts.get(RULE_NOT_JSON) == rows_read:
         # not one line parses: not JSONL at all (an HTML error page, a binary file)
+        first = _first_line(path)
+        if _cr_only(first):
+            raise FileRejected(_CR_ONLY)
         raise FileRejected(
             f"not a JSONL file: none of its {rows_read} line(s) is valid JSON (first line: "
-            f"{_first_line(path)!r})"
+            f"{_shown(first.strip())!r})"
         )
     if loaded + quarantined != rows_read:  # every staged record lands exactly once
         raise RuntimeError(
@@ -346,6 +355,44 @@ def _load_file(
     rules = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     return FileResult(rel, LOADED, rows_read, loaded, quarantined, rules=rules, header=header_text,
                       **known)
+
+
+def _stage_carefully(
+    conn: psycopg.Connection, path: Path, entity: FileEntity, fmt: str,
+    too_deep: frozenset[int] = frozenset(),
+) -> tuple[HeaderMap | None, str | None, int]:
+    """Stage the file record by record: (header, header line, records staged); the JSONL
+    lines numbered in `too_deep` are staged with RULE_TOO_DEEP."""
+    lines = decode_lines(read_lines(path))
+    if fmt == CSV:
+        records = csv_records(lines)
+        header, header_record = _read_csv_header(entity, records)
+        return header, header_record.text, stage_csv(conn, len(header_record.fields), records)
+    jsonl = jsonl_records(lines)
+    if too_deep:
+        jsonl = (r._replace(problem=RULE_TOO_DEEP) if r.line_number in too_deep else r for r in jsonl)
+    return None, None, stage_jsonl(conn, jsonl)
+
+
+# A line with fewer opening brackets than this is not nested deeper than PostgreSQL parses
+# (thousands of levels with the default max_stack_depth): only longer ones are tested.
+_DEEP_CANDIDATE = 1000
+
+
+def _too_deep_lines(conn: psycopg.Connection, path: Path) -> frozenset[int]:
+    """Numbers of the JSONL lines PostgreSQL cannot parse for their nesting ("stack depth
+    limit exceeded"): each line with many brackets is parsed alone, in a savepoint."""
+    found = set()
+    for record in jsonl_records(decode_lines(read_lines(path))):
+        if record.problem or record.text.count("[") + record.text.count("{") < _DEEP_CANDIDATE:
+            continue
+        try:
+            with conn.transaction():
+                conn.execute("select pg_input_is_valid(%(l)s, 'json'), pg_input_is_valid(%(l)s, 'jsonb')",
+                             {"l": record.text})
+        except psycopg.errors.StatementTooComplex:
+            found.add(record.line_number)
+    return frozenset(found)
 
 
 class _NotExact(Exception):
@@ -379,9 +426,13 @@ def _load_file_optimistically(
                 ).format(STAGE_SQL)
             newlines, last = 0, b"\n"
             with conn.cursor().copy(copy_in) as copy:
-                for block in read_blocks(path):
+                for block in read_blocks(path):  # LineTooLong: the careful load quarantines it
                     if fmt == JSONL and (b"\x01" in block or b"\x02" in block):
                         raise _NotExact("a control byte COPY would take for a separator")
+                    if not newlines:  # the first line: CR-only line ends, which COPY would split
+                        end = block.find(b"\n")  # (the careful load rejects such a file)
+                        if b"\r" in (block if end < 0 else block[:end]).rstrip(b"\r"):
+                            raise _NotExact("CR-only line ends")
                     newlines += block.count(b"\n")
                     last = block[-1:]
                     copy.write(block)
@@ -393,15 +444,27 @@ def _load_file_optimistically(
             if loaded != staged:
                 raise _NotExact(f"{staged - loaded} record(s) to quarantine")
             conn.execute(sql.SQL("drop table {}").format(STAGE_SQL))
-    except (_NotExact, FileRejected, psycopg.Error, OSError) as why:
+    except (_NotExact, FileRejected, LineTooLong, psycopg.Error, OSError) as why:
         log.debug("%s: loading it record by record (%s)", rel, why)
         return None
     return FileResult(rel, LOADED, staged, loaded, 0, rules={}, header=header_text, **known)
 
 
-def _first_line(path: Path, limit: int = 60) -> str:
-    line = next(iter(decode_lines(read_lines(path))), ("", None))[0].strip()
-    return line[:limit] + ("…" if len(line) > limit else "")
+def _first_line(path: Path) -> str:
+    return next(iter(decode_lines(read_lines(path))), ("", None))[0]
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+_CR_ONLY = ("its lines end with CR only (classic Mac OS line ends): the contract needs LF or "
+            "CRLF line ends")
+
+
+def _cr_only(text: str) -> bool:
+    """A CR inside a file's first line (not its CRLF end): the file's lines end with CR."""
+    return "\r" in text.rstrip("\r\n")
 
 
 def validate_and_insert(
@@ -440,6 +503,8 @@ def _read_csv_header(entity: FileEntity, records: Iterator[CsvRecord]) -> tuple[
     if first is None:
         raise FileRejected("empty file: a CSV delivery needs at least its header row")
     if first.problem is not None or first.fields is None:
+        if _cr_only(first.text):
+            raise FileRejected(_CR_ONLY)
         raise FileRejected(f"header (line {first.line_number}): {first.problem}")
     return map_header(entity, first.fields), first
 

@@ -30,12 +30,12 @@ from lifecycle_warehouse.contract import FileEntity
 from lifecycle_warehouse.ingest import connect, files
 from lifecycle_warehouse.ingest.records import (
     CSV,
-    READ_ONLY_RULES,
     CsvRecord,
     FileRejected,
     JsonlRecord,
     csv_records,
     decode_lines,
+    is_read_only_rule,
     map_header,
     read_lines,
 )
@@ -190,7 +190,7 @@ def _replay_file(
         staged = files.stage_csv(conn, len(header_fields), (_csv_record(*q) for q in quarantined))
     else:
         staged = files.stage_jsonl(conn, (
-            JsonlRecord(line_number, raw_record, rule if rule in READ_ONLY_RULES else None)
+            JsonlRecord(line_number, raw_record, rule if is_read_only_rule(rule) else None)
             for line_number, rule, raw_record in quarantined
         ))
     counts = files.validate_and_insert(conn, entity, entity.format, header,
@@ -210,7 +210,7 @@ def _replay_file(
 
 def _csv_record(line_number: int, rule: str, raw_record: str) -> CsvRecord:
     """One quarantined CSV record, parsed again from its text (which may span lines)."""
-    if rule in READ_ONLY_RULES:
+    if is_read_only_rule(rule):
         return CsvRecord(line_number, raw_record, None, rule)
     parsed = list(csv_records((line, None) for line in raw_record.splitlines(keepends=True)))
     if len(parsed) != 1:

@@ -21,7 +21,7 @@ end as _lw_rule
     "_lw_v2" as "channel",
     case when ("_lw_v3" like '____-__-__' and pg_input_is_valid("_lw_v3", 'date')) then "_lw_v3"::date end as "start_date",
     case when ("_lw_v4" like '____-__-__' and pg_input_is_valid("_lw_v4", 'date')) then "_lw_v4"::date end as "end_date",
-    case when (pg_input_is_valid("_lw_v5", 'numeric') and "_lw_v5" !~* 'n') then "_lw_v5"::numeric end as "budget",
+    case when ("_lw_v5" !~ '[^-+.0-9eE[:space:]]' and pg_input_is_valid("_lw_v5", 'numeric')) then "_lw_v5"::numeric end as "budget",
     "_lw_v6" as "currency"
     from (select line_number as _lw_line, raw_record as _lw_record, pre_rule as _lw_pre_rule,
   nullif("f0", '') as "_lw_v0",

@@ -24,8 +24,8 @@ end as _lw_rule
     "_lw_v6" as "city",
     "_lw_v7" as "lead_source",
     "_lw_v8" as "lifecycle_stage",
-    case when ("_lw_v9" like '____-__-__%' and pg_input_is_valid("_lw_v9", 'timestamptz')) then "_lw_v9"::timestamptz end as "created_at",
-    case when ("_lw_v10" like '____-__-__%' and pg_input_is_valid("_lw_v10", 'timestamptz')) then "_lw_v10"::timestamptz end as "updated_at"
+    case when ("_lw_v9" like '____-__-__%' and "_lw_v9" not ilike '%bc%' and pg_input_is_valid("_lw_v9", 'timestamptz')) then "_lw_v9"::timestamptz end as "created_at",
+    case when ("_lw_v10" like '____-__-__%' and "_lw_v10" not ilike '%bc%' and pg_input_is_valid("_lw_v10", 'timestamptz')) then "_lw_v10"::timestamptz end as "updated_at"
     from (select line_number as _lw_line, raw_record as _lw_record, pre_rule as _lw_pre_rule,
   nullif("f0", '') as "_lw_v0",
   nullif("f1", '') as "_lw_v1",

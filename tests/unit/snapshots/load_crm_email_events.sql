@@ -18,7 +18,7 @@ end as _lw_rule
     "_lw_v1" as "contact_id",
     "_lw_v2" as "campaign_id",
     "_lw_v3" as "event_type",
-    case when ("_lw_v4" like '____-__-__%' and pg_input_is_valid("_lw_v4", 'timestamptz')) then "_lw_v4"::timestamptz end as "occurred_at",
+    case when ("_lw_v4" like '____-__-__%' and "_lw_v4" not ilike '%bc%' and pg_input_is_valid("_lw_v4", 'timestamptz')) then "_lw_v4"::timestamptz end as "occurred_at",
     "_lw_v5" as "url"
     from (select line_number as _lw_line, raw_record as _lw_record, pre_rule as _lw_pre_rule,
   nullif("f0", '') as "_lw_v0",

@@ -18,8 +18,8 @@ end as _lw_rule
     "_lw_v0" as "loyalty_event_id",
     "_lw_v1" as "contact_id",
     "_lw_v2" as "event_type",
-    case when pg_input_is_valid("_lw_v3", 'integer') then "_lw_v3"::integer end as "points",
-    case when ("_lw_v4" like '____-__-__%' and pg_input_is_valid("_lw_v4", 'timestamptz')) then "_lw_v4"::timestamptz end as "occurred_at",
+    case when ("_lw_v3" !~ '[^-+.0-9eE[:space:]]' and pg_input_is_valid("_lw_v3", 'integer')) then "_lw_v3"::integer end as "points",
+    case when ("_lw_v4" like '____-__-__%' and "_lw_v4" not ilike '%bc%' and pg_input_is_valid("_lw_v4", 'timestamptz')) then "_lw_v4"::timestamptz end as "occurred_at",
     "_lw_v5" as "reference"
     from (select line_number as _lw_line, raw_record as _lw_record, pre_rule as _lw_pre_rule,
   nullif("f0", '') as "_lw_v0",

@@ -28,9 +28,9 @@ end as _lw_rule
     "_lw_v3" as "utm_source",
     "_lw_v4" as "utm_medium",
     "_lw_v5" as "utm_campaign",
-    case when pg_input_is_valid("_lw_v6", 'bigint') then "_lw_v6"::bigint end as "impressions",
-    case when pg_input_is_valid("_lw_v7", 'bigint') then "_lw_v7"::bigint end as "clicks",
-    case when (pg_input_is_valid("_lw_v8", 'numeric') and "_lw_v8" !~* 'n') then "_lw_v8"::numeric end as "spend",
+    case when ("_lw_v6" !~ '[^-+.0-9eE[:space:]]' and pg_input_is_valid("_lw_v6", 'bigint')) then "_lw_v6"::bigint end as "impressions",
+    case when ("_lw_v7" !~ '[^-+.0-9eE[:space:]]' and pg_input_is_valid("_lw_v7", 'bigint')) then "_lw_v7"::bigint end as "clicks",
+    case when ("_lw_v8" !~ '[^-+.0-9eE[:space:]]' and pg_input_is_valid("_lw_v8", 'numeric')) then "_lw_v8"::numeric end as "spend",
     "_lw_v9" as "currency"
     from (select line_number as _lw_line, raw_record as _lw_record, pre_rule as _lw_pre_rule,
   nullif("f0", '') as "_lw_v0",

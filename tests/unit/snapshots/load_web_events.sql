@@ -18,7 +18,7 @@ end as _lw_rule
     select _lw_line, _lw_record, _lw_pre_rule, _lw_extra, "_lw_v0", "_lw_v1", "_lw_v2", "_lw_v3", "_lw_v4", "_lw_v5", "_lw_v6", "_lw_v7", "_lw_v8", "_lw_v9", "_lw_v10", "_lw_v11", "_lw_v12", "_lw_v13", "_lw_v14", "_lw_v15", "_lw_v16",
     "_lw_v0" as "event_id",
     "_lw_v1" as "event_name",
-    case when ("_lw_v2" like '____-__-__%' and pg_input_is_valid("_lw_v2", 'timestamptz')) then "_lw_v2"::timestamptz end as "occurred_at",
+    case when ("_lw_v2" like '____-__-__%' and "_lw_v2" not ilike '%bc%' and pg_input_is_valid("_lw_v2", 'timestamptz')) then "_lw_v2"::timestamptz end as "occurred_at",
     "_lw_v3" as "anonymous_id",
     "_lw_v4" as "user_id",
     "_lw_v5" as "session_id",
