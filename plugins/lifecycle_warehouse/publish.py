@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from lifecycle_warehouse import connections
 from lifecycle_warehouse.quality import audit
 from lifecycle_warehouse.quality.suites import BUILD_SCHEMA, MART_RELATIONS
 
@@ -137,7 +138,7 @@ def publish(
     """Copy every BI relation from the build schema into `analytics`, in one transaction."""
     if from_schema == to_schema:
         raise ValueError("from_schema and to_schema must differ")
-    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+    with connections.connect(warehouse_url, autocommit=True) as conn:
         audit.ensure_schemas(conn)
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (PUBLISH_LOCK,))

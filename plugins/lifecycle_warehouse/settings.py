@@ -155,8 +155,8 @@ def connect_timeout_seconds() -> int:
 
 
 def statement_timeout_seconds() -> int:
-    """The longest statement ingestion runs on the shop or the warehouse
-    (`LW_STATEMENT_TIMEOUT_SECONDS`, default 1800)."""
+    """The longest statement the project runs on the shop or the warehouse, dbt's models
+    excepted (`LW_STATEMENT_TIMEOUT_SECONDS`, default 1800; lifecycle_warehouse.connections)."""
     return _number("LW_STATEMENT_TIMEOUT_SECONDS", "1800", int, minimum=1)
 
 
@@ -183,6 +183,12 @@ def start_date() -> str:
     reach before it (Airflow creates such runs without tasks), so it is early by default;
     scheduled runs still start from the latest interval (catchup is off)."""
     return os.environ.get("LW_START_DATE", "1900-01-01")
+
+
+def alert_url() -> str | None:
+    """Where alerts go (`LW_ALERT_URL`): an Apprise URL (`json://host:port/path`, `slack://…`,
+    `mailto://…`; several separated by spaces or commas). Unset or empty: no alerts."""
+    return os.environ.get("LW_ALERT_URL", "").strip() or None
 
 
 def _embedded_url(database: str, variable: str) -> str:

@@ -12,7 +12,7 @@ from datetime import date, datetime
 
 import psycopg
 
-from lifecycle_warehouse import dbt_runner, settings
+from lifecycle_warehouse import connections, dbt_runner, settings
 from lifecycle_warehouse.bootstrap import ensure_raw_schema
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def plan_build(url: str, run_id: str, as_of: date | None = None, wait_seconds: f
     """
     wait_seconds = settings.manual_build_wait_seconds() if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + wait_seconds
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connections.connect(url, autocommit=True) as conn:
         ensure_raw_schema(conn)  # a warehouse upgraded in place may lack the log until its next load
         waited = False
         while conn.execute("select raw.take_warehouse(%s, 'dag', %s)", (run_id, as_of)).fetchone()[0] is None:
@@ -96,7 +96,7 @@ def _holder(conn: psycopg.Connection) -> str:
 
 def record_build(url: str, run_id: str) -> None:
     """Log that this run's dbt build succeeded: later runs plan from its start."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connections.connect(url, autocommit=True) as conn:
         updated = conn.execute(
             "update raw.warehouse_builds set built_at = now() where run_id = %s", (run_id,)
         ).rowcount
@@ -107,14 +107,14 @@ def record_build(url: str, run_id: str) -> None:
 def end_build(url: str, run_id: str) -> None:
     """Log that this build ended, whether it succeeded or not: it no longer holds the
     warehouse."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connections.connect(url, autocommit=True) as conn:
         conn.execute("select raw.end_build(%s, false)", (run_id,))
 
 
 def running_builds(url: str) -> list[tuple[str, str, datetime]]:
     """(run_id, kind, started_at) of the builds that hold the warehouse, oldest first (a
     dbt build whose process died no longer does)."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connections.connect(url, autocommit=True) as conn:
         ensure_raw_schema(conn)
         return conn.execute(
             "select run_id, kind, started_at from raw.warehouse_builds"

@@ -415,7 +415,7 @@ def test_a_shop_that_accepts_and_never_answers_fails_the_extraction_within_its_t
 
 
 def test_connections_get_timeouts_and_keepalives_unless_the_url_sets_them():
-    from lifecycle_warehouse.ingest import connection_defaults
+    from lifecycle_warehouse.connections import connection_defaults
 
     plain = connection_defaults("postgresql://u@host/db")
     assert plain["connect_timeout"] == 10 and plain["keepalives"] == 1

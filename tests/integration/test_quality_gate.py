@@ -378,7 +378,9 @@ def test_gate_connects_with_the_interval_end_as_a_session_setting(monkeypatch):
                                 "-c lw.data_interval_end=2026-09-03T00:00:00+00:00 "
                                 "-c lw.max_bad_records_pct=5.0 -c lw.daily_entities=web/events "
                                 "-c lw.missing_grace_days=1 -c lw.lookback_days=7 "
-                                "-c timezone=UTC -c default_transaction_read_only=on"]
+                                "-c timezone=UTC -c default_transaction_read_only=on "
+                                "-c statement_timeout=1800000"]
+    assert query["connect_timeout"] == ["10"] and query["keepalives"] == ["1"]
     with pytest.raises(ValueError, match="postgresql:// URL"):
         sqlalchemy_url("host=db dbname=warehouse", session)
 

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 import numpy as np
 import psycopg
 
-from lifecycle_warehouse import settings
+from lifecycle_warehouse import connections, settings
 from lifecycle_warehouse.clv import analysis
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def read_purchases(conn: psycopg.Connection, as_of: date) -> tuple[np.ndarray, n
 
 def fit_as_of(url: str, as_of: date) -> tuple[analysis.CustomerSummary, analysis.ClvFit]:
     """Fit both models on the warehouse's valid orders up to `as_of`; writes nothing."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connections.connect(url, autocommit=True) as conn:
         _require_orders(conn)
         keys, days, amounts = read_purchases(conn, as_of)
     summary = analysis.summarise(keys, days, amounts, as_of)
@@ -148,7 +148,7 @@ def fit_as_of(url: str, as_of: date) -> tuple[analysis.CustomerSummary, analysis
 
 def backtest(url: str, calibration_end: date, holdout_end: date) -> dict:
     """`analysis.backtest` on the warehouse's valid orders."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connections.connect(url, autocommit=True) as conn:
         _require_orders(conn)
         keys, days, amounts = read_purchases(conn, holdout_end)
     return analysis.backtest(keys, days, amounts, calibration_end, holdout_end)
@@ -189,7 +189,7 @@ def write_marts(url: str, as_of: date, annual_discount_rate: float | None = None
     and reason, and the predictions are NULL: the marts gate fails on it
     (LW_CLV_FIT_SEVERITY), so that BI keeps the last good version."""
     rate = settings.clv_annual_discount_rate() if annual_discount_rate is None else annual_discount_rate
-    with psycopg.connect(url) as conn:
+    with connections.connect(url) as conn:
         _require_orders(conn)
         keys, days, amounts = read_purchases(conn, as_of)
         summary = analysis.summarise(keys, days, amounts, as_of)

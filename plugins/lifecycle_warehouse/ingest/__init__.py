@@ -30,34 +30,13 @@ def describe_url(url: str) -> str:
     return " ".join(f"{key}={parts[key]}" for key in shown if parts.get(key))
 
 
-# TCP keepalives: a peer that vanished (a network cut, a killed server) is noticed in about a
-# minute instead of the kernel's two hours.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
-
-
-def connection_defaults(url: str) -> dict[str, Any]:
-    """Timeouts and keepalives for a connection to `url`, unless the URL sets them itself:
-    connect_timeout (settings.connect_timeout_seconds), statement_timeout
-    (settings.statement_timeout_seconds, as a session option) and TCP keepalives."""
-    from lifecycle_warehouse import settings
-
-    try:
-        given = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        given = {}
-    defaults: dict[str, Any] = {"connect_timeout": settings.connect_timeout_seconds(), **KEEPALIVES}
-    defaults = {key: value for key, value in defaults.items() if key not in given}
-    if "statement_timeout" not in str(given.get("options", "")):
-        timeout = f"-c statement_timeout={settings.statement_timeout_seconds() * 1000}"
-        defaults["options"] = f"{given['options']} {timeout}" if given.get("options") else timeout
-    return defaults
-
-
 def connect(url: str, variable: str, **kwargs: Any) -> psycopg.Connection:
-    """Connect with the project's timeouts (`connection_defaults`), turning a failure into an
+    """Connect with the project's timeouts (`connections.connect`), turning a failure into an
     error that names the setting (e.g. SHOP_DB_URL) and where it points, never the password."""
+    from lifecycle_warehouse import connections
+
     try:
-        return psycopg.connect(url, **{**connection_defaults(url), **kwargs})
+        return connections.connect(url, **kwargs)
     except psycopg.OperationalError as exc:
         message = str(exc).strip()
         password = _password(url)

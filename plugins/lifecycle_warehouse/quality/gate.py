@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from lifecycle_warehouse import connections
 from lifecycle_warehouse.quality import audit, suites
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,8 @@ def interval_end_instant(value: date | datetime) -> datetime:
 
 def sqlalchemy_url(warehouse_url: str, session: dict[str, str]) -> str:
     """The SQLAlchemy URL GX connects with: psycopg 3 driver, and session settings that
-    carry the run's dates and delivery settings (suites.session_settings), UTC and
-    read-only transactions."""
+    carry the run's dates and delivery settings (suites.session_settings), UTC, read-only
+    transactions and the project's timeouts (connections)."""
     parts = urlsplit(warehouse_url)
     if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
         raise ValueError(
@@ -159,8 +160,13 @@ def sqlalchemy_url(warehouse_url: str, session: dict[str, str]) -> str:
     options = " ".join(value for key, value in query if key == "options")
     ours = " ".join(f"-c {name}={_option_value(value)}" for name, value in session.items())
     ours += " -c timezone=UTC -c default_transaction_read_only=on"
+    # nothing hangs: the project's timeouts and keepalives, unless the URL sets them
+    if "statement_timeout" not in options:
+        ours += f" {connections.statement_timeout_option()}"
     query = [(k, v) for k, v in query if k not in ("options", "application_name")]
     query += [("options", f"{options} {ours}".strip()), ("application_name", "lw-quality-gate")]
+    given = {key for key, _ in query}
+    query += [(key, str(value)) for key, value in connections.timeout_parameters().items() if key not in given]
     return urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
@@ -283,7 +289,7 @@ def _examples(warehouse_url: str, session: dict[str, str], query: str, relation:
     """A few rows of a failed SQL check, fetched with the same session settings as GX's."""
     schema, table = relation.split(".", 1)
     try:
-        with psycopg.connect(warehouse_url, autocommit=True, options="-c default_transaction_read_only=on") as conn:
+        with connections.connect(warehouse_url, autocommit=True, options="-c default_transaction_read_only=on") as conn:
             for name, value in {**session, "timezone": "UTC"}.items():
                 conn.execute("select set_config(%s, %s, false)", (name, value))
             batch = sql.Identifier(schema, table).as_string(conn)
@@ -322,7 +328,7 @@ def run_gate(
     started = datetime.now(timezone.utc)
     gate_run_id = str(uuid.uuid4())
 
-    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+    with connections.connect(warehouse_url, autocommit=True) as conn:
         audit.ensure_schemas(conn)
 
     facts: dict[str, dict[str, Any]] = {}
@@ -389,7 +395,7 @@ def _run_checkpoint(context, warehouse_url: str, stage: str, run_id: str, sessio
 
     checkpoint = context.checkpoints.get(suites.checkpoint_name(stage))
     by_relation = _checkpoint_relations(checkpoint)
-    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+    with connections.connect(warehouse_url, autocommit=True) as conn:
         facts = audit.relation_facts(conn, by_relation)
 
     # GX runs every suite; a missing relation is reported once, not as one failure per
@@ -443,5 +449,5 @@ def _record(warehouse_url: str, result: GateResult, outcomes: list[ExpectationOu
         }
         for o in outcomes
     ]
-    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+    with connections.connect(warehouse_url, autocommit=True) as conn:
         audit.record_gate_run(conn, run, rows)
