@@ -9,6 +9,7 @@ import os
 import pytest
 
 from lifecycle_warehouse import dbt_runner, dbt_step, settings
+from lifecycle_warehouse.alerts import TaskFailureAlert
 
 EXPECTED_DAGS = {"crm_ingest", "web_ingest", "marketing_ingest", "shop_ingest", "warehouse"}
 
@@ -57,6 +58,9 @@ def test_conventions(dagbag, dag_id):
         # nothing hangs: every task has a timeout, and retries back off
         assert t.execution_timeout is not None, f"{dag_id}.{t.task_id} has no execution_timeout"
         assert t.retry_exponential_backoff > 1, f"{dag_id}.{t.task_id} retries without backoff"
+        # someone is told when it fails for good (LW_ALERT_URL; tests/integration/test_alerts.py)
+        callbacks = t.on_failure_callback if isinstance(t.on_failure_callback, list) else [t.on_failure_callback]
+        assert any(isinstance(c, TaskFailureAlert) for c in callbacks), f"{dag_id}.{t.task_id} sends no alert on failure"
     if dag_id == "warehouse":
         assert dag.dagrun_timeout is not None
 

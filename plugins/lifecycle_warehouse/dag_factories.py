@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from lifecycle_warehouse import contract, ingest_tasks
+from lifecycle_warehouse import alerts, contract, ingest_tasks
 from lifecycle_warehouse.orchestration import RAW_ASSETS, asset_event_extra, ingest_dag_kwargs, run_dates
 
 
@@ -29,14 +29,18 @@ def file_ingest_dag(source: str, doc_md: str):
 
         @task(outlets=[RAW_ASSETS[source]])
         def summarize(results, params=None, data_interval_start=None, data_interval_end=None,
-                      outlet_events=None) -> dict:
-            """Log the run's totals and rejected files; mark the source's raw data as updated
-            for the run's dates (the warehouse run it triggers reads them)."""
+                      outlet_events=None, dag_run=None) -> dict:
+            """Log the run's totals and rejected files (one alert listing them, LW_ALERT_URL);
+            mark the source's raw data as updated for the run's dates (the warehouse run it
+            triggers reads them)."""
             start, end = run_dates(params, data_interval_start, data_interval_end)
             outlet_events[RAW_ASSETS[source]].extra = asset_event_extra(start, end)
             # Indexing (not iterating) the mapped results: iteration probes one XCom past
             # the end, which Airflow logs as an error.
-            return ingest_tasks.summarize_file_loads(source, [results[i] for i in range(len(results))])
+            loaded = [results[i] for i in range(len(results))]
+            totals = ingest_tasks.summarize_file_loads(source, loaded)
+            alerts.alert_rejected_files(source, loaded, dag_run.dag_id, dag_run.run_id, (start, end))
+            return totals
 
         loads = load_entity.expand(entity=entities)
         prepare_raw_schema() >> loads

@@ -13,6 +13,7 @@ import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param
 
 from lifecycle_warehouse import settings
+from lifecycle_warehouse.alerts import TaskFailureAlert
 
 # One start date for all DAGs, early by default (LW_START_DATE): Airflow creates a run
 # whose logical date is before its DAG's start date without any task, so a late start date
@@ -36,6 +37,9 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=30),
     # Nothing hangs: a task stuck on a silent server fails and is retried.
     "execution_timeout": timedelta(minutes=settings.task_timeout_minutes()),
+    # Someone is told: one alert (LW_ALERT_URL, an Apprise URL) when a task fails for good,
+    # with the reason and the command to rerun; without LW_ALERT_URL it does nothing.
+    "on_failure_callback": TaskFailureAlert(),
 }
 
 # A run normally loads its data interval. `date_from`/`date_to` (inclusive) let one run
