@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lw", description="Lifecycle Warehouse commands")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the embedded PostgreSQL, create schemas, migrate Airflow").set_defaults(func=cmd_up)
-    sub.add_parser("stop", help="stop the local Airflow (lw local-airflow), then the embedded PostgreSQL"
+    sub.add_parser("stop", help="stop Superset (lw bi), the local Airflow (lw local-airflow), then the embedded PostgreSQL"
                    ).set_defaults(func=cmd_stop)
     sub.add_parser("reset", help="empty the embedded warehouse (new `warehouse` database)").set_defaults(func=cmd_reset)
     sub.add_parser("urls", help="print WAREHOUSE_URL and SHOP_DB_URL").set_defaults(func=cmd_urls)
