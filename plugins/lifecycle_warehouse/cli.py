@@ -1,7 +1,7 @@
 """`lw`: the command behind the Makefile targets.
 
     lw up | stop | urls | psql [DB] | sources | pipeline --from D --to D | summary | clv … | bench | builds | airflow … | dbt …
-    lw local-airflow start|stop|status
+    lw local-airflow start|stop|status | bi [start|stop|status|export]
 
 Every command prints what it did and where the results are; errors say what to do next.
 """
