@@ -24,6 +24,7 @@ import pytest
 from lifecycle_warehouse import embedded
 
 from tests.e2e.kpi_reference import read_subscription_rows
+from tests.sandbox import project_env
 from tests.e2e.scenario import CUSTOMERS, PIPELINE_LAST, SEED, SHOP_FIRST_EXTRACT_LAST, SHOP_IDS, SIM_DAYS, START
 
 
@@ -65,19 +66,7 @@ class Instance:
 def instance():
     root = Path(tempfile.mkdtemp(prefix="lw-e2e-", dir="/tmp"))
     os.chmod(root, 0o755)
-    env = {
-        key: value for key, value in os.environ.items()
-        if not key.startswith(("AIRFLOW", "WAREHOUSE_URL", "SHOP_DB_URL", "LW_", "LANDING_DIR", "BI_READER"))
-    }
-    env.update(
-        LW_PGDATA=str(root / "pgdata"),
-        AIRFLOW_HOME=str(root / "airflow"),
-        LANDING_DIR=str(root / "landing"),
-        LW_TRUTH_FILE=str(root / "truth.json"),
-        LW_RETRY_DELAY_SECONDS="1",
-        BI_READER_PASSWORD="e2e-bi-reader-password",
-    )
-    inst = Instance(root, env)
+    inst = Instance(root, project_env(root, BI_READER_PASSWORD="e2e-bi-reader-password"))
     inst.lw("up")
     yield inst
     inst.lw("stop", check=False)

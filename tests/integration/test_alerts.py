@@ -12,7 +12,6 @@ a mail server (LW_ALERT_URL=json://127.0.0.1:<port>/alerts, Apprise's JSON POST)
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lifecycle_warehouse import alerts
-from lifecycle_warehouse.runtime import airflow_bin
+
+from tests.sandbox import airflow_with_dags
 
 DAGS = textwrap.dedent('''
     from datetime import datetime, timedelta
@@ -107,17 +107,7 @@ def receiver():
 
 @pytest.mark.e2e
 def test_a_failing_run_sends_one_alert_per_failure(tmp_path, receiver):
-    (tmp_path / "dags").mkdir()
-    (tmp_path / "dags" / "tiny_alerts.py").write_text(DAGS, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LW_"))}
-    env.update(
-        AIRFLOW_HOME=str(tmp_path / "airflow"),
-        AIRFLOW__CORE__DAGS_FOLDER=str(tmp_path / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path / 'airflow.db'}",
-        LW_ALERT_URL=receiver.url,
-    )
-    subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True)
+    env = airflow_with_dags(tmp_path, "tiny_alerts.py", DAGS, LW_ALERT_URL=receiver.url)
     run = subprocess.run(
         [sys.executable, "-m", "lifecycle_warehouse.airflow_runs", "--from", "2026-01-01", "--to", "2026-01-02",
          "tiny_alerts"], env=env, capture_output=True, text=True, timeout=300)

@@ -31,6 +31,8 @@ import pytest
 
 from lifecycle_warehouse import embedded
 
+from tests.sandbox import project_env
+
 pytestmark = [
     pytest.mark.e2e,
     # pgserver's lock file falls back to /tmp/runtime-<uid> when XDG_RUNTIME_DIR is unset: harmless.
@@ -155,15 +157,9 @@ class Instance:
 def instance():
     root = Path(tempfile.mkdtemp(prefix="lw-airflow-", dir="/tmp"))
     os.chmod(root, 0o755)
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AIRFLOW", "WAREHOUSE_URL", "SHOP_DB_URL", "LW_", "LANDING_DIR", "BI_READER"))}
     port = _free_port()
-    env.update(
-        LW_PGDATA=str(root / "pgdata"),
-        AIRFLOW_HOME=str(root / "airflow"),
-        LANDING_DIR=str(root / "landing"),
-        LW_TRUTH_FILE=str(root / "truth.json"),
-        LW_RETRY_DELAY_SECONDS="1",
+    env = project_env(
+        root,
         AIRFLOW_PORT=str(port),
         # The DAGs are unpaused (the project's setting): with today's start date the scheduler
         # would start each ingestion DAG's latest daily run at once, and the warehouse DAG a

@@ -10,8 +10,6 @@ the failure, the failing task's last lines (its error) and the log file; the log
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 import sys
 import textwrap
 
@@ -19,7 +17,8 @@ import pytest
 from rich.console import Console
 
 from lifecycle_warehouse import pipeline_console
-from lifecycle_warehouse.runtime import airflow_bin
+
+from tests.sandbox import airflow_with_dags
 
 pytestmark = pytest.mark.e2e
 
@@ -70,18 +69,7 @@ DAGS = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline_console")
-    (root / "dags").mkdir()
-    (root / "dags" / "tiny.py").write_text(DAGS, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LW_"))}
-    env.update(
-        AIRFLOW_HOME=str(root / "airflow"),
-        AIRFLOW__CORE__DAGS_FOLDER=str(root / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{root / 'airflow.db'}",
-    )
-    subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True)
-    return env
+    return airflow_with_dags(tmp_path_factory.mktemp("pipeline_console"), "tiny.py", DAGS)
 
 
 def test_a_real_run_shows_a_line_per_task_and_the_failing_tasks_error(airflow_env):
