@@ -158,11 +158,19 @@ def cmd_sources(args) -> int:
 
 
 def cmd_pipeline(args) -> int:
-    from lifecycle_warehouse import runtime
-
     if args.date_to < args.date_from:
         console.print(f"[red]TO ({args.date_to}) is before FROM ({args.date_from})[/]")
         return 2
+    from lifecycle_warehouse.pipeline_lock import one_pipeline_at_a_time
+
+    # One `lw pipeline` at a time per warehouse: a second one waits for the first (pipeline_lock).
+    with one_pipeline_at_a_time(settings.warehouse_url(), f"{args.date_from}..{args.date_to}", say=_say):
+        return _run_pipeline(args)
+
+
+def _run_pipeline(args) -> int:
+    from lifecycle_warehouse import runtime
+
     _ensure_airflow_db()
     # The warehouse DAG is rendered from dbt's manifest: rebuild it so that model changes
     # show up (partial parsing makes this ~3 s).
@@ -339,7 +347,7 @@ def cmd_local_airflow(args) -> int:
     from lifecycle_warehouse import local_airflow
 
     if args.action == "start":
-        return local_airflow.start(say=_say)
+        return local_airflow.start(say=_say, executor=args.executor, workers=args.workers)
     if args.action == "stop":
         if not local_airflow.stop(say=_say):
             console.print("local Airflow was not running")
@@ -500,6 +508,12 @@ def main(argv: list[str] | None = None) -> int:
         "local-airflow", help="a real local Airflow in the background (scheduler, dag-processor, triggerer, "
                               "api-server on 127.0.0.1:$AIRFLOW_PORT, default 8080): start, stop, status")
     local_airflow.add_argument("action", choices=("start", "stop", "status"))
+    local_airflow.add_argument("--executor", choices=("local", "celery"),
+                               help="start: LocalExecutor (default, LW_AIRFLOW_EXECUTOR) or CeleryExecutor on the "
+                                    "broker of LW_CELERY_BROKER_URL")
+    local_airflow.add_argument("--workers", type=int, metavar="N",
+                               help="start --executor celery: N `airflow celery worker` processes "
+                                    "(LW_CELERY_WORKERS, default 2)")
     local_airflow.set_defaults(func=cmd_local_airflow)
 
     for name, func in (("airflow", cmd_airflow), ("dbt", cmd_dbt)):

@@ -36,6 +36,7 @@ from lifecycle_warehouse.quality.suites import BUILD_SCHEMA, MART_RELATIONS
 log = logging.getLogger(__name__)
 
 PUBLISH_LOCK = "lifecycle_warehouse.publish"
+APPLICATION = "lifecycle_warehouse.publish"  # its session in pg_stat_activity
 BI_SCHEMA = "analytics"
 # A structural change waits at most this long for BI queries on the table to finish.
 LOCK_TIMEOUT = "60s"
@@ -138,7 +139,7 @@ def publish(
     """Copy every BI relation from the build schema into `analytics`, in one transaction."""
     if from_schema == to_schema:
         raise ValueError("from_schema and to_schema must differ")
-    with connections.connect(warehouse_url, autocommit=True) as conn:
+    with connections.connect(warehouse_url, autocommit=True, application_name=APPLICATION) as conn:
         audit.ensure_schemas(conn)
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (PUBLISH_LOCK,))

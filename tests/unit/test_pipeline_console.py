@@ -344,7 +344,9 @@ def test_events_are_json_the_renderer_reads():
 
 
 def test_lw_pipeline_prints_the_rerun_commands_on_failure(monkeypatch, capsys, tmp_path):
-    from lifecycle_warehouse import cli, dbt_runner, runtime
+    import contextlib
+
+    from lifecycle_warehouse import cli, dbt_runner, pipeline_lock, runtime
 
     calls = []
 
@@ -354,6 +356,8 @@ def test_lw_pipeline_prints_the_rerun_commands_on_failure(monkeypatch, capsys, t
                               | {cli.WAREHOUSE_DAG: "failed"})
 
     monkeypatch.setattr(cli, "_ensure_airflow_db", lambda: None)
+    monkeypatch.setattr(pipeline_lock, "one_pipeline_at_a_time", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql:///unused")
     monkeypatch.setattr(dbt_runner, "run", lambda *a, **k: None)
     monkeypatch.setattr(runtime, "environment", lambda: {"AIRFLOW_HOME": str(tmp_path)})
     monkeypatch.setattr(pc, "run", fake_run)
