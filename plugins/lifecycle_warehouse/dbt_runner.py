@@ -19,11 +19,15 @@ DBT_PROJECT_DIR = settings.PROJECT_ROOT / "dbt_project"
 
 
 def profile_env(url: str) -> dict[str, str]:
-    """LW_PG* variables for dbt's profile from a libpq URL (TCP host or `?host=` socket dir)."""
+    """LW_PG* variables for dbt's profile from a libpq URL (TCP host or `?host=` socket dir);
+    a URL's password file (`passfile=`, the embedded server's) becomes PGPASSFILE, which
+    libpq reads when the profile's password is empty."""
     parsed = urlparse(url)
     query = parse_qs(parsed.query)
     host = query.get("host", [parsed.hostname or "localhost"])[0]
+    passfile = {"PGPASSFILE": query["passfile"][0]} if "passfile" in query else {}
     return {
+        **passfile,
         "LW_PGHOST": host,
         "LW_PGPORT": str(query.get("port", [parsed.port or 5432])[0]),
         "LW_PGUSER": unquote(parsed.username or "postgres"),
