@@ -319,7 +319,9 @@ def sqlalchemy_uri(warehouse_url: str, password: str | None = None) -> str:
     parsed = urlparse(warehouse_url)
     secret = password if password is not None else "XXXXXXXXXX"
     netloc = f"{BI_ROLE}:{secret}@{parsed.hostname or ''}{f':{parsed.port}' if parsed.port else ''}"
-    return parsed._replace(scheme="postgresql+psycopg2", netloc=netloc).geturl()
+    # the embedded server's password file is the project's, not Superset's business
+    query = "&".join(part for part in parsed.query.split("&") if part and not part.startswith("passfile="))
+    return parsed._replace(scheme="postgresql+psycopg2", netloc=netloc, query=query).geturl()
 
 
 # Superset's importers, in dependency order: (endpoint, the folders its bundle holds, the

@@ -180,10 +180,12 @@ def test_extract_all_covers_every_contract_table(shop_db, warehouse_url):
 
 def test_shop_is_read_in_read_only_transactions_by_a_select_only_role(shop_db, warehouse_url, monkeypatch):
     with psycopg.connect(shop_db, autocommit=True) as conn:
-        conn.execute("create role shop_reader login")
-        conn.execute("grant select on all tables in schema public to shop_reader")
+        # a role of this test's own (the server's shop_reader belongs to its `shop` database)
+        conn.execute("drop role if exists test_shop_select_only")
+        conn.execute("create role test_shop_select_only login password 'test-only-password'")
+        conn.execute("grant select on all tables in schema public to test_shop_select_only")
         conn.execute("revoke create on schema public from public")
-    reader_url = shop_db + "&user=shop_reader"
+    reader_url = shop_db + "&user=test_shop_select_only&password=test-only-password"
     opened: list[psycopg.Connection] = []
     real_connect = shop.connect
 
