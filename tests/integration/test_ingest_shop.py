@@ -219,6 +219,20 @@ def test_shop_table_missing_a_contract_column_fails_clearly(shop_url, warehouse_
         assert conn.execute("select count(*) from raw.load_audit").fetchone()[0] == 0
 
 
+def test_a_shop_table_off_contract_fails_its_task_without_retries(shop_url, warehouse_url, monkeypatch):
+    """A data error is not transient: the task fails for good at once (AirflowFailException
+    skips the retries), where an unreachable shop retries with backoff."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from lifecycle_warehouse import ingest_tasks
+
+    shop_exec(shop_url, "create table refunds (refund_id integer primary key, amount numeric, updated_at timestamptz)")
+    monkeypatch.setenv("SHOP_DB_URL", shop_url)
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
+    with pytest.raises(AirflowFailException, match=r"public\.refunds does not match the contract"):
+        ingest_tasks.extract_shop_table("refunds", date(2026, 9, 2))
+
+
 # --------------------------------------------------------------------------- shops nobody here wrote
 
 
