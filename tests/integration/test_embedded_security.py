@@ -102,7 +102,10 @@ def test_a_trusting_server_of_an_older_version_is_converted(root):
     embedded.stop(pgdata)
 
     embedded.start(pgdata)
-    assert "trust" not in (pgdata / "pg_hba.conf").read_text().replace("There is no\n# `trust`", "")
+    assert (pgdata / "pg_hba.conf").read_text() == embedded.HBA_CONF
+    with psycopg.connect(embedded.url(pgdata)) as conn:
+        methods = {r[0] for r in conn.execute("select auth_method from pg_hba_file_rules")}
+    assert methods == {"scram-sha-256"}  # what the server applies: nothing trusts
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(_without_passfile(embedded.url(pgdata), "anything"))
     with psycopg.connect(embedded.url(pgdata, "warehouse", embedded.OWNER_ROLE), autocommit=True) as conn:
