@@ -2,6 +2,14 @@
 scheduler, dag-processor, triggerer and api-server as background processes, with the
 project's DAGs, LocalExecutor and the metadata database of `runtime.environment()`.
 
+Scale-out on the same engine: `lw local-airflow start --executor celery --workers 2`
+(or LW_AIRFLOW_EXECUTOR=celery, LW_CELERY_WORKERS=2) runs Airflow's CeleryExecutor
+instead, with N `airflow celery worker` processes (`celery-worker-<i>`, LW_CELERY_CONCURRENCY
+task processes each, default 2) on the Redis broker of LW_CELERY_BROKER_URL
+(`redis://:<password>@127.0.0.1:6379/0`; never printed) and Celery's result backend in
+the metadata database. Each worker records its own name in the task instances' `hostname`
+(`celery-worker-<i>@<host>`), so the UI shows which worker ran a task.
+
 Everything lives in `AIRFLOW_HOME/local/` (mode 0700): one pid file and one log file per
 process, `url` (where the api-server answers), and three 0600 files generated once and
 shared by the processes: `jwt_secret` (signs the tokens of the UI, the REST API and the
@@ -13,7 +21,8 @@ kept there until the file is deleted).
 Nothing listens beyond loopback: the api-server binds 127.0.0.1:`AIRFLOW_PORT` (default
 8080), and the scheduler and triggerer run without their log servers (Airflow binds those
 to every interface, with no setting to change it); the api-server reads task logs from
-the log files, which are on this machine.
+the log files, which are on this machine. The Celery workers run without theirs too
+(`--skip-serve-logs`): their task logs are files under the same AIRFLOW_HOME.
 """
 
 from __future__ import annotations
@@ -36,6 +45,11 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 ADMIN_USER = "admin"
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+WORKER_PREFIX = "celery-worker-"
+DEFAULT_WORKERS = 2
+MAX_WORKERS = 16
+DEFAULT_WORKER_CONCURRENCY = 2
 START_TIMEOUT_SECONDS = 180.0
 STOP_GRACE_SECONDS = 20.0
 
@@ -64,6 +78,10 @@ def passwords_file() -> Path:
 
 def _url_file() -> Path:
     return local_dir() / "url"
+
+
+def _executor_file() -> Path:
+    return local_dir() / "executor.json"
 
 
 def _ensure_local_dir() -> Path:
@@ -155,9 +173,90 @@ def process(component: str):
         return None
 
 
+def worker_names(workers: int) -> list[str]:
+    return [f"{WORKER_PREFIX}{i}" for i in range(1, workers + 1)]
+
+
+def components(executor: str = "local", workers: int = 0) -> tuple[str, ...]:
+    """The processes of a local Airflow with this executor: the four, plus the Celery workers."""
+    return COMPONENTS + (tuple(worker_names(workers)) if executor == "celery" else ())
+
+
+def known_components() -> tuple[str, ...]:
+    """The four, plus every Celery worker that has a pid file (whatever the settings now)."""
+    def number(path: Path) -> int:
+        suffix = path.stem[len(WORKER_PREFIX):]
+        return int(suffix) if suffix.isdigit() else 0
+
+    try:
+        workers = sorted(local_dir().glob(f"{WORKER_PREFIX}*.pid"), key=number)
+    except OSError:
+        workers = []
+    return COMPONENTS + tuple(path.stem for path in workers)
+
+
 def running() -> dict[str, object]:
     """The components that are running: name -> psutil.Process."""
-    return {c: p for c in COMPONENTS if (p := process(c)) is not None}
+    return {c: p for c in known_components() if (p := process(c)) is not None}
+
+
+def recorded_executor() -> tuple[str, int]:
+    """(executor, workers) of the last start: ("local", 0) when unknown."""
+    try:
+        data = json.loads(_executor_file().read_text())
+        return str(data["executor"]), int(data.get("workers", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return "local", 0
+
+
+def requested_executor(value: str | None = None) -> str:
+    """`--executor`, else LW_AIRFLOW_EXECUTOR, else local."""
+    text = (value or os.environ.get("LW_AIRFLOW_EXECUTOR") or "local").strip().lower()
+    text = {"localexecutor": "local", "celeryexecutor": "celery"}.get(text, text)
+    if text not in EXECUTORS:
+        raise settings.ConfigurationError(
+            f"the executor must be one of {', '.join(EXECUTORS)} (LW_AIRFLOW_EXECUTOR, --executor), got {text!r}")
+    return text
+
+
+def _count(value: int | None, variable: str, default: int, maximum: int, what: str) -> int:
+    text = str(value) if value is not None else (os.environ.get(variable) or str(default))
+    try:
+        number = int(text)
+    except ValueError:
+        raise settings.ConfigurationError(f"{variable} ({what}) must be a whole number, got {text!r}") from None
+    if not 1 <= number <= maximum:
+        raise settings.ConfigurationError(f"{variable} ({what}) must be between 1 and {maximum}, got {number}")
+    return number
+
+
+def requested_workers(value: int | None = None) -> int:
+    """`--workers`, else LW_CELERY_WORKERS, else 2."""
+    return _count(value, "LW_CELERY_WORKERS", DEFAULT_WORKERS, MAX_WORKERS, "Celery workers")
+
+
+def worker_concurrency() -> int:
+    """Task processes per Celery worker (LW_CELERY_CONCURRENCY, default 2)."""
+    return _count(None, "LW_CELERY_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY, 64, "task processes per worker")
+
+
+def broker_url() -> str:
+    """The Celery broker (LW_CELERY_BROKER_URL), e.g. redis://:<password>@127.0.0.1:6379/0."""
+    url = os.environ.get("LW_CELERY_BROKER_URL", "").strip()
+    if not url:
+        raise settings.ConfigurationError(
+            "the Celery executor needs a broker: set LW_CELERY_BROKER_URL, e.g. "
+            "redis://:<password>@127.0.0.1:6379/0 (a redis-server bound to 127.0.0.1 with requirepass)")
+    return url
+
+
+def worker_hostname() -> str:
+    """[core] hostname_callable of the Celery workers: the worker's own name
+    (`celery-worker-<i>@<host>`), so that task instances say which worker ran them; the
+    machine's name elsewhere."""
+    from airflow.utils.net import getfqdn
+
+    return os.environ.get("LW_WORKER_HOSTNAME") or getfqdn()
 
 
 def _port_is_free(port: int) -> bool:
@@ -196,14 +295,14 @@ def _recorded_port() -> int | None:
     return urlsplit(url).port if url else None
 
 
-def environment(port: int) -> dict[str, str]:
-    """runtime.environment() plus what the four processes must share."""
+def environment(port: int, executor: str = "local") -> dict[str, str]:
+    """runtime.environment() plus what the processes must share."""
     from lifecycle_warehouse import runtime
 
     env = runtime.environment()
     url = f"http://{HOST}:{port}"
     env.update(
-        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__EXECUTOR=EXECUTORS[executor],
         AIRFLOW__CORE__AUTH_MANAGER="airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{ADMIN_USER}:admin",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="False",
@@ -221,7 +320,24 @@ def environment(port: int) -> dict[str, str]:
     # a laptop runs few tasks at a time. AIRFLOW__CORE__PARALLELISM overrides it.
     env.setdefault("AIRFLOW__CORE__PARALLELISM", str(max(4, os.cpu_count() or 1)))
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = _sync_metadata_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    if executor == "celery":
+        env.update(
+            AIRFLOW__CELERY__BROKER_URL=broker_url(),
+            # Task states that Celery reports back, in the metadata database (no second store).
+            AIRFLOW__CELERY__RESULT_BACKEND="db+" + env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+            AIRFLOW__CELERY__WORKER_CONCURRENCY=str(worker_concurrency()),
+        )
+        # Airflow acknowledges a Celery message when the task ends: one still unacknowledged
+        # after this long is delivered again. Above every task's execution_timeout (Airflow's
+        # default of 24 h, set so that it does not warn at every start).
+        env.setdefault("AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT", "86400")
     return env
+
+
+def worker_environment(env: dict[str, str], name: str) -> dict[str, str]:
+    """A Celery worker's environment: its name in the task instances it runs."""
+    return {**env, "LW_WORKER_HOSTNAME": f"{name}@{socket.gethostname()}",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "lifecycle_warehouse.local_airflow.worker_hostname"}
 
 
 def _sync_metadata_url(url: str) -> str:
@@ -249,6 +365,12 @@ def _command(component: str, port: int) -> list[str]:
     if component in ("scheduler", "triggerer"):
         # Their log servers would listen on every interface ([::]:8793 / 8794).
         return [airflow, component, "--skip-serve-logs"]
+    if component.startswith(WORKER_PREFIX):
+        # No log server (it binds 0.0.0.0:8793); no gossip or mingle between the workers
+        # (they only slow the start down); a small pool of task processes.
+        return [airflow, "celery", "worker", "--celery-hostname", f"{component}@%h",
+                "--concurrency", str(worker_concurrency()), "--skip-serve-logs",
+                "--without-gossip", "--without-mingle"]
     return [airflow, component]
 
 
@@ -259,6 +381,8 @@ def _spawn(component: str, port: int, env: dict[str, str]) -> int:
         log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} lw local-airflow start =====\n".encode())
         log.flush()
         # Its own session: the process outlives `lw` and a Ctrl-C in the terminal.
+        if component.startswith(WORKER_PREFIX):
+            env = worker_environment(env, component)
         proc = subprocess.Popen(
             _command(component, port), env=env, cwd=settings.PROJECT_ROOT,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -290,12 +414,30 @@ def log_tail(component: str, lines: int = 40) -> str:
 # --------------------------------------------------------------------------- commands
 
 
-def start(say: Say = print, timeout: float = START_TIMEOUT_SECONDS) -> int:
-    """Start what is not running yet; return once the api-server answers. 0 on success
-    (a failed start stops every process of the local Airflow)."""
+def start(say: Say = print, timeout: float = START_TIMEOUT_SECONDS, executor: str | None = None,
+          workers: int | None = None) -> int:
+    """Start what is not running yet; return once the api-server answers (and, with Celery,
+    every worker is ready). 0 on success (a failed start stops every process of the local
+    Airflow). `executor`: "local" (default, LW_AIRFLOW_EXECUTOR) or "celery", with
+    `workers` Celery workers (LW_CELERY_WORKERS, default 2)."""
     alive = running()
-    if len(alive) == len(COMPONENTS) and health():
-        say(f"local Airflow is already running: {base_url()} (`lw local-airflow status`, `make stop`)")
+    if alive and executor is None and not os.environ.get("LW_AIRFLOW_EXECUTOR"):
+        executor, was_workers = recorded_executor()  # no executor asked for: the running one's
+        workers = workers if workers is not None else was_workers or None
+    executor = requested_executor(executor)
+    workers = requested_workers(workers) if executor == "celery" else 0
+    if alive:
+        was, was_workers = recorded_executor()
+        if (was, was_workers) != (executor, workers):
+            say(f"✗ local Airflow is running with {EXECUTORS[was]}"
+                f"{f' ({was_workers} workers)' if was == 'celery' else ''}: stop it first "
+                "(`lw local-airflow stop`) to start it with "
+                f"{EXECUTORS[executor]}{f' ({workers} workers)' if executor == 'celery' else ''}")
+            return 1
+    wanted = components(executor, workers)
+    if len(alive) == len(wanted) and health():
+        say(f"local Airflow is already running: {base_url()} ({EXECUTORS[executor]}"
+            f"{f', {workers} workers' if workers else ''}; `lw local-airflow status`, `make stop`)")
         _say_login(say, admin_login(), again=True)
         return 0
 
@@ -305,24 +447,25 @@ def start(say: Say = print, timeout: float = START_TIMEOUT_SECONDS) -> int:
     if alive:
         # Keep the settings of the processes that run (their execution API URL, port).
         port = _recorded_port() or requested_port()
-        missing = [c for c in COMPONENTS if c not in alive]
+        missing = [c for c in wanted if c not in alive]
         say(f"local Airflow is already running on port {port} except {', '.join(missing) or 'nothing'}: "
             "starting the rest, waiting for the api-server")
     else:
         port = requested_port()
-        for component in COMPONENTS:
+        for component in known_components():
             pid_file(component).unlink(missing_ok=True)
         if not _port_is_free(port):
             say(f"✗ port {HOST}:{port} is in use: set AIRFLOW_PORT to a free port (make airflow AIRFLOW_PORT=8081)")
             return 1
     login = admin_login()
-    env = environment(port)
+    env = environment(port, executor)
+    _write_private(_executor_file(), json.dumps({"executor": executor, "workers": workers}) + "\n")
     runtime.ensure_airflow_db(on_migrate=lambda: say("  migrating Airflow's metadata database (first time only) …"))
 
     url = f"http://{HOST}:{port}"
     _write_private(_url_file(), url + "\n")
     started = time.monotonic()
-    new = [c for c in COMPONENTS if c not in alive]
+    new = [c for c in wanted if c not in alive]
     say(f"  starting {', '.join(new) or 'nothing'} (logs: {local_dir()}/<process>.log) …")
     for component in new:
         if component != "dag-processor":
@@ -335,22 +478,38 @@ def start(say: Say = print, timeout: float = START_TIMEOUT_SECONDS) -> int:
         _spawn("dag-processor", port, env)
 
     deadline = started + timeout
+    waiting = [c for c in new if c.startswith(WORKER_PREFIX)]
     while time.monotonic() < deadline:
-        dead = [c for c in COMPONENTS if process(c) is None]
+        dead = [c for c in wanted if process(c) is None]
         if dead:
             return _failed(say, login, f"{dead[0]} exited while starting; the end of {log_file(dead[0])}:\n"
                                        f"{log_tail(dead[0])}")
-        if health(url, timeout=2.0):
+        waiting = [c for c in waiting if not _worker_ready(c)]
+        if not waiting and health(url, timeout=2.0):
             break
         time.sleep(0.5)
     else:
-        return _failed(say, login, f"the api-server did not answer on {url} within {timeout:.0f} s; the end "
-                                   f"of {log_file('api-server')}:\n{log_tail('api-server')}")
-    say(f"✓ local Airflow running on {url} ({time.monotonic() - started:.0f} s): scheduler, dag-processor, "
-        "triggerer, api-server (LocalExecutor)")
+        late = waiting[0] if waiting else "api-server"
+        what = f"{late} was not ready" if waiting else f"the api-server did not answer on {url}"
+        return _failed(say, login, f"{what} within {timeout:.0f} s; the end of {log_file(late)}:\n{log_tail(late)}")
+    processes = "scheduler, dag-processor, triggerer, api-server"
+    if executor == "celery":
+        processes += f", {workers} Celery worker{'s' if workers > 1 else ''} ({worker_concurrency()} task processes each)"
+    say(f"✓ local Airflow running on {url} ({time.monotonic() - started:.0f} s): {processes} ({EXECUTORS[executor]})")
     _say_login(say, login, again=False)
     say("  stop it with `make stop` (also stops PostgreSQL) or `lw local-airflow stop`")
     return 0
+
+
+def _worker_ready(component: str) -> bool:
+    """Whether a Celery worker has logged `<name>@<host> ready.` since it was last started
+    (it then consumes the broker's queue)."""
+    try:
+        text = log_file(component).read_text(errors="replace")
+    except OSError:
+        return False
+    since_start = text.rsplit("lw local-airflow start =====", 1)[-1]
+    return any(f"{component}@" in line and " ready." in line for line in since_start.splitlines())
 
 
 def _failed(say: Say, login: Login, why: str) -> int:
@@ -422,7 +581,7 @@ def stop(say: Say = print, grace: float = STOP_GRACE_SECONDS) -> list[str]:
                 pass
         psutil.wait_procs(alive, timeout=5)
         say(f"  {len(alive)} process(es) did not stop within {grace:.0f} s and were killed")
-    for component in COMPONENTS:
+    for component in known_components():
         pid_file(component).unlink(missing_ok=True)
     if mains:
         say(f"✓ local Airflow stopped ({', '.join(mains)})")
@@ -437,13 +596,16 @@ def status(say: Say = print) -> int:
         return 3
     url = base_url()
     checks = health(url) or {}
-    for component in COMPONENTS:
+    executor, workers = recorded_executor()
+    wanted = components(executor, workers)
+    say(f"  executor         {EXECUTORS.get(executor, executor)}{f' ({workers} workers)' if workers else ''}")
+    for component in dict.fromkeys(wanted + tuple(alive)):
         proc = alive.get(component)
         state = f"running (pid {proc.pid})" if proc else "not running"
         key = component.replace("-", "_")
         if key in checks:
             state += f", health: {checks[key].get('status')}"
-        say(f"  {component:<14} {state}")
+        say(f"  {component:<16} {state}")
     say(f"  {url}: {'answers' if checks else 'does not answer'}; login admin (password: AIRFLOW_ADMIN_PASSWORD "
         f"or {passwords_file()}); logs in {local_dir()}")
-    return 0 if len(alive) == len(COMPONENTS) and checks else 1
+    return 0 if set(alive) == set(wanted) and checks else 1
