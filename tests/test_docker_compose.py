@@ -400,6 +400,8 @@ def _run_init_script(admin_url: str, sourced: bool = False, **passwords: str) ->
                POSTGRES_USER=info.get("user") or "postgres", **passwords)
     if info.get("password"):
         env["PGPASSWORD"] = info["password"]
+    if info.get("passfile"):  # the embedded server's superuser password
+        env["PGPASSFILE"] = info["passfile"]
     command = (["bash", "-c", 'set -Eeo pipefail; . "$0"; echo "entrypoint goes on: ${UNSET_VARIABLE:-ok}"',
                 str(INIT_SCRIPT)] if sourced else ["sh", str(INIT_SCRIPT)])
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

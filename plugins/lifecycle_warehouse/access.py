@@ -7,17 +7,17 @@
   leak raw data, staging, quarantine or audit. The role cannot write: no INSERT/UPDATE/DELETE
   anywhere, no CREATE on any schema, no temporary tables, read-only transactions by default.
 - The password is sent as a SCRAM-SHA-256 verifier computed on the client, never in clear.
-- The embedded server (pgserver) trusts every connection on its socket, passwords included:
-  `require_password_on_embedded` writes the project's own pg_hba.conf rule so that
-  `bi_reader` must authenticate with scram-sha-256 there (opt-in, called by `make up`).
-  What the role may read is enforced by privileges, not by authentication.
+  On the embedded server every role authenticates with scram-sha-256 (embedded.py writes
+  its pg_hba.conf); what the role may read is enforced by privileges.
+- Run it as a role that may create roles (the embedded server's superuser, docker-compose's
+  init), naming the warehouse's `owner` role: tables that role creates in `analytics` later
+  are readable by default.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 BI_ROLE = "bi_reader"
 BI_SCHEMA = "analytics"
 ACCESS_LOCK = "lifecycle_warehouse.access"
-HBA_BEGIN = "# BEGIN lifecycle_warehouse: BI roles authenticate with a password"
-HBA_END = "# END lifecycle_warehouse"
 
 
 def _scram_verifier(conn: psycopg.Connection, role: str, password: str) -> str:
@@ -50,9 +48,10 @@ def _other_schemas(conn: psycopg.Connection, keep: str) -> list[str]:
 
 
 def ensure_bi_reader(warehouse_url: str, password: str | None = None, *, role: str = BI_ROLE,
-                     schema: str = BI_SCHEMA) -> None:
+                     schema: str = BI_SCHEMA, owner: str | None = None) -> None:
     """Create or update the read-only BI role; idempotent. `password` defaults to
-    the environment's BI_READER_PASSWORD."""
+    the environment's BI_READER_PASSWORD; `owner` is the role that creates the BI schema's
+    tables (default: the connecting role)."""
     password = password if password is not None else os.environ.get("BI_READER_PASSWORD")
     if not password:
         raise ValueError("the BI role needs a password: set BI_READER_PASSWORD (it is never stored in the repo)")
@@ -83,68 +82,18 @@ def ensure_bi_reader(warehouse_url: str, password: str | None = None, *, role: s
             conn.execute(sql.SQL("revoke all on all sequences in schema {} from public, {}").format(
                 other_id, role_id))
 
-        conn.execute(sql.SQL("create schema if not exists {}").format(schema_id))
+        if owner:
+            conn.execute(sql.SQL("create schema if not exists {} authorization {}").format(
+                schema_id, sql.Identifier(owner)))
+        else:
+            conn.execute(sql.SQL("create schema if not exists {}").format(schema_id))
         conn.execute(sql.SQL("revoke create on schema {} from public, {}").format(schema_id, role_id))
         conn.execute(sql.SQL("grant usage on schema {} to {}").format(schema_id, role_id))
         conn.execute(sql.SQL("revoke all on all tables in schema {} from {}").format(schema_id, role_id))
         conn.execute(sql.SQL("grant select on all tables in schema {} to {}").format(schema_id, role_id))
         # Tables and views the warehouse owner creates in the BI schema later (publish) are
         # readable too.
-        conn.execute(sql.SQL("alter default privileges in schema {} grant select on tables to {}").format(
-            schema_id, role_id))
+        creator = sql.SQL(" for role {}").format(sql.Identifier(owner)) if owner else sql.SQL("")
+        conn.execute(sql.SQL("alter default privileges{} in schema {} grant select on tables to {}").format(
+            creator, schema_id, role_id))
     log.info("role %s can read schema %s and nothing else", role, schema)
-
-
-def require_password_on_embedded(pgdata: Path, role: str = BI_ROLE) -> bool:
-    """Make `role` authenticate with scram-sha-256 on the embedded server (socket and loopback),
-    ahead of pgserver's trust rules, then reload. Idempotent. Returns True when the file changed.
-
-    Only for the embedded server, whose pg_hba.conf the project owns; a real deployment
-    configures authentication itself (docker-compose's PostgreSQL uses scram-sha-256)."""
-    hba = Path(pgdata) / "pg_hba.conf"
-    if not hba.exists():
-        raise FileNotFoundError(f"{hba} not found: is {pgdata} the data folder of the embedded server?")
-    text = hba.read_text()
-    block = "\n".join([
-        HBA_BEGIN,
-        f"local   all   {role}                    scram-sha-256",
-        f"host    all   {role}   127.0.0.1/32     scram-sha-256",
-        f"host    all   {role}   ::1/128          scram-sha-256",
-        HBA_END,
-    ]) + "\n"
-    kept = _without_block(text)
-    # pg_hba.conf is read top-down and the first matching line wins: the block goes first.
-    lines = kept.splitlines(keepends=True)
-    first_rule = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")),
-                      len(lines))
-    new_text = "".join(lines[:first_rule]) + block + "".join(lines[first_rule:])
-    if new_text == text:
-        return False
-    stat = hba.stat()
-    hba.write_text(new_text)
-    os.chown(hba, stat.st_uid, stat.st_gid)
-    os.chmod(hba, stat.st_mode)
-    _reload(pgdata)
-    return True
-
-
-def _without_block(text: str) -> str:
-    if HBA_BEGIN not in text:
-        return text
-    head, rest = text.split(HBA_BEGIN, 1)
-    _, tail = rest.split(HBA_END, 1)
-    return head + tail.lstrip("\n")
-
-
-def _reload(pgdata: Path) -> None:
-    from lifecycle_warehouse import embedded
-
-    url = embedded.url(Path(pgdata))
-    if url is None:
-        return  # not running: the rules apply at the next start
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("select pg_reload_conf()")
-        errors = conn.execute(
-            "select line_number, error from pg_hba_file_rules where error is not null").fetchall()
-    if errors:
-        raise RuntimeError(f"pg_hba.conf in {pgdata} has errors: {errors}")

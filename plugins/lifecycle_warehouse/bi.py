@@ -319,7 +319,9 @@ def sqlalchemy_uri(warehouse_url: str, password: str | None = None) -> str:
     parsed = urlparse(warehouse_url)
     secret = password if password is not None else "XXXXXXXXXX"
     netloc = f"{BI_ROLE}:{secret}@{parsed.hostname or ''}{f':{parsed.port}' if parsed.port else ''}"
-    return parsed._replace(scheme="postgresql+psycopg2", netloc=netloc).geturl()
+    # the embedded server's password file is the project's, not Superset's business
+    query = "&".join(part for part in parsed.query.split("&") if part and not part.startswith("passfile="))
+    return parsed._replace(scheme="postgresql+psycopg2", netloc=netloc, query=query).geturl()
 
 
 # Superset's importers, in dependency order: (endpoint, the folders its bundle holds, the
@@ -440,15 +442,14 @@ def link_chart_uuids() -> None:
 # --- what `make bi` does -----------------------------------------------------------------
 
 
-def ensure_reader(warehouse_url: str, password: str) -> None:
-    """bi_reader with this password, reading `analytics` only; on the embedded server its
-    password is required (pgserver trusts every password otherwise)."""
+def ensure_reader(password: str) -> None:
+    """bi_reader with this password, reading `analytics` only (created by the administering
+    role: the embedded server's superuser, else WAREHOUSE_URL's)."""
     from lifecycle_warehouse import embedded
-    from lifecycle_warehouse.access import ensure_bi_reader, require_password_on_embedded
+    from lifecycle_warehouse.access import ensure_bi_reader
 
-    ensure_bi_reader(warehouse_url, password)
-    if embedded.is_embedded(warehouse_url, settings.pgdata_dir()):
-        require_password_on_embedded(settings.pgdata_dir())
+    owner = None if os.environ.get("WAREHOUSE_URL") else embedded.OWNER_ROLE
+    ensure_bi_reader(settings.warehouse_admin_url(), password, owner=owner)
 
 
 def start(report=print, extra_env: dict[str, str] | None = None) -> dict:
@@ -457,7 +458,7 @@ def start(report=print, extra_env: dict[str, str] | None = None) -> dict:
     warehouse_url = settings.warehouse_url()
     ensure_venv(report)
     found = load_secrets()
-    ensure_reader(warehouse_url, found.bi_reader_password)
+    ensure_reader(found.bi_reader_password)
     env = environment(found)
     if running_pid() is None:
         init_metadata(env, found, report)

@@ -16,7 +16,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import psycopg
 from rich.console import Console
 
 from lifecycle_warehouse import bootstrap, embedded, settings
@@ -38,7 +37,8 @@ def cmd_up(args) -> int:
     started = time.monotonic()
     if _uses_embedded():
         embedded.start(settings.pgdata_dir())
-        console.print(f"[green]✓[/] embedded PostgreSQL running (data: {settings.pgdata_dir()}, unix socket only)")
+        console.print(f"[green]✓[/] embedded PostgreSQL running (data: {settings.pgdata_dir()}, unix socket only, "
+                      f"passwords required; password file {embedded.passfile(settings.pgdata_dir())})")
     bootstrap.bootstrap(settings.warehouse_url())
     console.print("[green]✓[/] warehouse schema `raw` ready")
     _ensure_bi_reader()
@@ -53,13 +53,16 @@ def _ensure_bi_reader() -> None:
         console.print("  BI_READER_PASSWORD is not set: role bi_reader not created "
                       "(set it and rerun `make up` to let a BI tool read `analytics`)")
         return
-    from lifecycle_warehouse.access import ensure_bi_reader, require_password_on_embedded
+    from lifecycle_warehouse.access import ensure_bi_reader
 
-    ensure_bi_reader(settings.warehouse_url())
-    if not os.environ.get("WAREHOUSE_URL"):
-        # pgserver trusts every password; make bi_reader's count.
-        require_password_on_embedded(settings.pgdata_dir())
+    ensure_bi_reader(settings.warehouse_admin_url(), owner=_warehouse_owner())
     console.print("[green]✓[/] role bi_reader can read `analytics` (and nothing else)")
+
+
+def _warehouse_owner() -> str | None:
+    """The role that owns (and publishes) the warehouse: on the embedded server
+    `warehouse_owner`; with WAREHOUSE_URL, the role of that URL (None: the connecting one)."""
+    return None if os.environ.get("WAREHOUSE_URL") else embedded.OWNER_ROLE
 
 
 def _ensure_airflow_db() -> None:
@@ -75,10 +78,7 @@ def cmd_reset(args) -> int:
     if os.environ.get("WAREHOUSE_URL"):
         console.print("[red]✗ refusing to reset: WAREHOUSE_URL points at a server the project does not own[/]")
         return 2
-    admin_url = embedded.start(settings.pgdata_dir())
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("drop database if exists warehouse with (force)")
-        conn.execute("create database warehouse")
+    embedded.recreate_database(settings.pgdata_dir(), "warehouse")
     bootstrap.bootstrap(settings.warehouse_url())
     _ensure_bi_reader()
     console.print("[green]✓[/] embedded warehouse emptied (new database `warehouse`, schema `raw` ready)")
@@ -102,13 +102,40 @@ def cmd_stop(args) -> int:
 
 
 def cmd_urls(args) -> int:
+    """The URLs the project uses. The embedded server's carry no password (they name its
+    password file); a password in a URL from the environment is masked unless
+    --show-secrets is given."""
     for name, getter in (("WAREHOUSE_URL", settings.warehouse_url), ("SHOP_DB_URL", settings.shop_db_url)):
         try:
-            console.print(f"{name}={getter()}")
+            url = getter()
         except settings.ConfigurationError as error:
             console.print(f"[red]{name}: {error}[/]")
             return 1
+        console.print(f"{name}={shown_url(url, show_secrets=getattr(args, 'show_secrets', False))}",
+                      markup=False, highlight=False)
     return 0
+
+
+def shown_url(url: str, *, show_secrets: bool) -> str:
+    """`url` with its password masked (***), or with the password written in (taken from
+    the embedded server's password file when the URL names it) when show_secrets."""
+    from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.hostname is None and "@" not in parts.netloc and not parts.query:
+        return url  # not a URL we can parse (a key=value string): printed as given
+    user_info, at, host = parts.netloc.rpartition("@")
+    user, colon, password = user_info.partition(":")
+    if show_secrets:
+        passfile = parse_qs(parts.query).get("passfile", [None])[0]
+        if not password and passfile and embedded.is_embedded(url, settings.pgdata_dir()):
+            password = quote(embedded.password(settings.pgdata_dir(), unquote(user)) or "", safe="")
+        query = "&".join(p for p in parts.query.split("&") if not p.startswith("passfile="))
+        netloc = f"{user}:{password}@{host}" if password else parts.netloc
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    if password:
+        return urlunsplit(parts._replace(netloc=f"{user}:***{at}{host}"))
+    return url
 
 
 def cmd_psql(args) -> int:
@@ -120,7 +147,7 @@ def cmd_sources(args) -> int:
     from lifecycle_warehouse.simulator import SimulationConfig, simulate
     from lifecycle_warehouse.simulator.simulation import foreign_shop_refusal
 
-    shop_url = settings.shop_db_url()
+    shop_url = settings.shop_writer_url()
     refusal = None if args.i_know_this_drops_tables else foreign_shop_refusal(shop_url)
     if refusal:
         console.print(f"[red]✗ {refusal}[/]")
@@ -150,7 +177,7 @@ def cmd_sources(args) -> int:
     if not args.shop_only:
         console.print(f"  landing zone: {settings.landing_dir()}")
     as_of = f" (as of the end of {args.shop_as_of})" if args.shop_as_of else ""
-    console.print(f"  shop database{as_of}: {settings.shop_db_url()}")
+    console.print(f"  shop database{as_of}: {shown_url(shop_url, show_secrets=False)}")
     if not args.shop_only:
         console.print(f"  planted rates: {settings.simulator_truth_file()}")
     console.print(result.summary())
@@ -417,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stop", help="stop Superset (lw bi), the local Airflow (lw local-airflow), then the embedded PostgreSQL"
                    ).set_defaults(func=cmd_stop)
     sub.add_parser("reset", help="empty the embedded warehouse (new `warehouse` database)").set_defaults(func=cmd_reset)
-    sub.add_parser("urls", help="print WAREHOUSE_URL and SHOP_DB_URL").set_defaults(func=cmd_urls)
+    urls = sub.add_parser("urls", help="print WAREHOUSE_URL and SHOP_DB_URL (passwords masked)")
+    urls.add_argument("--show-secrets", action="store_true", help="print the passwords too")
+    urls.set_defaults(func=cmd_urls)
     psql = sub.add_parser("psql", help="open psql on the warehouse (or the shop)")
     psql.add_argument("database", nargs="?", choices=("warehouse", "shop"), default="warehouse")
     psql.set_defaults(func=cmd_psql)

@@ -66,24 +66,23 @@ def admin_login_from_environment() -> Path | None:
 
 
 def prepare_warehouse(owner_url: str, superuser_url: str | None, bi_reader_password: str | None) -> None:
-    """Schemas as the owner; the bi_reader role (when a password is given) as the superuser;
-    bi_reader's default privilege on the owner's future tables in `analytics`. Idempotent."""
+    """Schemas as the owner; the bi_reader role (when a password is given) as the superuser,
+    with its default privilege on the tables the owner creates in `analytics` later.
+    Idempotent."""
+    from psycopg.conninfo import conninfo_to_dict
+
     from lifecycle_warehouse import bootstrap
-    from lifecycle_warehouse.access import BI_ROLE, BI_SCHEMA, ensure_bi_reader
+    from lifecycle_warehouse.access import BI_SCHEMA, ensure_bi_reader
 
     bootstrap.bootstrap(owner_url)
     with psycopg.connect(owner_url, autocommit=True) as conn:
         conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(BI_SCHEMA)))
     if not bi_reader_password:
         return
-    # Creating a role takes more than the owner has: the superuser does it (a superuser
-    # acts as the owner of the schemas it grants on, so the grants are the owner's).
-    ensure_bi_reader(superuser_url or owner_url, password=bi_reader_password)
-    with psycopg.connect(owner_url, autocommit=True) as conn:
-        # Default privileges belong to the role that creates the tables: the owner's, for
-        # the tables the publish creates in `analytics` later.
-        conn.execute(sql.SQL("alter default privileges in schema {} grant select on tables to {}").format(
-            sql.Identifier(BI_SCHEMA), sql.Identifier(BI_ROLE)))
+    # Creating a role takes more than the owner has: the superuser does it, naming the owner
+    # whose future tables in `analytics` bi_reader may read.
+    owner = conninfo_to_dict(owner_url).get("user")
+    ensure_bi_reader(superuser_url or owner_url, password=bi_reader_password, owner=owner if superuser_url else None)
 
 
 def main() -> None:

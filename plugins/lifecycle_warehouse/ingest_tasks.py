@@ -42,12 +42,20 @@ def load_files(source: str, entity: str, start: date, end: date) -> list[dict]:
 
 
 def extract_shop_table(table: str, end: date) -> dict:
+    """Extract one shop table up to the run's end. A table that does not match the contract
+    fails the task at once, without retries (it would not match on a retry either); a shop
+    that cannot be reached retries with backoff."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from lifecycle_warehouse.ingest import shop
     from lifecycle_warehouse.orchestration import interval_end_instant
 
-    result = shop.extract_table(
-        settings.shop_db_url(), settings.warehouse_url(), table, interval_end_instant(end)
-    )
+    try:
+        result = shop.extract_table(
+            settings.shop_db_url(), settings.warehouse_url(), table, interval_end_instant(end)
+        )
+    except shop.ShopSchemaError as mismatch:
+        raise AirflowFailException(str(mismatch)) from mismatch
     return _jsonable(result)
 
 

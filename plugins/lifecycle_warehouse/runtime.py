@@ -46,7 +46,7 @@ def environment() -> dict[str, str]:
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     env.setdefault("DO_NOT_TRACK", "1")
     if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env:
-        metadata = embedded.url(settings.pgdata_dir(), "airflow")
+        metadata = embedded.url(settings.pgdata_dir(), "airflow", embedded.AIRFLOW_ROLE)
         if metadata is None:
             raise settings.ConfigurationError(
                 "Airflow needs a metadata database: start the embedded server with `make up`, "

@@ -2,7 +2,8 @@
 environment first, with defaults that point at the embedded server and the repo's folders.
 
 Secrets never live here: URLs come from the environment (or Airflow connections in a
-deployment); the embedded server needs none because it only listens on a unix socket.
+deployment); the embedded server's passwords are in its password file (embedded.passfile),
+which its URLs name instead of carrying a password.
 """
 
 from __future__ import annotations
@@ -191,10 +192,10 @@ def alert_url() -> str | None:
     return os.environ.get("LW_ALERT_URL", "").strip() or None
 
 
-def _embedded_url(database: str, variable: str) -> str:
+def _embedded_url(database: str, variable: str, role: str) -> str:
     from lifecycle_warehouse import embedded
 
-    url = embedded.url(pgdata_dir(), database)
+    url = embedded.url(pgdata_dir(), database, role)
     if url is None:
         raise ConfigurationError(
             f"{variable} is not set and the embedded PostgreSQL server in {pgdata_dir()} is not "
@@ -204,10 +205,33 @@ def _embedded_url(database: str, variable: str) -> str:
 
 
 def warehouse_url() -> str:
-    """libpq URL of the warehouse database (`WAREHOUSE_URL`, else the embedded `warehouse`)."""
-    return os.environ.get("WAREHOUSE_URL") or _embedded_url("warehouse", "WAREHOUSE_URL")
+    """libpq URL of the warehouse database (`WAREHOUSE_URL`, else the embedded `warehouse` as
+    its owner role `warehouse_owner`, never a superuser): what the DAGs, dbt and `lw` use."""
+    from lifecycle_warehouse.embedded import OWNER_ROLE
+
+    return os.environ.get("WAREHOUSE_URL") or _embedded_url("warehouse", "WAREHOUSE_URL", OWNER_ROLE)
+
+
+def warehouse_admin_url() -> str:
+    """Where roles and grants are administered (the BI role): the embedded server's
+    superuser, else WAREHOUSE_URL itself (its role must then be allowed to create roles,
+    or the role created beforehand as docker-compose's init does)."""
+    from lifecycle_warehouse.embedded import SUPERUSER
+
+    return os.environ.get("WAREHOUSE_URL") or _embedded_url("warehouse", "WAREHOUSE_URL", SUPERUSER)
 
 
 def shop_db_url() -> str:
-    """libpq URL of the shop's operational database (`SHOP_DB_URL`, else the embedded `shop`)."""
-    return os.environ.get("SHOP_DB_URL") or _embedded_url("shop", "SHOP_DB_URL")
+    """libpq URL of the shop's operational database (`SHOP_DB_URL`, else the embedded `shop`
+    as `shop_reader`, which may only read). The pipeline only ever reads the shop."""
+    from lifecycle_warehouse.embedded import SHOP_READER_ROLE
+
+    return os.environ.get("SHOP_DB_URL") or _embedded_url("shop", "SHOP_DB_URL", SHOP_READER_ROLE)
+
+
+def shop_writer_url() -> str:
+    """Where the simulator writes the shop it simulates: `SHOP_DB_URL` when set (the
+    simulator refuses a shop it did not create), else the embedded `shop` as its owner."""
+    from lifecycle_warehouse.embedded import SHOP_OWNER_ROLE
+
+    return os.environ.get("SHOP_DB_URL") or _embedded_url("shop", "SHOP_DB_URL", SHOP_OWNER_ROLE)

@@ -58,8 +58,8 @@ class Instance:
             )
         return result
 
-    def url(self, database: str) -> str:
-        return embedded.url(self.root / "pgdata", database)
+    def url(self, database: str, role: str = embedded.SUPERUSER) -> str:
+        return embedded.url(self.root / "pgdata", database, role)
 
 
 @pytest.fixture(scope="session")

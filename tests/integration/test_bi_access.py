@@ -1,8 +1,7 @@
 """The `bi_reader` role: reads `analytics`, nothing else, and cannot write.
 
-The test server trusts every connection (pgserver), so these tests prove privileges, not
-authentication; the last test turns password authentication on for an embedded server of
-its own and proves that too.
+The embedded test server makes every role authenticate (scram-sha-256); the last test
+proves that bi_reader's password is required there, the others prove privileges.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import pytest
 from psycopg import errors
 
 from lifecycle_warehouse import bootstrap, embedded
-from lifecycle_warehouse.access import ensure_bi_reader, require_password_on_embedded
+from lifecycle_warehouse.access import ensure_bi_reader
 from lifecycle_warehouse.publish import publish
 from lifecycle_warehouse.quality import audit
 
@@ -127,26 +126,25 @@ def test_role_and_password_come_from_the_environment(warehouse, monkeypatch):
 
 
 def test_embedded_server_makes_bi_reader_use_its_password():
-    """pgserver trusts everyone; the project's pg_hba rule makes bi_reader authenticate."""
+    """The embedded server trusts no one: bi_reader gets in with its password only."""
     root = Path(tempfile.mkdtemp(prefix="lw-hba-", dir="/tmp"))
     os.chmod(root, 0o755)
     pgdata = root / "pgdata"
     try:
         embedded.start(pgdata)
         url = embedded.url(pgdata, "warehouse")
-        ensure_bi_reader(url, PASSWORD)
-        with psycopg.connect(as_role(url, "bi_reader", "wrong")):
-            pass  # trust: before the rule, any password works
-        assert require_password_on_embedded(pgdata) is True
-        assert require_password_on_embedded(pgdata) is False  # idempotent
+        ensure_bi_reader(url, PASSWORD, owner=embedded.OWNER_ROLE)
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(as_role(url, "bi_reader", "wrong"))
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(as_role(url, "bi_reader", None))
         with psycopg.connect(as_role(url, "bi_reader", PASSWORD)) as conn:
             assert conn.execute("select current_user").fetchone() == ("bi_reader",)
-        with psycopg.connect(url) as conn:  # the owner keeps its access
-            assert conn.execute("select current_user").fetchone() == ("postgres",)
+        # what the owner role publishes later is readable by default
+        with psycopg.connect(embedded.url(pgdata, "warehouse", embedded.OWNER_ROLE), autocommit=True) as conn:
+            conn.execute("create table analytics.published_later (x int)")
+        with psycopg.connect(as_role(url, "bi_reader", PASSWORD)) as conn:
+            assert conn.execute("select count(*) from analytics.published_later").fetchone() == (0,)
     finally:
         embedded.stop(pgdata)
         shutil.rmtree(root, ignore_errors=True)

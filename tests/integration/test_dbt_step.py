@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from lifecycle_warehouse import dbt_step, warehouse_tasks
+from lifecycle_warehouse import dbt_runner, dbt_step, warehouse_tasks
 from lifecycle_warehouse.bootstrap import bootstrap
 from tests.integration.test_dbt_incremental import LIFECYCLE_FIXTURE
 
@@ -18,6 +18,11 @@ RUN_ID = "manual__test-dbt-step"
 
 @pytest.fixture
 def planned_warehouse(warehouse_url, tmp_path, monkeypatch):
+    # the step reads the project's manifest (as the DAG does); a fresh clone has none before
+    # the first `dbt parse` (the e2e run makes one when it runs first)
+    target = dbt_runner.DBT_PROJECT_DIR / "target"
+    if not (target / "manifest.json").exists():
+        dbt_runner.run(["parse", "--quiet"], url=warehouse_url, env={"DBT_TARGET_PATH": str(target)})
     bootstrap(warehouse_url)
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         conn.execute(LIFECYCLE_FIXTURE.read_text())

@@ -180,10 +180,12 @@ def test_extract_all_covers_every_contract_table(shop_db, warehouse_url):
 
 def test_shop_is_read_in_read_only_transactions_by_a_select_only_role(shop_db, warehouse_url, monkeypatch):
     with psycopg.connect(shop_db, autocommit=True) as conn:
-        conn.execute("create role shop_reader login")
-        conn.execute("grant select on all tables in schema public to shop_reader")
+        # a role of this test's own (the server's shop_reader belongs to its `shop` database)
+        conn.execute("drop role if exists test_shop_select_only")
+        conn.execute("create role test_shop_select_only login password 'test-only-password'")
+        conn.execute("grant select on all tables in schema public to test_shop_select_only")
         conn.execute("revoke create on schema public from public")
-    reader_url = shop_db + "&user=shop_reader"
+    reader_url = shop_db + "&user=test_shop_select_only&password=test-only-password"
     opened: list[psycopg.Connection] = []
     real_connect = shop.connect
 
@@ -215,6 +217,20 @@ def test_shop_table_missing_a_contract_column_fails_clearly(shop_url, warehouse_
         shop.extract_table(shop_url, warehouse_url, "refunds", t(2))
     with psycopg.connect(warehouse_url) as conn:
         assert conn.execute("select count(*) from raw.load_audit").fetchone()[0] == 0
+
+
+def test_a_shop_table_off_contract_fails_its_task_without_retries(shop_url, warehouse_url, monkeypatch):
+    """A data error is not transient: the task fails for good at once (AirflowFailException
+    skips the retries), where an unreachable shop retries with backoff."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from lifecycle_warehouse import ingest_tasks
+
+    shop_exec(shop_url, "create table refunds (refund_id integer primary key, amount numeric, updated_at timestamptz)")
+    monkeypatch.setenv("SHOP_DB_URL", shop_url)
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse_url)
+    with pytest.raises(AirflowFailException, match=r"public\.refunds does not match the contract"):
+        ingest_tasks.extract_shop_table("refunds", date(2026, 9, 2))
 
 
 # --------------------------------------------------------------------------- shops nobody here wrote

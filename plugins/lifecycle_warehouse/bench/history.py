@@ -346,7 +346,7 @@ def _simulate_sources(config: BenchConfig, history_days: int) -> dict:
         customers=config.customers,
         seed=config.seed,
         landing_dir=landing,
-        shop_url=settings.shop_db_url(),
+        shop_url=settings.shop_writer_url(),
         truth_file=config.truth_file(history_days),
         progress=False,
     ))

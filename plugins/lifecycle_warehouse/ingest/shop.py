@@ -97,8 +97,12 @@ def extract_table(
     app = "lifecycle_warehouse.ingest.shop"
     with connect(warehouse_url, "WAREHOUSE_URL", autocommit=True, application_name=app) as wh:
         bootstrap.ensure_raw_schema(wh)
-        with connect(shop_url, "SHOP_DB_URL", application_name=app) as source:
-            source.read_only = True  # every transaction on this connection is READ ONLY
+        # Read-only twice over: the session's default (the server refuses every write, even
+        # one outside psycopg's transactions) and each transaction; the embedded server's
+        # shop_reader role also has SELECT only.
+        with connect(shop_url, "SHOP_DB_URL", application_name=app,
+                     options="-c default_transaction_read_only=on") as source:
+            source.read_only = True
             source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             result = _extract(source, wh, spec, until, overlap)
     window = f"({result.since.isoformat() if result.since else '-infinity'}, {until.isoformat()})"

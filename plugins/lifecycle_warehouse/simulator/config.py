@@ -295,7 +295,7 @@ class SimulationConfig:
         return replace(
             self,
             landing_dir=Path(self.landing_dir) if self.landing_dir else settings.landing_dir(),
-            shop_url=self.shop_url or settings.shop_db_url(),
+            shop_url=self.shop_url or settings.shop_writer_url(),
             truth_file=Path(self.truth_file) if self.truth_file else settings.simulator_truth_file(),
         )
 
