@@ -109,7 +109,8 @@ def copy_of(base_root: Path, name: str):
     """A running instance whose warehouse, shop, Airflow metadata, landing zone and truth
     are a copy of the base's (its Airflow home is new: only logs and a config live there)."""
     root = _new_root(name)
-    for part in ("pgdata", "landing", "truth.json"):
+    # the server's password file (secrets/) goes with its data: the copy has the same roles
+    for part in ("pgdata", "secrets", "landing", "truth.json"):
         # cp -a keeps the owner (the `pgserver` OS user runs postgres when tests run as root)
         subprocess.run(["cp", "-a", str(base_root / part), str(root / part)], check=True)
     instance = _instance(root)
