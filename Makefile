@@ -17,6 +17,8 @@ SEED ?= 42
 FROM ?= $(START)
 TO ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(START)') + d.timedelta(days=$(DAYS) - 1))")
 PYTEST_ARGS ?=
+# make test's pytest-xdist workers (the end-to-end groups run side by side; tests/conftest.py)
+TEST_WORKERS ?= 2
 # Extra options of `lw sources` (make sources SOURCES_ARGS="--shop-ids uuid").
 SOURCES_ARGS ?=
 # Size of `make bench`: small (a few minutes) or large (docs/benchmark.md); more options of
@@ -80,8 +82,8 @@ bi: up ## Apache Superset with the Customer lifecycle dashboard on 127.0.0.1 (BI
 airflow: up ## a real local Airflow in the background (UI http://127.0.0.1:8080, AIRFLOW_PORT=…); make stop stops it
 	@$(LW) local-airflow start
 
-test: $(STAMP) ## run the whole test suite (unit, integration, end-to-end)
-	@$(BIN)/pytest $(PYTEST_ARGS)
+test: $(STAMP) ## run the whole test suite (unit, integration, end-to-end) on TEST_WORKERS=2 workers
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the tests that need no Airflow run
 	@$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)

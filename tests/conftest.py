@@ -25,6 +25,21 @@ from lifecycle_warehouse import embedded
 logging.getLogger("pgserver").propagate = False
 
 
+# `make test` runs on two pytest-xdist workers (`--dist loadgroup`). Tests that share an
+# expensive end-to-end run must share a worker (a session fixture is built once per worker):
+# everything that reads the shared e2e pipeline runs in one group, the crash tests (their
+# own instances, module fixtures) in another, side by side; the rest is spread freely.
+E2E_PIPELINE_FIXTURES = {"instance", "pipeline"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("crash"):
+            item.add_marker(pytest.mark.xdist_group("crash"))
+        elif E2E_PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("e2e_pipeline"))
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """URL of the `postgres` database of a throwaway server (unix socket only)."""

@@ -18,7 +18,7 @@ EXPECTED_DAGS = {"crm_ingest", "web_ingest", "marketing_ingest", "shop_ingest", 
 def dagbag(tmp_path_factory):
     # The warehouse DAG is rendered from dbt's manifest: build it (no database needed).
     dummy = "postgresql://nobody@127.0.0.1:1/none"
-    dbt_runner.run(["parse", "--quiet"], url=dummy)
+    dbt_runner.parse_manifest(url=dummy)
     home = tmp_path_factory.mktemp("airflow_home")
     saved = dict(os.environ)
     os.environ.update(

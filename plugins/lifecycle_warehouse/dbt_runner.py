@@ -65,6 +65,23 @@ def run(
     return completed.returncode
 
 
+def parse_manifest(url: str | None = None) -> Path:
+    """`dbt parse` into a private folder, then the manifest the DAGs are rendered from
+    (dbt_project/target/manifest.json) replaced atomically: a DAG being parsed meanwhile, by
+    this instance or another one on the same checkout, never reads a half-written file."""
+    import shutil
+    import tempfile
+
+    target = DBT_PROJECT_DIR / "target"
+    target.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lw-dbt-parse-") as private:
+        run(["parse", "--quiet"], url=url, env={"DBT_TARGET_PATH": private, "DBT_LOG_PATH": private})
+        staged = target / f".manifest.json.{os.getpid()}"
+        shutil.copyfile(Path(private) / "manifest.json", staged)
+        os.replace(staged, target / "manifest.json")
+    return target / "manifest.json"
+
+
 def run_in_process(args: list[str], url: str | None = None) -> int:
     """Run `dbt <args>` in this process (dbt's programmatic entry point, dbtRunner): no
     interpreter start-up and no second import of dbt, which cost ~2 s of every `dbt`

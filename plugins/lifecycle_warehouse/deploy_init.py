@@ -95,7 +95,7 @@ def main() -> None:
     bi_reader_password = os.environ.get("BI_READER_PASSWORD")
     prepare_warehouse(warehouse_url, os.environ.get("WAREHOUSE_SUPERUSER_URL"), bi_reader_password)
     print("raw and analytics schemas ready" + (", bi_reader role ready" if bi_reader_password else ""))
-    dbt_runner.run(["parse", "--quiet"], url=warehouse_url)
+    dbt_runner.parse_manifest(url=warehouse_url)
     print(f"dbt manifest built in {dbt_runner.DBT_PROJECT_DIR / 'target'}")
 
 

@@ -471,9 +471,11 @@ def start(say: Say = print, timeout: float = START_TIMEOUT_SECONDS, executor: st
         if component != "dag-processor":
             _spawn(component, port, env)
     if "dag-processor" in new:
-        # The warehouse DAG is rendered from dbt's manifest: write it (partial parsing, a few
-        # seconds, while the other processes start) before the dag-processor reads the DAGs.
-        if dbt_runner.run(["parse", "--quiet"], check=False) != 0:
+        # The warehouse DAG is rendered from dbt's manifest: write it (a few seconds, while
+        # the other processes start) before the dag-processor reads the DAGs.
+        try:
+            dbt_runner.parse_manifest()
+        except SystemExit:
             say("  ! `dbt parse` failed: the warehouse DAG may show an import error (see `lw dbt parse`)")
         _spawn("dag-processor", port, env)
 

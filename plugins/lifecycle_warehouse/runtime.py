@@ -44,6 +44,9 @@ def environment() -> dict[str, str]:
     env.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
     env.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    # dbt's run results and manifest of the DAGs' builds go to this instance's own folder:
+    # two instances on one checkout (a demo and the tests, say) never share them.
+    env.setdefault("DBT_TARGET_PATH", str(settings.airflow_home() / "dbt-target"))
     env.setdefault("DO_NOT_TRACK", "1")
     if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env:
         metadata = embedded.url(settings.pgdata_dir(), "airflow", embedded.AIRFLOW_ROLE)

@@ -20,9 +20,8 @@ RUN_ID = "manual__test-dbt-step"
 def planned_warehouse(warehouse_url, tmp_path, monkeypatch):
     # the step reads the project's manifest (as the DAG does); a fresh clone has none before
     # the first `dbt parse` (the e2e run makes one when it runs first)
-    target = dbt_runner.DBT_PROJECT_DIR / "target"
-    if not (target / "manifest.json").exists():
-        dbt_runner.run(["parse", "--quiet"], url=warehouse_url, env={"DBT_TARGET_PATH": str(target)})
+    if not (dbt_runner.DBT_PROJECT_DIR / "target" / "manifest.json").exists():
+        dbt_runner.parse_manifest(url=warehouse_url)
     bootstrap(warehouse_url)
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         conn.execute(LIFECYCLE_FIXTURE.read_text())
