@@ -21,12 +21,20 @@ DBT_PROJECT_DIR = settings.PROJECT_ROOT / "dbt_project"
 def profile_env(url: str) -> dict[str, str]:
     """LW_PG* variables for dbt's profile from a libpq URL (TCP host or `?host=` socket dir);
     a URL's password file (`passfile=`, the embedded server's) becomes PGPASSFILE, which
-    libpq reads when the profile's password is empty."""
+    libpq reads when the profile's password is empty; the project's statement timeout
+    (LW_STATEMENT_TIMEOUT_SECONDS) goes into PGOPTIONS, which libpq applies to every
+    connection dbt opens (dbt's profile has no `options`)."""
+    from lifecycle_warehouse import connections
+
     parsed = urlparse(url)
     query = parse_qs(parsed.query)
     host = query.get("host", [parsed.hostname or "localhost"])[0]
+    options = os.environ.get("PGOPTIONS", "")
+    if "statement_timeout" not in options:
+        options = f"{options} {connections.statement_timeout_option()}".strip()
     return {
         "PGPASSFILE": query.get("passfile", [os.environ.get("PGPASSFILE", "")])[0],
+        "PGOPTIONS": options,
         "LW_PGHOST": host,
         "LW_PGPORT": str(query.get("port", [parsed.port or 5432])[0]),
         "LW_PGUSER": unquote(parsed.username or "postgres"),
@@ -89,7 +97,7 @@ def run_in_process(args: list[str], url: str | None = None) -> int:
     CLI's (0 success, 1 a node failed, 2 dbt could not run)."""
     from dbt.cli.main import dbtRunner
 
-    changed = {key: value for key, value in dbt_env(url).items() if key.startswith(("LW_PG", "DBT_", "PGPASSFILE"))}
+    changed = {key: value for key, value in dbt_env(url).items() if key.startswith(("LW_PG", "DBT_", "PGPASSFILE", "PGOPTIONS"))}
     saved = {key: os.environ.get(key) for key in changed}
     os.environ.update(changed)  # dbt reads its profile's env_var()s at invocation
     try:

@@ -157,7 +157,8 @@ def connect_timeout_seconds() -> int:
 
 def statement_timeout_seconds() -> int:
     """The longest statement the project runs on the shop or the warehouse, dbt's models
-    excepted (`LW_STATEMENT_TIMEOUT_SECONDS`, default 1800; lifecycle_warehouse.connections)."""
+    included (`LW_STATEMENT_TIMEOUT_SECONDS`, default 1800; lifecycle_warehouse.connections,
+    dbt_runner.profile_env)."""
     return _number("LW_STATEMENT_TIMEOUT_SECONDS", "1800", int, minimum=1)
 
 

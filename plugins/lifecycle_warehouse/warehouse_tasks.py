@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 # dbt's profile reads these; the warehouse DAG renders them at run time (never at parse
 # time, so no URL or password ends up in the serialized DAG).
-PROFILE_ENV_KEYS = ("LW_PGHOST", "LW_PGPORT", "LW_PGUSER", "LW_PGPASSWORD", "LW_PGDATABASE", "PGPASSFILE")
+PROFILE_ENV_KEYS = ("LW_PGHOST", "LW_PGPORT", "LW_PGUSER", "LW_PGPASSWORD", "LW_PGDATABASE", "PGPASSFILE",
+                    "PGOPTIONS")
 
 
 def warehouse_profile_env(key: str) -> str:

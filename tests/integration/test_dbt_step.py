@@ -73,3 +73,19 @@ def test_a_failed_data_test_is_reported_by_its_model_and_a_retry_builds_it_alone
         dbt_step.report(name, summary, RUN_ID, try_number=1)
     with psycopg.connect(planned_warehouse) as conn:
         assert conn.execute("select count(*) from intermediate.int_orders__orders").fetchone()[0] > 0
+
+
+def test_dbt_connections_get_the_statement_timeout(warehouse_url, tmp_path, monkeypatch):
+    """Nothing hangs: dbt's sessions run with the project's statement timeout (PGOPTIONS,
+    since dbt's profile has no options), and the password comes from the password file."""
+    import subprocess
+
+    monkeypatch.setenv("LW_STATEMENT_TIMEOUT_SECONDS", "1234")
+    env = dbt_runner.dbt_env(warehouse_url)
+    env.update(DBT_TARGET_PATH=str(tmp_path / "target"), DBT_LOG_PATH=str(tmp_path / "logs"))
+    shown = subprocess.run(
+        [dbt_runner.dbt_executable(), "show", "--inline",
+         "select current_setting('statement_timeout') as statement_timeout", "--output", "json", "--quiet"],
+        env=env, cwd=dbt_runner.DBT_PROJECT_DIR, capture_output=True, text=True, check=True,
+    ).stdout
+    assert '"statement_timeout": "1234s"' in shown, shown
