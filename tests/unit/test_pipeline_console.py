@@ -358,7 +358,7 @@ def test_lw_pipeline_prints_the_rerun_commands_on_failure(monkeypatch, capsys, t
     monkeypatch.setattr(cli, "_ensure_airflow_db", lambda: None)
     monkeypatch.setattr(pipeline_lock, "one_pipeline_at_a_time", lambda *a, **k: contextlib.nullcontext())
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql:///unused")
-    monkeypatch.setattr(dbt_runner, "run", lambda *a, **k: None)
+    monkeypatch.setattr(dbt_runner, "parse_manifest", lambda *a, **k: None)
     monkeypatch.setattr(runtime, "environment", lambda: {"AIRFLOW_HOME": str(tmp_path)})
     monkeypatch.setattr(pc, "run", fake_run)
     monkeypatch.setattr(pc, "lw_program", lambda: ".venv/bin/lw")
