@@ -32,6 +32,7 @@ logging.getLogger("pgserver").propagate = False
 E2E_PIPELINE_FIXTURES = {"instance", "pipeline"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("crash"):
