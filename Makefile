@@ -83,7 +83,7 @@ airflow: up ## a real local Airflow in the background (UI http://127.0.0.1:8080,
 	@$(LW) local-airflow start
 
 test: $(STAMP) ## run the whole test suite (unit, integration, end-to-end) on TEST_WORKERS=2 workers
-	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	@$(BIN)/pytest -n $(TEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the tests that need no Airflow run
 	@$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)

@@ -25,20 +25,29 @@ from lifecycle_warehouse import embedded
 logging.getLogger("pgserver").propagate = False
 
 
-# `make test` runs on two pytest-xdist workers (`--dist loadgroup`). Tests that share an
-# expensive end-to-end run must share a worker (a session fixture is built once per worker):
-# everything that reads the shared e2e pipeline runs in one group, the crash tests (their
-# own instances, module fixtures) in another, side by side; the rest is spread freely.
-E2E_PIPELINE_FIXTURES = {"instance", "pipeline"}
+# `make test` runs on two pytest-xdist workers. Tests that share an expensive end-to-end run
+# must share a worker (a session fixture is built once per worker): every test of tests/e2e/
+# reads the shared e2e pipeline and runs in one group, the crash tests (their own instances,
+# module fixtures) in another, side by side; the rest goes file by file to whichever worker
+# is free. (xdist's own `--dist loadgroup` does not group under pytest 9.2: its node-id
+# suffix is ignored, so the scheduler is chosen here.)
+def worker_group(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if path == "tests/e2e/test_crash.py":
+        return "crash"
+    if path.startswith("tests/e2e/"):
+        return "e2e_pipeline"
+    return path
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.get_closest_marker("crash"):
-            item.add_marker(pytest.mark.xdist_group("crash"))
-        elif E2E_PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("e2e_pipeline"))
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByTestGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ByTestGroup(config, log)
 
 
 @pytest.fixture(scope="session")
