@@ -7,17 +7,13 @@ end; tests never touch the developer's own warehouse in `.warehouse/`.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from lifecycle_warehouse import embedded
+from tests.sandbox import throwaway_server
 
 
 # pgserver logs from an atexit hook, after pytest has closed the streams its log capture
@@ -53,15 +49,8 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture(scope="session")
 def pg_server():
     """URL of the `postgres` database of a throwaway server (unix socket only)."""
-    # A short path under /tmp keeps the socket path below the 107-byte limit, and is
-    # traversable by the `pgserver` OS user that runs postgres when tests run as root.
-    root = Path(tempfile.mkdtemp(prefix="lw-test-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    pgdata = root / "pgdata"
-    admin_url = embedded.start(pgdata)
-    yield admin_url
-    embedded.stop(pgdata)
-    shutil.rmtree(root, ignore_errors=True)
+    with throwaway_server("lw-test-") as (_, admin_url):
+        yield admin_url
 
 
 def _fresh_database(admin_url: str, prefix: str) -> str:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 from lifecycle_warehouse.runtime import airflow_bin
 
@@ -43,3 +47,121 @@ def airflow_with_dags(root: Path, dag_file: str, source: str, **overrides: str) 
     env.update(overrides)
     subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True)
     return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def debian_program(program: str, package: str, needed_by: str, recommends: bool = True) -> str:
+    """A program from Debian's packages, installed here when missing (as root may; the
+    package index is refreshed once if the first install fails)."""
+    import shutil
+
+    import pytest
+
+    found = shutil.which(program)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        pytest.fail(f"{needed_by} needs Debian's {package}: `sudo apt-get install {package}`")
+    install = ["apt-get", "install", "-y", "-q", *([] if recommends else ["--no-install-recommends"]), package]
+    if subprocess.run(install, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
+        subprocess.run(install, check=True, capture_output=True)
+    return shutil.which(program) or pytest.fail(f"apt-get installed no {program}")
+
+
+@contextmanager
+def throwaway_server(prefix: str) -> Iterator[tuple[Path, str]]:
+    """An embedded PostgreSQL of its own under a new folder in /tmp: (folder, superuser URL
+    of its `postgres` database); stopped and removed afterwards. A short path under /tmp
+    keeps the socket path below the 107-byte limit, and is traversable by the `pgserver`
+    OS user that runs postgres when tests run as root."""
+    import shutil
+    import tempfile
+
+    from lifecycle_warehouse import embedded
+
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(root, 0o755)
+    try:
+        yield root, embedded.start(root / "pgdata")
+    finally:
+        embedded.stop(root / "pgdata")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class LocalAirflowProcesses:
+    """What a test of `lw local-airflow` knows of its processes. Needs `local_dir` (where the
+    pid and log files are) and `seen` (pid -> creation time of every process seen)."""
+
+    local_dir: Path
+    seen: dict[int, float]
+
+    def main_processes(self) -> dict[str, psutil.Process]:
+        """The processes named by the pid files (pid and creation time both match)."""
+        found = {}
+        for path in sorted(self.local_dir.glob("*.pid")):
+            try:
+                pid, created = path.read_text().split()[:2]
+                proc = psutil.Process(int(pid))
+                if abs(proc.create_time() - float(created)) < 1.0:
+                    found[path.stem] = proc
+            except (OSError, ValueError, psutil.Error):
+                pass
+        return found
+
+    def remember_processes(self) -> list[psutil.Process]:
+        """Every process of the local Airflow now (main processes and their descendants)."""
+        procs = []
+        for proc in self.main_processes().values():
+            try:
+                procs += [proc, *proc.children(recursive=True)]
+            except psutil.Error:
+                pass
+        for proc in procs:
+            try:
+                self.seen.setdefault(proc.pid, proc.create_time())
+            except psutil.Error:
+                pass
+        return procs
+
+    def _seen_alive(self) -> Iterator[psutil.Process]:
+        for pid, created in self.seen.items():
+            try:
+                proc = psutil.Process(pid)
+                if abs(proc.create_time() - created) < 1.0:
+                    yield proc
+            except psutil.Error:
+                pass
+
+    def still_alive(self) -> list[str]:
+        alive = []
+        for proc in self._seen_alive():
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+            except psutil.Error:
+                pass
+        return alive
+
+    def kill_everything(self) -> None:
+        self.remember_processes()
+        for proc in self._seen_alive():
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+    def process_logs(self, lines: int = 40) -> str:
+        out = []
+        for path in sorted(self.local_dir.glob("*.log")):
+            tail = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            out.append(f"\n--- {path} (tail) ---\n{tail}")
+        return "".join(out)

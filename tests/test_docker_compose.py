@@ -25,7 +25,6 @@ import re
 import shutil
 import stat
 import subprocess
-import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -35,6 +34,8 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from lifecycle_warehouse import settings
+
+from tests.sandbox import throwaway_server
 
 COMPOSE = settings.PROJECT_ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = settings.PROJECT_ROOT / ".env.example"
@@ -377,15 +378,8 @@ def _scram_matches(verifier: str, password: str) -> bool:
 def init_server():
     """A throwaway embedded PostgreSQL of its own (the roles are cluster-wide: the session's
     shared server must not get them): its admin URL."""
-    from lifecycle_warehouse import embedded
-
-    root = Path(tempfile.mkdtemp(prefix="lw-compose-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    pgdata = root / "pgdata"
-    admin_url = embedded.start(pgdata)
-    yield admin_url
-    embedded.stop(pgdata)
-    shutil.rmtree(root, ignore_errors=True)
+    with throwaway_server("lw-compose-") as (_, admin_url):
+        yield admin_url
 
 
 def _run_init_script(admin_url: str, sourced: bool = False, **passwords: str) -> subprocess.CompletedProcess:

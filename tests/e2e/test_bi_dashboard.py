@@ -7,15 +7,14 @@ reports/bi/). Through Superset's REST API, each chart's query returns rows, and 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lifecycle_warehouse import bi, settings
+
+from tests.sandbox import debian_program, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bi]
 
@@ -25,20 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 def chromium() -> str:
-    """Debian's chromium, installed here when missing (as root may: `apt-get install chromium`)."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        pytest.fail("the BI test needs Debian's chromium: `sudo apt-get install chromium`")
-    subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, capture_output=True)
-    return shutil.which("chromium") or pytest.fail("apt-get installed no chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return debian_program("chromium", "chromium", "the BI test")
 
 
 def expected_charts() -> set[str]:

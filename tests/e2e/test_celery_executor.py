@@ -52,7 +52,7 @@ from lifecycle_warehouse import embedded
 from tests.e2e.conftest import Instance, _plant_refund_of_a_cancelled_order
 from tests.e2e.scenario import CUSTOMERS, PIPELINE_LAST, SEED, SHOP_FIRST_EXTRACT_LAST, SHOP_IDS, SIM_DAYS, START
 from tests.fingerprint import analytics_fingerprint, differences
-from tests.sandbox import project_env
+from tests.sandbox import LocalAirflowProcesses, debian_program, free_port, project_env
 
 pytestmark = [
     pytest.mark.e2e,
@@ -72,23 +72,7 @@ INGEST_TIMEOUT_SECONDS = 300
 
 
 def redis_server_binary() -> str:
-    """Debian's redis-server, installed here when missing (as root may: `apt-get install redis-server`)."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        pytest.fail("the Celery test needs Debian's redis-server: `sudo apt-get install redis-server`")
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"]
-    if subprocess.run(install, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
-        subprocess.run(install, check=True, capture_output=True)
-    return shutil.which("redis-server") or pytest.fail("apt-get installed no redis-server")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return debian_program("redis-server", "redis-server", "the Celery test", recommends=False)
 
 
 @dataclass
@@ -108,7 +92,7 @@ def redis_broker():
     binary = redis_server_binary()
     folder = Path(tempfile.mkdtemp(prefix="lw-redis-", dir="/tmp"))
     password = secrets.token_urlsafe(24)
-    port = _free_port()
+    port = free_port()
     config = folder / "redis.conf"  # the password in a 0600 file, not on the command line
     config.write_text(f"bind 127.0.0.1\nport {port}\nrequirepass {password}\nsave \"\"\nappendonly no\n"
                       f"dir {folder}\nprotected-mode yes\ndaemonize no\n", encoding="utf-8")
@@ -148,7 +132,7 @@ def redis_broker():
 
 
 @dataclass
-class CeleryInstance(Instance):
+class CeleryInstance(Instance, LocalAirflowProcesses):
     port: int = 0
     seen: dict[int, float] = field(default_factory=dict)  # pid -> creation time of every process seen
 
@@ -160,67 +144,12 @@ class CeleryInstance(Instance):
     def api(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def main_processes(self) -> list[psutil.Process]:
-        found = []
-        for path in self.local_dir.glob("*.pid"):
-            try:
-                pid, created = path.read_text().split()[:2]
-                proc = psutil.Process(int(pid))
-                if abs(proc.create_time() - float(created)) < 1.0:
-                    found.append(proc)
-            except (OSError, ValueError, psutil.Error):
-                pass
-        return found
-
-    def remember_processes(self) -> list[psutil.Process]:
-        """Every process of the local Airflow now (the main ones, the workers, their children)."""
-        procs = []
-        for proc in self.main_processes():
-            try:
-                procs += [proc, *proc.children(recursive=True)]
-            except psutil.Error:
-                pass
-        for proc in procs:
-            try:
-                self.seen.setdefault(proc.pid, proc.create_time())
-            except psutil.Error:
-                pass
-        return procs
-
-    def still_alive(self) -> list[str]:
-        alive = []
-        for pid, created in self.seen.items():
-            try:
-                proc = psutil.Process(pid)
-                if abs(proc.create_time() - created) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(f"{pid} {' '.join(proc.cmdline())[:120]}")
-            except psutil.Error:
-                pass
-        return alive
-
-    def kill_everything(self) -> None:
-        self.remember_processes()
-        for pid, created in self.seen.items():
-            try:
-                proc = psutil.Process(pid)
-                if abs(proc.create_time() - created) < 1.0:
-                    proc.kill()
-            except psutil.Error:
-                pass
-
-    def process_logs(self, lines: int = 30) -> str:
-        out = []
-        for path in sorted(self.local_dir.glob("*.log")):
-            tail = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            out.append(f"\n--- {path} (tail) ---\n{tail}")
-        return "".join(out)
-
 
 @pytest.fixture
 def celery_instance(redis_broker):
     root = Path(tempfile.mkdtemp(prefix="lw-celery-", dir="/tmp"))
     os.chmod(root, 0o755)
-    port = _free_port()
+    port = free_port()
     env = project_env(
         root,
         BI_READER_PASSWORD="e2e-bi-reader-password",

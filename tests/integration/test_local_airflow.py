@@ -31,7 +31,7 @@ import pytest
 
 from lifecycle_warehouse import embedded
 
-from tests.sandbox import project_env
+from tests.sandbox import LocalAirflowProcesses, free_port, project_env
 
 pytestmark = [
     pytest.mark.e2e,
@@ -47,12 +47,6 @@ RUN_TIMEOUT_SECONDS = 180
 ENV_PASSWORD = "local-airflow-test-password"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -64,7 +58,7 @@ def _port_is_free(port: int) -> bool:
 
 
 @dataclass
-class Instance:
+class Instance(LocalAirflowProcesses):
     root: Path
     env: dict[str, str]
     port: int
@@ -94,70 +88,12 @@ class Instance:
                                  f"{self.process_logs()}")
         return result
 
-    def main_processes(self) -> dict[str, psutil.Process]:
-        """The processes named by the pid files (pid and creation time both match)."""
-        found = {}
-        for component in COMPONENTS:
-            try:
-                pid, created = self.local_dir.joinpath(f"{component}.pid").read_text().split()[:2]
-                proc = psutil.Process(int(pid))
-                if abs(proc.create_time() - float(created)) < 1.0:
-                    found[component] = proc
-            except (OSError, ValueError, psutil.Error):
-                pass
-        return found
-
-    def remember_processes(self) -> list[psutil.Process]:
-        """Every process of the local Airflow now (main processes and their descendants)."""
-        procs = []
-        for proc in self.main_processes().values():
-            try:
-                procs += [proc, *proc.children(recursive=True)]
-            except psutil.Error:
-                pass
-        for proc in procs:
-            try:
-                self.seen.setdefault(proc.pid, proc.create_time())
-            except psutil.Error:
-                pass
-        return procs
-
-    def still_alive(self) -> list[str]:
-        alive = []
-        for pid, created in self.seen.items():
-            try:
-                proc = psutil.Process(pid)
-                if abs(proc.create_time() - created) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(f"{pid} {' '.join(proc.cmdline())[:120]}")
-            except psutil.Error:
-                pass
-        return alive
-
-    def kill_everything(self) -> None:
-        self.remember_processes()
-        for pid, created in self.seen.items():
-            try:
-                proc = psutil.Process(pid)
-                if abs(proc.create_time() - created) < 1.0:
-                    proc.kill()
-            except psutil.Error:
-                pass
-
-    def process_logs(self, lines: int = 40) -> str:
-        out = []
-        for component in COMPONENTS:
-            path = self.local_dir / f"{component}.log"
-            if path.exists():
-                tail = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-                out.append(f"\n--- {path} (tail) ---\n{tail}")
-        return "".join(out)
-
 
 @pytest.fixture
 def instance():
     root = Path(tempfile.mkdtemp(prefix="lw-airflow-", dir="/tmp"))
     os.chmod(root, 0o755)
-    port = _free_port()
+    port = free_port()
     env = project_env(
         root,
         AIRFLOW_PORT=str(port),
