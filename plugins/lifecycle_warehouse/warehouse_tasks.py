@@ -143,6 +143,8 @@ def quality_gate(stage: str, run_id: str, start: date, as_of: date) -> dict:
 
     A failed verdict fails at once, without retries: the same data would fail the same
     way. Retries stay for what can pass on a second try (a database that was restarting).
+    A failing gate builds its Data Docs before it fails; a passing one leaves them to
+    `publish_marts`, after BI has the new version (rendering costs more than the checks).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -158,9 +160,25 @@ def quality_gate(stage: str, run_id: str, start: date, as_of: date) -> dict:
 
 
 def publish_marts(run_id: str) -> dict:
-    """Replace `analytics` with the validated marts in one transaction."""
+    """Replace `analytics` with the validated marts in one transaction; then build the Data
+    Docs of the run's gates (both stages passed), which the gates left for after publishing."""
     from lifecycle_warehouse.publish import publish
 
     publication = publish(settings.warehouse_url(), from_schema="marts", to_schema="analytics", run_id=run_id)
     log.info("published version %s of %d relations to analytics", publication.version, len(publication.relations))
-    return {"version": publication.version, "rows": dict(publication.relations)}
+    docs = _build_gate_docs(run_id)
+    return {"version": publication.version, "rows": dict(publication.relations), "docs": docs}
+
+
+def _build_gate_docs(run_id: str) -> str | None:
+    """The run's Data Docs; a failure to render them does not undo a publish (logged)."""
+    from lifecycle_warehouse.quality.gate import build_docs
+
+    started = time.monotonic()
+    try:
+        index = build_docs(run_id)
+    except Exception:  # the report is a courtesy: the verdicts are in audit.validation_results
+        log.exception("could not build the Data Docs of run %s", run_id)
+        return None
+    log.info("Data Docs of run %s built in %.1f s: %s", run_id, time.monotonic() - started, index)
+    return str(index)

@@ -47,17 +47,25 @@ def test_failed_gate_blocks_publish_and_keeps_analytics(pipeline):
     before = analytics_snapshot(url)
     bad_id = "e2e-nps-out-of-range"
     with psycopg.connect(url) as conn:
-        # A source bug the loader did not catch (written straight into raw): an NPS of 11.
-        conn.execute(
+        # A source bug the loader did not catch, in a re-delivered folder (written straight
+        # into raw, its load audit updated as the loader would): an NPS of 11. The raw gate
+        # validates the deliveries loaded since the last successful build.
+        dt, batch = conn.execute(
             """
             insert into raw.crm_survey_responses
                 (response_id, contact_id, survey_type, score, submitted_at,
                  _batch_id, _dt, _file, _line_number, _loaded_at)
             select %s, contact_id, 'nps', 11, submitted_at, _batch_id, _dt, _file, 9999, _loaded_at
             from raw.crm_survey_responses where survey_type = 'nps' limit 1
+            returning _dt, _batch_id
             """,
             (bad_id,),
-        )
+        ).fetchone()
+        redelivered = conn.execute(
+            "update raw.load_audit set loaded_at = now(), rows_loaded = rows_loaded + 1"
+            " where ctid = (select ctid from raw.load_audit where source = 'crm' and entity = 'survey_responses'"
+            " and dt = %s and batch_id = %s and status = 'loaded' limit 1) returning ctid", (dt, batch)).fetchone()
+        assert redelivered
     try:
         result = instance.lw("pipeline", "--from", str(START), "--to", str(PIPELINE_LAST), "--dag", "warehouse",
                              check=False)
@@ -75,3 +83,5 @@ def test_failed_gate_blocks_publish_and_keeps_analytics(pipeline):
     finally:
         with psycopg.connect(url) as conn:
             conn.execute("delete from raw.crm_survey_responses where response_id = %s", (bad_id,))
+            conn.execute("update raw.load_audit set rows_loaded = rows_loaded - 1 where ctid = %s",
+                         (redelivered[0],))

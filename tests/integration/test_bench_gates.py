@@ -1,10 +1,11 @@
 """The quality-gates benchmark's hand-written SQL (lifecycle_warehouse/bench/gates.py) on a
-real PostgreSQL: on a small table with planted faults (a NULL, a duplicate, a value out of
+real PostgreSQL (the very query per suite the gate's GX expectation runs, quality/compile.py):
+on a small table with planted faults (a NULL, a duplicate, a value out of
 its set, a bound reached, a row after the run's interval end...) every verdict is GX's
 (the expected verdicts follow GX's semantics: NULLs ignored but by not_null, a NULL in a
-compound key never a duplicate, bounds inclusive unless strict); a broken suite fails only
-the expectations that cannot run; and every raw suite's query runs on the bootstrapped
-schema. No GX run, no timing assertion."""
+compound key never a duplicate, bounds inclusive unless strict); a suite whose query cannot run
+fails every rule; and every raw suite's query runs on the bootstrapped
+schema, and counts its rows by delivery. No GX run, no timing assertion."""
 
 from __future__ import annotations
 
@@ -86,12 +87,13 @@ def test_sql_verdicts_are_gx_verdicts_on_planted_faults(people_url):
     assert got == [(gates.describe(e), verdict) for e, verdict in CHECKS]
 
 
-def test_a_failing_query_fails_only_the_checks_that_cannot_run(people_url):
+def test_a_failing_query_fails_every_rule_of_its_suite(people_url):
+    """As the gate reports it: the suite's one query could not run (one error, every rule failed)."""
     broken = suites.Suite("test", "t.people", (suites.not_null("id"), suites.not_null("nickname")))
     gone = suites.Suite("test", "t.gone", (suites.not_null("id"),))
     checked = _verdicts(people_url, broken, gone)["suites"]
     assert "nickname" in checked[broken.name]["error"]
-    assert list(checked[broken.name]["verdicts"].values()) == [True, False]
+    assert list(checked[broken.name]["verdicts"].values()) == [False, False]
     assert "gone" in checked[gone.name]["error"]
     assert list(checked[gone.name]["verdicts"].values()) == [False]
 

@@ -25,6 +25,7 @@ from psycopg import sql
 from lifecycle_warehouse import bootstrap, contract, kpis, settings
 from lifecycle_warehouse.publish import PublishRefused, publish
 from lifecycle_warehouse.quality import QualityGateFailed, run_gate, suites
+from lifecycle_warehouse.quality.gate import build_docs
 
 DAY1, DAY2 = date(2026, 9, 1), date(2026, 9, 2)
 END = date(2026, 9, 3)  # the run's data interval end: deliveries of DAY1 and DAY2 are covered
@@ -389,8 +390,12 @@ def test_raw_gate_passes_records_results_and_blocks_broken_sources(warehouse_url
     build_raw(warehouse_url)
     result = run_gate(warehouse_url, "raw", "run-good", END, project_root=gx_root)
     assert result.success and not result.failures
-    assert result.evaluated > 150
+    assert result.evaluated > 150  # one outcome per rule, from one GX expectation (one query) per suite
+    # a passing gate leaves its Data Docs to a later step (the DAG's publish)
+    assert not result.docs_path.exists()
+    assert build_docs("run-good", gx_root) == result.docs_path
     assert result.docs_path.exists() and result.docs_path.is_relative_to(gx_root)
+    assert "run-good" in result.docs_path.read_text()
     assert suites.stale_files(gx_root) == []  # a run writes under uncommitted/ only
     with psycopg.connect(warehouse_url) as conn:
         rows = conn.execute(
@@ -447,6 +452,30 @@ def test_raw_timestamps_are_judged_against_the_data_interval_end(warehouse_url, 
             "select severity, success from audit.validation_results where run_id = 'run-day1' "
             "and expectation = 'expect_compound_columns_to_be_unique' and suite = 'raw_crm_contacts'"
         ).fetchone() == ("warning", False)
+
+
+def test_raw_gate_validates_the_runs_deliveries_only(warehouse_url, gx_root):
+    """After a successful build, the raw gate reads the date folders loaded since its start
+    (and shop rows extracted since), not the history: a folder broken after a build read it
+    is not the run's; a re-delivered one is."""
+    build_raw(warehouse_url)
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("insert into raw.warehouse_builds (run_id, started_at, built_at, ended_at)"
+                     " values ('built', now(), now(), now())")
+        conn.execute("update raw.crm_survey_responses set score = 11")  # an old folder, read by that build
+        deliver(conn, "crm", "contacts", DAY2, [  # re-delivered since: the run's
+            {"contact_id": "c9", "email": "c9@example.com", "country": "DEU", "created_at": ts(DAY1, 8),
+             "updated_at": ts(DAY2, 9)}])
+    message = gate_fails(warehouse_url, "raw", gx_root, "run-deliveries")
+    assert "ERROR raw_crm_contacts · expect_column_value_lengths_to_equal · column country" in message
+    assert "contact_id=c9" in message and "country=DEU" in message
+    assert "raw_crm_survey_responses" not in message
+    with psycopg.connect(warehouse_url) as conn:
+        relations = conn.execute("select relations from audit.gate_runs where run_id = 'run-deliveries'"
+                                 ).fetchone()[0]
+    assert relations["raw.crm_contacts"]["rows_checked"] == 1 and relations["raw.crm_contacts"]["row_count"] is None
+    assert relations["raw.web_events"]["rows_checked"] == 0
+    assert relations["raw.shop_orders"]["rows_checked"] == 0 and relations["raw.shop_orders"]["row_count"] > 0
 
 
 def test_raw_gate_catches_a_collapsed_delivery(warehouse_url, gx_root):
@@ -512,6 +541,13 @@ def test_write_audit_publish(warehouse_url, gx_root):
     message = gate_fails(warehouse_url, "marts", gx_root, "run-broken")
     for name, (_, expected) in BREAKS.items():
         assert expected in message, f"{name} not reported: {message}"
+    # The failing gate left Data Docs showing its failed rules, one GX expectation per suite.
+    docs = gx_root / "gx" / "uncommitted" / "data_docs" / "local_site"
+    (page,) = (docs / "validations" / "marts_fct_orders" / "run-broken").glob("*/*.html")
+    text = page.read_text()
+    assert "rules on marts.fct_orders" in text and "rule(s) failed" in text
+    assert "expect_column_values_to_be_unique (column order_id): 1 unexpected" in text
+    assert "run-broken" in (docs / "index.html").read_text()
     assert "ABNORMAL_TERMINATION_IN_LNSRCH" in message, "the reason a CLV fit failed is reported"
     with pytest.raises(PublishRefused, match="last marts quality gate .* failed"):
         publish(warehouse_url)

@@ -11,18 +11,37 @@ from pathlib import Path
 import pytest
 
 from lifecycle_warehouse.bench import gates
-from lifecycle_warehouse.quality import suites
+from lifecycle_warehouse.quality import compile, suites
 from lifecycle_warehouse.quality.gate import ExpectationOutcome, GateResult
 
 
 @pytest.mark.parametrize("stage", suites.STAGES)
-def test_every_suite_renders_one_query_with_a_verdict_per_expectation(stage):
+def test_every_suite_renders_one_query_with_a_row_per_rule(stage):
     for suite in suites.suites(stage):
         query = gates.suite_sql(suite)
-        columns = re.findall(r" as (e\d+)\b", query)
-        assert sorted(columns) == sorted(gates.verdict_column(i) for i in range(len(suite.expectations))), suite.name
-        assert "{batch}" not in query
-        assert query.startswith("select") and query.endswith(") as checks")
+        rules = [int(i) for i in re.findall(r"^    \((-?\d+), '", query, re.MULTILINE)]
+        assert rules == list(range(-1, len(suite.expectations))), suite.name
+        assert "{batch}" not in query and "{table}" not in query and "{deliveries}" not in query
+        assert query.startswith("with ") and query.endswith("order by r.rule")
+        # what GX runs: the same query, the relation left to GX as {batch}, other braces doubled
+        gx = compile.suite_query(suite, for_gx=True)
+        assert gx.count("{batch}") == 1
+        assert gx.replace("{batch}", compile.relation_sql(suite.relation)).replace("{{", "{").replace("}}", "}") == query
+
+
+def test_raw_tables_are_validated_by_delivery_and_marts_whole():
+    for suite in suites.suites("raw"):
+        query = gates.suite_sql(suite)
+        if suite.relation == "raw.load_audit":
+            assert suite.batch is None  # small; its rules pick the run's deliveries themselves
+        elif suite.table.startswith("shop_"):
+            assert "_extracted_at > (select started_at from lw_last_build)" in query
+        else:  # file tables: the run's date folders, filtered on _dt (partition pruning)
+            assert "_dt >= (select min(dt) from lw_deliveries)" in query, suite.name
+            assert "greatest(loaded_at, replayed_at) > (select started_at from lw_last_build)" in query
+    for suite in suites.suites("marts"):
+        assert suite.batch is None
+        assert 'select * from "marts".' in gates.suite_sql(suite)
 
 
 def test_the_suites_use_only_translated_types():
@@ -60,26 +79,55 @@ def test_a_small_suite_renders_the_expected_sql():
         suites.min_rows(3),
         suites.no_rows("no score above 1", "select id from {batch} where score > 1"),
     ))
-    # one scan of the relation for the aggregates, NULLs ignored by `filter`
-    assert 'from "raw"."people"\n) as checks' in query
-    assert 'count(*) as row_count' in query
+    # the batch: the whole relation; one scan of it for the column rules, NULLs ignored by `filter`
+    assert 'lw_batch as not materialized (\n    select * from "raw"."people" as lw_rows\n)' in query
+    assert "count(*) as lw_row_count" in query and "from lw_batch\n)" in query
     assert "'name'" in query and '\'"raw"."people"\'::regclass' in query  # case-insensitive, like GX
-    assert 'count(*) filter (where "id" is null) = 0 as e1' in query
-    assert 'count("id") = count(distinct "id") as e2' in query
-    assert ('not exists (select from "raw"."people" where "id" is not null and "_dt" is not null '
-            'group by "id", "_dt" having count(*) > 1) as e3') in query
-    assert "count(*) filter (where \"status\" not in ('ok', 'it''s')) = 0 as e4" in query
-    assert 'count(*) filter (where not ("score" >= 0 and "score" < 1)) = 0 as e5' in query
-    assert 'count(*) filter (where length("country") <> 2) = 0 as e6' in query
-    assert "count(*) filter (where not (\"email\" ~ '^[a-z]+$')) = 0 as e7" in query
-    assert "count(*) >= 3 as e8" in query
-    assert 'select id from "raw"."people" where score > 1\n    ) as unexpected) = 0 as e9' in query
+    assert 'count(*) filter (where "id" is null) as lw_r1' in query
+    assert 'count("id") - count(distinct "id") as lw_r2' in query
+    assert ('(select coalesce(sum(rows_with_value - 1), 0) from (select "id", "_dt", count(*) as rows_with_value '
+            'from lw_batch where "id" is not null and "_dt" is not null group by "id", "_dt" having count(*) > 1)') in query
+    assert "count(*) filter (where \"status\" not in ('ok', 'it''s')) as lw_r4" in query
+    assert 'count(*) filter (where not ("score" >= 0 and "score" < 1)) as lw_r5' in query
+    assert 'count(*) filter (where length("country") <> 2) as lw_r6' in query
+    assert "count(*) filter (where not (\"email\" ~ '^[a-z]+$')) as lw_r7" in query
+    # a verdict without a count: the row count rule, its count shown as observed
+    assert "(8, 'expect_table_row_count_to_be_between', null, (null)::bigint, lw_scan.lw_row_count::text, " \
+           "not (lw_scan.lw_row_count >= 3))" in query
+    assert "select id from lw_batch where score > 1\n    ) as lw_unexpected))::bigint" in query
+    assert "where coalesce(r.failed, r.unexpected_count > 0)" in query
 
 
-def test_an_exact_column_match_also_refuses_extra_columns():
-    exact = suites.Expectation("expect_table_columns_to_match_set", {"column_set": ["id"], "exact_match": True})
-    assert "<> all(" in gates.suite_sql(_suite(exact))
-    assert "<> all(" not in gates.suite_sql(_suite(suites.columns_present(["id"])))
+def test_examples_are_a_few_offending_rows_of_one_rule():
+    suite = suites.Suite("raw", "raw.people", (suites.unique("id"), suites.not_null("email"), suites.min_rows(1),
+                                                suites.no_rows("x", "select id from {batch} where x")))
+    assert suite.example_key == ("id",)  # the suite's first uniqueness rule names a row
+    assert compile.examples_query(suite, 1, 5).endswith(
+        'select "id", "email" from lw_batch where "email" is null\n) as lw_offending limit 5')
+    assert 'group by "id" having count(*) > 1' in compile.examples_query(suite, 0, 5)
+    assert compile.examples_query(suite, 2, 5) is None  # no rows to show for a row count
+    assert "select id from lw_batch where x" in compile.examples_query(suite, 3, 5)
+
+
+def test_a_rule_reading_deliveries_needs_a_batch_of_deliveries():
+    with pytest.raises(ValueError, match="deliveries"):
+        gates.suite_sql(_suite(suites.no_rows("x", "select 1 from {batch} where _dt in (select dt from {deliveries})")))
+
+
+def test_the_gx_project_holds_one_expectation_per_suite_listing_every_rule():
+    import json
+
+    files = suites.project_files()
+    for suite in suites.suites():
+        written = json.loads(files[f"expectations/{suite.name}.json"])
+        (expectation,) = written["expectations"]
+        assert expectation["type"] == suites.SUITE_EXPECTATION == "expect_suite_rules_to_pass"
+        assert [r["id"] for r in expectation["meta"]["rules"]] == [gates.expectation_id(suite, e)
+                                                                   for e in suite.expectations]
+        assert len(expectation["notes"]) == len(suite.expectations) + 1
+        assert expectation["kwargs"]["unexpected_rows_query"] == compile.suite_query(suite, for_gx=True)
+        blocking = any(e.severity == suites.ERROR or e.severity_setting for e in suite.expectations)
+        assert expectation["severity"] == (suites.ERROR if blocking else suites.WARNING)
 
 
 def _outcome(suite, e, success=False, **kwargs) -> ExpectationOutcome:
@@ -113,6 +161,15 @@ def test_gx_verdicts_are_read_from_the_gate_result():
     assert unknown == []
 
 
+def test_a_suite_whose_query_could_not_run_fails_every_rule_once():
+    people = _suite(suites.not_null("id"), suites.unique("id"))
+    crashed = ExpectationOutcome(suite=people.name, expectation=suites.SUITE_EXPECTATION, severity=suites.ERROR,
+                                 success=False, error="column x does not exist", expectation_id="suite-id")
+    verdicts, unknown = gates.gx_verdicts(_result(1, failures=[crashed]), [people])
+    assert [v["success"] for v in verdicts.values()] == [False, False] and unknown == []
+    assert {v["error"] for v in verdicts.values()} == {"column x does not exist"}
+
+
 def test_compare_lists_disagreements_and_unknown_expectations():
     people = _suite(suites.not_null("id"), suites.unique("id"))
     stranger = suites.Suite("raw", "raw.people", (suites.in_set("id", [1]),))
@@ -122,7 +179,7 @@ def test_compare_lists_disagreements_and_unknown_expectations():
     disagreements = gates.compare(result, sql, [people])
     assert [(d.get("what"), d["gx"], d["sql"]) for d in disagreements] == [
         (None, False, None),  # GX ran an expectation suites.py does not have: a stale project
-        ("GX evaluated 3 expectations, suites.py has 2", None, None),
+        ("GX evaluated 3 rules, suites.py has 2", None, None),
         ("expect_column_values_to_not_be_null(id)", True, False),
     ]
 
@@ -165,7 +222,7 @@ def test_markdown_reports_the_table_and_what_dominates():
     assert "above the 1.5× target" in text
     assert "Most of it is GX's validation machinery in Python (7.10 s, 71%)" in text
     assert "4.00 s more" in text
-    assert "agree on every expectation" in text
+    assert "agree on every rule" in text
 
 
 def test_markdown_lists_disagreements():

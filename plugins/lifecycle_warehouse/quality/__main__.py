@@ -24,7 +24,7 @@ def _gate(args) -> int:
     run_id = args.run_id or f"manual__{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     logging.getLogger("lifecycle_warehouse.quality.gate").setLevel(logging.CRITICAL)  # the report says it all
     try:
-        result = run_gate(settings.warehouse_url(), args.stage, run_id, end)
+        result = run_gate(settings.warehouse_url(), args.stage, run_id, end, docs="always")
     except QualityGateFailed as failed:
         print(failed, file=sys.stderr)
         return 1
@@ -35,8 +35,8 @@ def _gate(args) -> int:
 def _report(args) -> int:
     path = report.docs_index()
     if not path.exists():
-        print(f"no Data Docs yet at {path}: they are built by every gate run "
-              "(`python -m lifecycle_warehouse.quality gate …` or the warehouse DAG)", file=sys.stderr)
+        print(f"no Data Docs yet at {path}: they are built by a failing gate, after a publish "
+              "(the warehouse DAG) and by `python -m lifecycle_warehouse.quality gate …`", file=sys.stderr)
         return 1
     print(path.as_uri())
     if args.open:

@@ -1,9 +1,9 @@
-"""Where every gate run and every expectation result is kept in the warehouse (schema
+"""Where every gate run and every rule's result is kept in the warehouse (schema
 `audit`), and the read-only views through which BI charts data quality over time.
 
     audit.gate_runs            one row per gate run (stage, verdict, what was validated)
-    audit.validation_results   one row per expectation per gate run
-    audit.suite_results        view: one row per suite per gate run, with its failed expectations
+    audit.validation_results   one row per rule per gate run
+    audit.suite_results        view: one row per suite per gate run, with its failed rules
     analytics.publications     one row per publish (version, run, row counts): what BI reads
     analytics.data_quality_suites / analytics.data_quality_results
                                views for BI (no examples: those may hold raw values)
@@ -139,16 +139,19 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
             conn.execute(SOURCE_FRESHNESS_DDL)
 
 
-def relation_facts(conn: psycopg.Connection, relations: Iterable[str]) -> dict[str, dict[str, Any]]:
+def relation_facts(conn: psycopg.Connection, relations: Iterable[str],
+                   counted: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
     """What identifies the content of each `schema.table`: its oid (a rebuilt table has a new
     one), its row count, and the newest transaction that wrote a row of it (`max_xmin`:
     changes with any insert or update, also of a table changed in place, like an incremental
-    model). All None for a relation that does not exist."""
+    model). All None for a relation that does not exist. Only the relations in `counted`
+    (default: all) are read for their row count and max_xmin (None for the others)."""
+    counted = None if counted is None else set(counted)
     facts: dict[str, dict[str, Any]] = {}
     for relation in relations:
         oid = conn.execute("select to_regclass(%s)::oid::bigint", (relation,)).fetchone()[0]
-        if oid is None:
-            facts[relation] = {"oid": None, "row_count": None, "max_xmin": None}
+        if oid is None or (counted is not None and relation not in counted):
+            facts[relation] = {"oid": oid, "row_count": None, "max_xmin": None}
             continue
         schema, table = relation.split(".", 1)
         count, max_xmin = conn.execute(

@@ -1,4 +1,5 @@
-"""Data Docs: the HTML report GX rebuilds on every gate run (`make quality-report` opens it)."""
+"""Data Docs: the HTML report of the gates, built by a failing gate and after every publish
+(`gate.build_docs`; `make quality-report` opens it)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,12 @@ that the raw suites follow the source contract (`contract.py`) and the threshold
     python -m lifecycle_warehouse.generate          # rewrite expectations/gx/ (and the KPI registry's files)
     python -m lifecycle_warehouse.generate --check  # fail if the committed files are stale
 
-Severity: GX's own `severity` field. `critical` is an error (the gate blocks), `warning` is
+A suite is a list of rules in GX's vocabulary (`Expectation`: a GX expectation type, its
+kwargs, its severity), checked on the suite's `batch` of rows. The GX project holds ONE
+expectation per suite (`expect_suite_rules_to_pass`, quality/expectation.py) whose query
+checks every rule at once (quality/compile.py) and whose `meta.rules` lists them.
+
+Severity, per rule: GX's vocabulary. `critical` is an error (the gate blocks), `warning` is
 reported and recorded but does not block.
 
 Checks that depend on the run (timestamps not in the future, row counts of the run's
@@ -20,7 +25,6 @@ rerun of the same interval gives the same verdict.
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 import uuid
 from dataclasses import dataclass, field
@@ -100,8 +104,10 @@ SHOP_FUTURE_TOLERATED = {"canceled_at"}
 AFTER_INTERVAL = WARNING
 # A mart whose row count falls below this share of the last published version collapsed.
 MART_COLLAPSE_RATIO = 0.5
-# Validation results listed on the Data Docs index (about 50 gate runs of both stages).
-DOCS_INDEX_LIMIT = 1000
+# Validation results listed on the Data Docs index (about 4 daily runs of both gates: 24
+# suites each). Rebuilding the index reads every result it lists: at 1,000 it took ~12 s,
+# more than the gates (docs/benchmark.md); the full history is in audit.validation_results.
+DOCS_INDEX_LIMIT = 100
 # Money sums compared across relations may differ by rounding: one cent plus half a cent per row.
 MONEY_TOLERANCE = "0.01"
 
@@ -160,12 +166,31 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """The rows of its relation a suite validates, when not all of them (`compile`: the CTE
+    `lw_batch`). `where`: a condition on the relation's rows; `ctes`: CTEs it reads
+    (`name as (...)`); `deliveries`: a query of the date folders (`dt`) the batch holds,
+    readable by the rules as `{deliveries}`; `table_facts`: the gate records the whole
+    relation's row count (a rule compares with it), else only its oid."""
+
+    description: str
+    where: str
+    ctes: tuple[str, ...] = ()
+    deliveries: str | None = None
+    table_facts: bool = False
+
+
+@dataclass(frozen=True)
 class Suite:
-    """The expectations on one relation (`schema.table`)."""
+    """The rules on one relation (`schema.table`), checked on its `batch` of rows (None: all
+    of them). `key`: the columns that name a row in failure examples (default: those of the
+    suite's first uniqueness rule)."""
 
     stage: str
     relation: str
     expectations: tuple[Expectation, ...] = field(default=())
+    batch: Batch | None = None
+    key: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -179,6 +204,17 @@ class Suite:
     @property
     def table(self) -> str:
         return self.relation.split(".")[1]
+
+    @property
+    def example_key(self) -> tuple[str, ...]:
+        if self.key:
+            return self.key
+        for e in self.expectations:
+            if e.type == "expect_column_values_to_be_unique":
+                return (e.kwargs["column"],)
+            if e.type == "expect_compound_columns_to_be_unique":
+                return tuple(e.kwargs["column_list"])
+        return ()
 
 
 _NAMESPACE = uuid.UUID("6f1d2c3e-9b0a-4c55-8e2f-2a7d61c0b9a1")
@@ -230,32 +266,16 @@ def min_rows(count=1, severity=ERROR) -> Expectation:
     return Expectation("expect_table_row_count_to_be_between", {"min_value": count}, severity)
 
 
-_SQL_KEYWORDS = {"where", "group", "order", "limit", "having", "union", "window", "offset"}
-
-
-def check_batch_aliases(query: str) -> None:
-    """GX renders `{batch}` as `(select …) AS subselect` in a query without JOIN, and as a bare
-    `(select …)` in one with JOIN: so a JOIN query must alias every `{batch}`, and any
-    other query must alias none."""
-    has_join = re.search(r"\bjoin\b", query, re.IGNORECASE) is not None
-    for follower in re.findall(r"\{batch\}(\s*\w*)", query):
-        word = follower.strip().lower()
-        aliased = bool(word) and follower[:1].isspace() and word not in _SQL_KEYWORDS
-        if aliased != has_join:
-            raise ValueError(
-                f"{'alias' if has_join else 'do not alias'} {{batch}} in a query "
-                f"{'with' if has_join else 'without'} JOIN: {query}")
-
-
 def no_rows(description: str, query: str, severity=ERROR, column: str | None = None,
             severity_setting: str | None = None) -> Expectation:
     """A SQL check: the query selects the offending rows; any row fails the expectation.
 
-    `{batch}` is the relation under validation. The selected columns are what a failure
-    report shows as examples: keys and the values at fault, never personal data.
+    `{batch}` is the suite's rows under validation (its batch), `{table}` the whole
+    relation, `{deliveries}` the batch's date folders (see `compile`). The selected columns
+    are what a failure report shows as examples: keys and the values at fault, never
+    personal data.
     """
     query = _sql(query)
-    check_batch_aliases(query)
     if severity_setting:
         severity = _SEVERITY[settings.SEVERITY_SETTINGS[severity_setting]]
     return Expectation("unexpected_rows_expectation", {"unexpected_rows_query": query},
@@ -263,6 +283,43 @@ def no_rows(description: str, query: str, severity=ERROR, column: str | None = N
 
 
 # --- raw suites, from the source contract ------------------------------------------------
+
+
+# The start of the last successful build (raw.warehouse_builds; -infinity before the first):
+# what was loaded after it is the run's, as warehouse_tasks.plan_build finds it
+# (raw.planned_recompute_from).
+LAST_BUILD = """lw_last_build as (
+    select coalesce(max(started_at), '-infinity'::timestamptz) as started_at
+    from raw.warehouse_builds where built_at is not null
+)"""
+
+
+def file_batch(entity: contract.FileEntity) -> Batch:
+    """A raw file table's rows of the date folders (re)loaded, or whose quarantine was
+    replayed, since the start of the last successful build: the run's deliveries, all of
+    them on the first build. Older folders passed an earlier gate and are not rebuilt from
+    (dbt's incremental models read the run's plan); so the gate follows the day, not the
+    history. `_dt >= min(...)` lets PostgreSQL prune partitions (and use the `_dt` index)."""
+    return Batch(
+        description="rows of the date folders loaded since the last successful build (all on the first)",
+        ctes=(LAST_BUILD,),
+        deliveries=f"""
+            select distinct dt from raw.load_audit
+            where source = '{entity.source}' and entity = '{entity.entity}' and dt is not null
+              and greatest(loaded_at, replayed_at) > (select started_at from lw_last_build)
+            """,
+        where="_dt >= (select min(dt) from lw_deliveries) and _dt in (select dt from lw_deliveries)",
+    )
+
+
+# Shop rows taken by the extractions since the start of the last successful build (all on
+# the first): an upsert stamps a row it inserts or changes with its extraction's time.
+SHOP_BATCH = Batch(
+    description="rows extracted since the last successful build (all on the first)",
+    ctes=(LAST_BUILD,),
+    where="_extracted_at > (select started_at from lw_last_build)",
+    table_facts=True,  # the row count rule compares the whole table with earlier gate runs
+)
 
 
 def _file_metadata_columns() -> list[str]:
@@ -304,6 +361,8 @@ def raw_file_suite(entity: contract.FileEntity) -> Suite:
             f"contract rule: {check.rule}",
             f"select {located} from {BATCH} where not ({check.sql})",
         ))
+    # Per delivery: every rule above and below reads only the batch (the run's deliveries),
+    # but for the collapse, which compares with the day before ({table}).
     if key:
         exps.append(unique_together([key, "_dt"], severity=WARNING))
 
@@ -341,13 +400,14 @@ def raw_file_suite(entity: contract.FileEntity) -> Suite:
     # Every delivery's latest load (raw.load_audit) is in the table, complete and alone:
     # catches an emptied or truncated table, rows lost or loaded twice. (A delivery whose
     # every file was rejected replaced nothing: the latest load that loaded a file counts.)
+    # Per delivery: the run's deliveries (the batch) against their audit rows.
     exps.append(no_rows(
         "rows per delivery equal the rows loaded by its latest load (raw.load_audit)",
         f"""
         with audit_rows as (
             select dt, batch_id, rows_loaded, loaded_at from raw.load_audit
             where source = '{entity.source}' and entity = '{entity.entity}' and dt < {E_DATE}
-              and status = 'loaded'
+              and status = 'loaded' and dt in (select dt from {{deliveries}})
         ),
         latest as (
             select distinct on (dt) dt, batch_id from audit_rows
@@ -371,6 +431,8 @@ def raw_file_suite(entity: contract.FileEntity) -> Suite:
         """,
     ))
 
+    # Beyond the batch: the day before need not be a delivery of the run ({table}: two
+    # date folders of the whole table).
     exps.append(no_rows(
         f"rows of the run's last delivery not below {COLLAPSE_RATIO:.0%} of the day before "
         f"(when that day had at least {COLLAPSE_MIN_ROWS})",
@@ -379,14 +441,15 @@ def raw_file_suite(entity: contract.FileEntity) -> Suite:
             select {E_DATE} - 1 as last_day,
                    count(*) filter (where _dt = {E_DATE} - 1) as rows_last_day,
                    count(*) filter (where _dt = {E_DATE} - 2) as rows_day_before
-            from {BATCH} where _dt between {E_DATE} - 2 and {E_DATE} - 1
+            from {{table}} where _dt between {E_DATE} - 2 and {E_DATE} - 1
         ) counts
         where rows_day_before >= {COLLAPSE_MIN_ROWS}
           and rows_last_day < {COLLAPSE_RATIO} * rows_day_before
         """,
         severity=ERROR if table in STEADY_VOLUME_TABLES else WARNING,
     ))
-    return Suite("raw", f"raw.{table}", tuple(exps))
+    return Suite("raw", f"raw.{table}", tuple(exps), batch=file_batch(entity),
+                 key=tuple(([example_key] if example_key else []) + ["_dt", "_file", "_line_number"]))
 
 
 def raw_shop_suite(shop: contract.ShopTable) -> Suite:
@@ -402,6 +465,8 @@ def raw_shop_suite(shop: contract.ShopTable) -> Suite:
         f"select {keys} from {BATCH} where updated_at is null",
         column="updated_at", severity_setting="LW_NULL_UPDATED_AT_SEVERITY",
     ))
+    # Per extraction, like every rule but the row count's: the rows of the run's extractions.
+    # (Across the table, the primary key constraint keeps the key unique.)
     exps.append(unique(shop.primary_key[0]) if len(shop.primary_key) == 1 else unique_together(shop.primary_key))
     for c in shop.columns:
         if c.type == contract.NUMERIC:
@@ -418,12 +483,13 @@ def raw_shop_suite(shop: contract.ShopTable) -> Suite:
                 column=c.name,
             ))
     # Shop rows are upserted, never deleted: the table never has fewer rows than an earlier
-    # gate run saw (audit.gate_runs), e.g. after being emptied by mistake.
+    # gate run saw (audit.gate_runs), e.g. after being emptied by mistake. Beyond the batch:
+    # the whole table ({table}), whose row count the gate records (SHOP_BATCH.table_facts).
     exps.append(no_rows(
         "row count never below what an earlier gate run saw (rows are upserted, never deleted)",
         f"""
         select rows_now, rows_seen_before from (
-            select (select count(*) from {BATCH}) as rows_now,
+            select (select count(*) from {{table}}) as rows_now,
                    (select max((relations -> 'raw.{table}' ->> 'row_count')::bigint)
                     from audit.gate_runs
                     where stage = 'raw' and data_interval_end <= {E}) as rows_seen_before
@@ -431,7 +497,7 @@ def raw_shop_suite(shop: contract.ShopTable) -> Suite:
         where rows_now < rows_seen_before
         """,
     ))
-    return Suite("raw", f"raw.{table}", tuple(exps))
+    return Suite("raw", f"raw.{table}", tuple(exps), batch=SHOP_BATCH, key=tuple(shop.primary_key))
 
 
 # The date folders loaded since the start of the last successful build (the deliveries
@@ -458,7 +524,9 @@ _RUN_DELIVERIES = f"""
 
 def raw_load_audit_suite() -> Suite:
     """The deliveries themselves (raw.load_audit): files rejected or mostly quarantined in
-    the deliveries this run builds from, and daily deliveries that never came."""
+    the deliveries this run builds from, and daily deliveries that never came. Its batch is
+    the whole table (one row per file loaded: small): the rules pick the run's deliveries
+    themselves (_RUN_DELIVERIES), or need every date (a hole in the daily deliveries)."""
     exps = [
         no_rows(
             "no file rejected whole in the deliveries since the last build (LW_REJECTED_FILE_SEVERITY)",
@@ -1245,6 +1313,64 @@ def _great_expectations_yml(all_suites: list[Suite]) -> str:
     return header + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
 
 
+# The GX expectation type that runs a suite's rules as one query (quality/expectation.py).
+SUITE_EXPECTATION = "expect_suite_rules_to_pass"
+
+
+def suite_expectation(s: Suite) -> dict[str, Any]:
+    """The one GX expectation of a suite: its rules compiled into one query (`compile`),
+    every rule listed in `meta.rules` (as a stock GX expectation would be written: type,
+    kwargs, severity) and, for Data Docs, in `notes`."""
+    from lifecycle_warehouse.quality import compile
+
+    rules = [e.to_json(s.name) for e in s.expectations]
+    ids = [r["id"] for r in rules]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"suite {s.name} holds the same expectation twice")
+    blocking = any(e.severity == ERROR or e.severity_setting for e in s.expectations)
+    rows = s.batch.description if s.batch else "every row"
+    notes = [f"{len(rules)} rules on `{s.relation}` ({rows}), checked by one SQL query; "
+             "the query returns a row per failing rule (its index, type, column and unexpected count)."]
+    for index, (e, rule) in enumerate(zip(s.expectations, rules)):
+        what = e.description or _rule_text(e)
+        severity = f"{e.severity}, or as set by {e.severity_setting}" if e.severity_setting else e.severity
+        column = e.kwargs.get("column") or e.column
+        notes.append(f"rule {index}: {what}" + (f" · column `{column}`" if column else "")
+                     + f" · `{e.type}` · {severity}")
+    return {
+        "description": f"{len(rules)} rules on {s.relation} ({rows}): see the notes",
+        "id": _id("suite_expectation", s.name),
+        "kwargs": {"unexpected_rows_query": compile.suite_query(s, for_gx=True)},
+        "meta": {"relation": s.relation, "batch": rows, "rules": rules},
+        "notes": notes,
+        "severity": ERROR if blocking else WARNING,
+        "type": SUITE_EXPECTATION,
+    }
+
+
+def _rule_text(e: Expectation) -> str:
+    """A rule without a description, in words (for notes)."""
+    k = e.kwargs
+    if e.type == "expect_table_columns_to_match_set":
+        return f"columns {', '.join(k['column_set'])} present" + (" (and no other)" if k.get("exact_match") else "")
+    if e.type == "expect_table_row_count_to_be_between":
+        return "row count " + " and ".join(
+            f"{op} {k[name]}" for name, op in (("min_value", ">="), ("max_value", "<=")) if k.get(name) is not None)
+    if e.type == "expect_compound_columns_to_be_unique":
+        return f"({', '.join(k['column_list'])}) unique together"
+    if e.type == "expect_column_values_to_be_in_set":
+        return f"values in {{{', '.join(map(str, k['value_set']))}}}"
+    if e.type == "expect_column_values_to_be_between":
+        return "values " + " and ".join(
+            f"{op} {k[name]}" for name, op in (("min_value", ">="), ("max_value", "<=")) if k.get(name) is not None)
+    if e.type == "expect_column_value_lengths_to_equal":
+        return f"values of length {k['value']}"
+    if e.type == "expect_column_values_to_match_regex":
+        return f"values match `{k['regex']}`"
+    return {"expect_column_values_to_not_be_null": "never null",
+            "expect_column_values_to_be_unique": "values unique"}.get(e.type, e.type)
+
+
 def project_files() -> dict[str, str]:
     """Every generated file of the GX project, by path relative to `<root>/gx/`."""
     all_suites = suites()
@@ -1252,11 +1378,8 @@ def project_files() -> dict[str, str]:
     files: dict[str, str] = {"great_expectations.yml": _great_expectations_yml(all_suites),
                              ".gitignore": "uncommitted/\n"}
     for s in all_suites:
-        ids = [e.to_json(s.name)["id"] for e in s.expectations]
-        if len(ids) != len(set(ids)):
-            raise ValueError(f"suite {s.name} holds the same expectation twice")
         suite_json = {
-            "expectations": [e.to_json(s.name) for e in s.expectations],
+            "expectations": [suite_expectation(s)],
             "id": _id("suite", s.name),
             "meta": {"great_expectations_version": gx_version, "stage": s.stage, "relation": s.relation},
             "name": s.name,
