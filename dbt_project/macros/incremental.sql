@@ -90,10 +90,14 @@
     {%- endif -%}
     {%- set dest_cols_csv = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
 
+    {#- Two deletes, not one with `or`: PostgreSQL cannot use an index for either side of
+        that `or`, and scanned every stored row (10 million web events: ~30 s a day, where
+        the two index-driven deletes take ~5 s). -#}
     delete from {{ target }} as replaced
-    where
-        replaced.{{ unique_key }} in (select distinct {{ unique_key }} from {{ source }})
-        or replaced.{{ window_column }} >= {{ incremental_cutoff(window_column, target) }};
+    where replaced.{{ window_column }} >= {{ incremental_cutoff(window_column, target) }};
+
+    delete from {{ target }} as replaced
+    where replaced.{{ unique_key }} in (select {{ unique_key }} from {{ source }});
 
     insert into {{ target }} ({{ dest_cols_csv }})
     (
