@@ -48,9 +48,31 @@ with
 
 events as (
 
-    select * from {{ ref('int_web__events') }}
     {% if is_incremental() %}
-        where anonymous_id in (select anonymous_id from touched_anonymous_ids)
+        -- every event of each touched anonymous_id, looked up through the index on
+        -- anonymous_id; `offset 0` keeps the lookup per id (flattened, PostgreSQL chose a
+        -- hash join over every stored event: 14 s instead of 5 s at 10 million events)
+        select touched_events.*
+        from touched_anonymous_ids
+        cross join lateral (
+            select
+                web_events.anonymous_id,
+                web_events.event_id,
+                web_events.user_id,
+                web_events.occurred_at,
+                web_events._dt
+            from {{ ref('int_web__events') }} as web_events
+            where web_events.anonymous_id = touched_anonymous_ids.anonymous_id
+            offset 0  -- noqa: AM09
+        ) as touched_events
+    {% else %}
+        select
+            anonymous_id,
+            event_id,
+            user_id,
+            occurred_at,
+            _dt
+        from {{ ref('int_web__events') }}
     {% endif %}
 
 ),
