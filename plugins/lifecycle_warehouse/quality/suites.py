@@ -1348,21 +1348,25 @@ def suite_expectation(s: Suite) -> dict[str, Any]:
     }
 
 
+def _bounds_text(kwargs: dict[str, Any]) -> str:
+    """`>= min and <= max` of a between rule's kwargs (either bound may be absent)."""
+    return " and ".join(f"{op} {kwargs[name]}" for name, op in (("min_value", ">="), ("max_value", "<="))
+                        if kwargs.get(name) is not None)
+
+
 def _rule_text(e: Expectation) -> str:
     """A rule without a description, in words (for notes)."""
     k = e.kwargs
     if e.type == "expect_table_columns_to_match_set":
         return f"columns {', '.join(k['column_set'])} present" + (" (and no other)" if k.get("exact_match") else "")
     if e.type == "expect_table_row_count_to_be_between":
-        return "row count " + " and ".join(
-            f"{op} {k[name]}" for name, op in (("min_value", ">="), ("max_value", "<=")) if k.get(name) is not None)
+        return "row count " + _bounds_text(k)
     if e.type == "expect_compound_columns_to_be_unique":
         return f"({', '.join(k['column_list'])}) unique together"
     if e.type == "expect_column_values_to_be_in_set":
         return f"values in {{{', '.join(map(str, k['value_set']))}}}"
     if e.type == "expect_column_values_to_be_between":
-        return "values " + " and ".join(
-            f"{op} {k[name]}" for name, op in (("min_value", ">="), ("max_value", "<=")) if k.get(name) is not None)
+        return "values " + _bounds_text(k)
     if e.type == "expect_column_value_lengths_to_equal":
         return f"values of length {k['value']}"
     if e.type == "expect_column_values_to_match_regex":
