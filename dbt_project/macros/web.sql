@@ -63,8 +63,9 @@
 
 {% macro lead_source_channel(lead_source) -%}
     {#- Channel of a CRM lead source by the `lead_source_mapping` seed, matched on the
-        normalised value (lower case, runs of other characters as `_`). -#}
-    (
+        normalised value (lower case, runs of other characters as `_`). A NULL lead source
+        (most persons have none) skips the lookup. -#}
+    case when {{ lead_source }} is not null then (
         select mapping.mapped_channel
         from (
             select
@@ -74,5 +75,5 @@
         ) as mapping
         where mapping.mapped_lead_source = {{ normalize_code(lead_source) }}
         limit 1
-    )
+    ) end
 {%- endmacro %}

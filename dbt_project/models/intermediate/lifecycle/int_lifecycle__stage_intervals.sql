@@ -155,24 +155,26 @@ all_crm_facts as not materialized (
             _orders_fingerprint,
             _next_change_at,
             _web_last_dt,
-            _crm_last_dt
+            _crm_last_dt,
+            _rules,
+            -- the current interval starts after every other of its person
+            valid_from as last_valid_from
         from {{ this }}
         where is_current
 
     ),
 
+    -- The windows start at the latest deliveries already used (the person with the newest
+    -- session, CRM fact, was recomputed by the run that saw it); as literals, so that the
+    -- planner reads only the window's sessions and facts through their _dt indexes.
+    {%- set web_cutoff = incremental_cutoff('_web_last_dt') %}
+    {%- set crm_cutoff = incremental_cutoff('_crm_last_dt') %}
+
     stored_state as (
 
-        -- the latest deliveries already used: the person with the newest session (CRM
-        -- fact) was recomputed by the run that saw it
-        select
-            {{ recompute_from_bound("max(_web_last_dt) - " ~ var('late_data_lookback_days')) }}
-                as web_cutoff,
-            {{ recompute_from_bound("max(_crm_last_dt) - " ~ var('late_data_lookback_days')) }}
-                as crm_cutoff,
-            -- every run that changes a rule rewrites every row
-            min(_rules) as stored_rules
-        from {{ this }}
+        -- every run that changes a rule rewrites every row
+        select min(_rules) as stored_rules
+        from stored_persons
 
     ),
 
@@ -207,31 +209,30 @@ all_crm_facts as not materialized (
         -- vanished from a re-delivered folder, or lost its late events)
         select all_sessions.customer_key
         from all_sessions
-        where all_sessions._last_dt >= (select web_cutoff from stored_state)
+        where all_sessions._last_dt >= {{ web_cutoff }}
 
         union
 
         select all_persons.customer_key
         from all_crm_facts
         inner join all_persons on all_crm_facts.contact_id = all_persons.contact_id
-        where all_crm_facts._dt >= (select crm_cutoff from stored_state)
+        where all_crm_facts._dt >= {{ crm_cutoff }}
 
         union
 
-        select stored_persons.customer_key
+        select customer_key
         from stored_persons
-        cross join stored_state
         where
-            stored_persons._web_last_dt >= stored_state.web_cutoff
-            or stored_persons._crm_last_dt >= stored_state.crm_cutoff
+            _web_last_dt >= {{ web_cutoff }}
+            or _crm_last_dt >= {{ crm_cutoff }}
 
         union
 
         -- the as-of day moved back before a stored change
-        select stored_intervals.customer_key
-        from {{ this }} as stored_intervals
+        select stored_persons.customer_key
+        from stored_persons
         cross join as_of
-        where stored_intervals.valid_from >= as_of.as_of_end_at
+        where stored_persons.last_valid_from >= as_of.as_of_end_at
 
         union
 
