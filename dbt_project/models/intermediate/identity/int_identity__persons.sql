@@ -38,13 +38,6 @@ sessions as (
 
 ),
 
-tagged_sessions as (
-
-    select * from {{ ref('int_web__sessions') }}
-    where channel <> 'direct'
-
-),
-
 orders as (
 
     select * from {{ ref('stg_shop__orders') }}
@@ -138,20 +131,6 @@ web_by_person as (
 
 ),
 
-sessions_by_person as (
-
-    select
-        customer_key,
-        count(*) as sessions_count,
-        (
-            array_agg(country order by session_started_at asc, session_id asc)
-            filter (where country is not null)
-        )[1] as first_session_country
-    from sessions
-    group by customer_key
-
-),
-
 joined as (
 
     select
@@ -168,15 +147,14 @@ joined as (
             orders_by_person.first_ordered_at
         ) as known_elsewhere_at,
         web_by_person.first_web_event_at,
-        coalesce(contacts.country, sessions_by_person.first_session_country) as country,
+        contacts.country,
         contacts.lead_source,
         {{ lead_source_channel('contacts.lead_source') }} as lead_source_channel,
         contacts.created_at as crm_created_at,
         contacts.contact_id is not null as is_crm_contact,
         shop_by_person.shop_customer_id is not null as is_shop_customer,
         coalesce(shop_by_person.shop_customers_count, 0) as shop_customers_count,
-        coalesce(web_by_person.anonymous_ids_count, 0) as anonymous_ids_count,
-        coalesce(sessions_by_person.sessions_count, 0) as sessions_count
+        coalesce(web_by_person.anonymous_ids_count, 0) as anonymous_ids_count
     from anchors
     left join contacts
         on anchors.contact_id = contacts.contact_id
@@ -186,26 +164,34 @@ joined as (
         on anchors.customer_key = orders_by_person.customer_key
     left join web_by_person
         on anchors.customer_key = web_by_person.customer_key
-    left join sessions_by_person
-        on anchors.customer_key = sessions_by_person.customer_key
 
 ),
 
-acquisition_sessions as (
+sessions_by_person as (
 
-    -- the first session with campaign tags or an external referrer that started before
-    -- any other system knew the person: a session after that (a newsletter click of a
-    -- contact imported last year) says how they came back, not how they were acquired
+    -- one pass over the sessions, in their order (every aggregate sorts them alike)
     select
-        joined.customer_key,
+        sessions.customer_key,
+        count(*) as sessions_count,
+        (
+            array_agg(sessions.country order by sessions.session_started_at asc, sessions.session_id asc)
+            filter (where sessions.country is not null)
+        )[1] as first_session_country,
+        -- the first session with campaign tags or an external referrer that started before
+        -- any other system knew the person: a session after that (a newsletter click of a
+        -- contact imported last year) says how they came back, not how they were acquired
         (
             array_agg(sessions.channel order by sessions.session_started_at asc, sessions.session_id asc)
-        )[1] as channel
-    from joined
-    inner join tagged_sessions as sessions
-        on joined.customer_key = sessions.customer_key
-    where joined.known_elsewhere_at is null or sessions.session_started_at <= joined.known_elsewhere_at
-    group by joined.customer_key
+            filter (
+                where
+                sessions.channel <> 'direct'
+                and (joined.known_elsewhere_at is null or sessions.session_started_at <= joined.known_elsewhere_at)
+            )
+        )[1] as acquisition_channel
+    from sessions
+    inner join joined
+        on sessions.customer_key = joined.customer_key
+    group by sessions.customer_key
 
 ),
 
@@ -222,9 +208,9 @@ final as (
 
         ---------- attributes
         least(joined.known_elsewhere_at, joined.first_web_event_at) as first_seen_at,
-        joined.country,
+        coalesce(joined.country, sessions_by_person.first_session_country) as country,
         joined.lead_source,
-        coalesce(acquisition_sessions.channel, joined.lead_source_channel, 'direct') as acquisition_channel,
+        coalesce(sessions_by_person.acquisition_channel, joined.lead_source_channel, 'direct') as acquisition_channel,
         joined.crm_created_at,
 
         ---------- flags and counts
@@ -233,11 +219,11 @@ final as (
         not joined.is_crm_contact and not joined.is_shop_customer as is_web_only,
         joined.shop_customers_count,
         joined.anonymous_ids_count,
-        joined.sessions_count
+        coalesce(sessions_by_person.sessions_count, 0) as sessions_count
 
     from joined
-    left join acquisition_sessions
-        on joined.customer_key = acquisition_sessions.customer_key
+    left join sessions_by_person
+        on joined.customer_key = sessions_by_person.customer_key
 
 )
 
