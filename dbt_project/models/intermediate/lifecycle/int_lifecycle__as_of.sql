@@ -32,7 +32,8 @@ web_events as (
 
 email_events as (
 
-    select * from {{ ref('stg_crm__email_events') }}
+    -- min and max of occurred_date are index lookups here
+    select * from {{ ref('int_crm__email_events') }}
 
 ),
 

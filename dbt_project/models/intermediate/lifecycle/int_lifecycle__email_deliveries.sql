@@ -17,7 +17,7 @@
     changes the rates of its delivery day).
 
     Incremental by pair, like int_identity__anonymous_ids: a run recomputes, from all of
-    their events (raw.crm_email_events is indexed on contact_id for this lookup), the pairs
+    their events (int_crm__email_events is indexed on contact_id for this lookup), the pairs
     with an event delivered within var('late_data_lookback_days') days of the latest
     delivery already summarised, or with one last time (it may have vanished). The
     strategy replace_window (macros/incremental.sql) deletes those of the window that no
@@ -29,7 +29,7 @@ with
 -- not materialized: an incremental run reads only the events of the pairs it recomputes
 email_events as not materialized (
 
-    select * from {{ ref('stg_crm__email_events') }}
+    select * from {{ ref('int_crm__email_events') }}
 
 ),
 

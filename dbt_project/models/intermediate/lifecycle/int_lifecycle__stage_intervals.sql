@@ -116,7 +116,7 @@ all_crm_facts as not materialized (
         null::integer as score,
         occurred_at,
         _dt
-    from {{ ref('stg_crm__email_events') }}
+    from {{ ref('int_crm__email_events') }}
     where event_type in ('open', 'click')
 
     union all
