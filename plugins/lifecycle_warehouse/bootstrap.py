@@ -29,12 +29,14 @@ FILE_METADATA_COLUMNS = (
 # Extra lookup indexes of raw file tables, (raw table, column). stg_web__events and
 # stg_crm__email_events keep one delivery of an event by looking up its other deliveries
 # by event_id, so that incremental runs read only their window of the raw table.
-# int_lifecycle__email_deliveries reads the events of the pairs it recomputes by contact_id.
 RAW_LOOKUP_INDEXES = (
     ("web_events", "event_id"),
     ("crm_email_events", "event_id"),
-    ("crm_email_events", "contact_id"),
 )
+# Indexes of older releases that nothing reads any more: every load would still maintain
+# them, so the bootstrap drops them. crm_email_events__contact_id served lookups of a
+# contact's e-mail events, which read dbt's int_crm__email_events now.
+RETIRED_RAW_INDEXES = ("crm_email_events__contact_id",)
 SHOP_METADATA_COLUMNS = (
     ("_batch_id", "uuid not null"),
     ("_extracted_at", "timestamptz not null"),
@@ -368,6 +370,10 @@ def raw_schema_complete(conn: psycopg.Connection) -> bool:
             "select count(*) from unnest(%s::text[]) as f where to_regprocedure(f) is null",
             ([signature for signature, _ in FUNCTIONS],),
         ).fetchone()[0]
+        missing += conn.execute(  # a retired index still there is work left too
+            "select count(*) from unnest(%s::text[]) as n where to_regclass(n) is not null",
+            ([f"{RAW_SCHEMA}.{index}" for index in RETIRED_RAW_INDEXES],),
+        ).fetchone()[0]
         missing += conn.execute(
             "select count(*) from unnest(%s::text[], %s::text[]) as added (table_name, column_name)"
             " where not exists (select from information_schema.columns as c"
@@ -397,6 +403,8 @@ def ensure_raw_schema(conn: psycopg.Connection) -> None:
                                         (f"{RAW_SCHEMA}.{t.versions_table}",)).fetchone()[0]]
         for _, statement in raw_relations():
             conn.execute(statement)
+        for index in RETIRED_RAW_INDEXES:
+            conn.execute(sql.SQL("drop index if exists {}").format(sql.Identifier(RAW_SCHEMA, index)))
         for shop in new_versions:
             # a warehouse created before versions were kept: its latest rows are their first versions
             columns = sql.SQL(", ").join(

@@ -440,3 +440,18 @@ def test_connections_get_timeouts_and_keepalives_unless_the_url_sets_them():
     assert "connect_timeout" not in own and "options" not in own
     other_options = connection_defaults("postgresql://u@host/db?options=-c%20search_path%3Dx")
     assert other_options["options"] == "-c search_path=x -c statement_timeout=1800000"
+
+
+def test_an_older_warehouses_index_that_nothing_reads_is_dropped(warehouse_url):
+    from lifecycle_warehouse import bootstrap
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        bootstrap.ensure_raw_schema(conn)
+        assert bootstrap.raw_schema_complete(conn)
+        # as created by a release whose dbt models looked e-mail events up by contact in raw
+        conn.execute("create index crm_email_events__contact_id on raw.crm_email_events (contact_id)")
+        assert not bootstrap.raw_schema_complete(conn)
+        bootstrap.ensure_raw_schema(conn)
+        assert bootstrap.raw_schema_complete(conn)
+        assert conn.execute("select to_regclass('raw.crm_email_events__contact_id')").fetchone()[0] is None
+        assert conn.execute("select to_regclass('raw.crm_email_events__event_id')").fetchone()[0] is not None
