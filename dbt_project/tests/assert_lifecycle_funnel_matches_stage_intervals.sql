@@ -1,6 +1,12 @@
 -- The funnel's month-end populations (running sums of transitions) must equal a direct
 -- count of the persons whose stage interval covers the end of the month. Returns the
 -- month x stage rows that differ.
+--
+-- An interval covers the month ends in (valid_from, valid_to]: with the month ends sorted,
+-- those numbered first_position..last_position, found by width_bucket() (a binary search).
+-- Counted as running sums of +1 at the first and -1 after the last, which costs months +
+-- intervals, not months × intervals (a join on the range compared every interval with
+-- every month end: 11 s at 100,000 customers).
 
 with
 
@@ -35,18 +41,70 @@ month_ends as (
 
 ),
 
+month_end_positions as (
+
+    select
+        month,
+        month_end_at,
+        row_number() over (order by month_end_at, month) as month_number
+    from month_ends
+
+),
+
+thresholds as (
+
+    select array_agg(month_end_at order by month_number) as month_end_ats
+    from month_end_positions
+
+),
+
+interval_positions as (
+
+    -- width_bucket(x, sorted thresholds) = how many thresholds are <= x
+    select
+        stage_intervals.stage,
+        width_bucket(stage_intervals.valid_from, thresholds.month_end_ats) + 1 as first_position,
+        coalesce(
+            width_bucket(stage_intervals.valid_to, thresholds.month_end_ats),
+            cardinality(thresholds.month_end_ats)
+        ) as last_position
+    from stage_intervals
+    cross join thresholds
+
+),
+
+position_deltas as (
+
+    select
+        stage,
+        first_position as month_number,
+        count(*) as delta
+    from interval_positions
+    where first_position <= last_position
+    group by stage, first_position
+
+    union all
+
+    select
+        stage,
+        last_position + 1 as month_number,
+        -count(*) as delta
+    from interval_positions
+    where first_position <= last_position
+    group by stage, last_position
+
+),
+
 counted as (
 
     select
-        month_ends.month,
-        stage_intervals.stage,
-        count(*) as customers
-    from month_ends
-    inner join stage_intervals
-        on
-            month_ends.month_end_at > stage_intervals.valid_from
-            and (stage_intervals.valid_to is null or month_ends.month_end_at <= stage_intervals.valid_to)
-    group by month_ends.month, stage_intervals.stage
+        month_end_positions.month,
+        position_deltas.stage,
+        sum(position_deltas.delta) as customers
+    from month_end_positions
+    inner join position_deltas
+        on month_end_positions.month_number >= position_deltas.month_number
+    group by month_end_positions.month, position_deltas.stage
 
 )
 

@@ -7,6 +7,7 @@
         indexes=[
             {'columns': ['email_delivery_id'], 'unique': true},
             {'columns': ['_last_dt']},
+            {'columns': ['contact_id', 'campaign_id']},
         ],
     )
 }}

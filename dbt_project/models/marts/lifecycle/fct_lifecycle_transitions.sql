@@ -4,7 +4,7 @@
         materialized='incremental',
         incremental_strategy='append',
         indexes=[
-            {'columns': ['customer_key']},
+            {'columns': ['customer_key', 'transitioned_at']},
         ],
         pre_hook=[
             "{{ change_log_delete_recomputed(
