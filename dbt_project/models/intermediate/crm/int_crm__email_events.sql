@@ -6,7 +6,7 @@
         meta={'window_column': '_dt', 'test_window_column': '_dt'},
         indexes=[
             {'columns': ['email_event_id'], 'unique': true},
-            {'columns': ['contact_id']},
+            {'columns': ['contact_id', 'event_type', 'occurred_at', '_dt']},
             {'columns': ['_dt']},
             {'columns': ['occurred_date']},
         ],
@@ -16,7 +16,9 @@
 {#- stg_crm__email_events stored, as int_web__events stores the web events: the models that
     read e-mail events by contact (the lifecycle stages) or their first and last dates (the
     as-of horizon) then look them up through this table's indexes instead of deduplicating
-    every delivery of every e-mail event again on each run.
+    every delivery of every e-mail event again on each run. The index on (contact_id,
+    event_type, occurred_at, _dt) holds every column the stages read of a contact's events
+    (an index-only lookup per person).
 
     Incremental on the delivery date: each run takes the latest deliveries whose date
     folder (`_dt`) is within var('late_data_lookback_days') days of the latest one already

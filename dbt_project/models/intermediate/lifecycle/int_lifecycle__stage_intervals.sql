@@ -106,7 +106,7 @@ all_sessions as not materialized (
 
 ),
 
-all_crm_facts as not materialized (
+all_email_facts as not materialized (
 
     select
         'email_' || event_type as fact,
@@ -119,7 +119,9 @@ all_crm_facts as not materialized (
     from {{ ref('int_crm__email_events') }}
     where event_type in ('open', 'click')
 
-    union all
+),
+
+all_other_crm_facts as not materialized (
 
     select
         'survey_response' as fact,
@@ -142,6 +144,14 @@ all_crm_facts as not materialized (
         occurred_at,
         _dt
     from {{ ref('stg_crm__loyalty_events') }}
+
+),
+
+all_crm_facts as not materialized (
+
+    select * from all_email_facts
+    union all
+    select * from all_other_crm_facts
 
 ),
 
@@ -275,16 +285,53 @@ sessions as (
 -- CRM facts of the persons computed (through the contact they hold)
 crm_facts as (
 
-    select
-        persons.customer_key,
-        all_crm_facts.fact,
-        all_crm_facts.survey_response_id,
-        all_crm_facts.survey_type,
-        all_crm_facts.score,
-        all_crm_facts.occurred_at,
-        all_crm_facts._dt
-    from all_crm_facts
-    inner join persons on all_crm_facts.contact_id = persons.contact_id
+    {% if is_incremental() %}
+        -- e-mail facts: one lookup per person (lateral) in int_crm__email_events' index on
+        -- (contact_id, event_type, occurred_at, _dt), which holds every column read here,
+        -- instead of reading every e-mail event for the few persons recomputed
+        select
+            persons.customer_key,
+            email_facts.fact,
+            email_facts.survey_response_id,
+            email_facts.survey_type,
+            email_facts.score,
+            email_facts.occurred_at,
+            email_facts._dt
+        from persons
+        cross join
+            lateral (
+                select * from all_email_facts
+                where
+                    all_email_facts.contact_id = persons.contact_id
+                -- offset 0 (every row) keeps the planner from flattening the lookup into a hash join
+                offset 0  -- noqa: AM09
+            ) as email_facts
+
+        union all
+
+        -- the others (survey answers, loyalty events) are few: a hash join
+        select
+            persons.customer_key,
+            all_other_crm_facts.fact,
+            all_other_crm_facts.survey_response_id,
+            all_other_crm_facts.survey_type,
+            all_other_crm_facts.score,
+            all_other_crm_facts.occurred_at,
+            all_other_crm_facts._dt
+        from all_other_crm_facts
+        inner join persons on all_other_crm_facts.contact_id = persons.contact_id
+    {% else %}
+        select
+            persons.customer_key,
+            all_crm_facts.fact,
+            all_crm_facts.survey_response_id,
+            all_crm_facts.survey_type,
+            all_crm_facts.score,
+            all_crm_facts.occurred_at,
+            all_crm_facts._dt
+        from all_crm_facts
+        inner join persons on all_crm_facts.contact_id = persons.contact_id
+    {% endif %}
 
 ),
 
