@@ -4,6 +4,7 @@ rows, quarantine entries and audit rows."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import threading
 from datetime import date, datetime, timezone
@@ -484,9 +485,18 @@ GOOD_EVENTS_CSV = "\r\n".join([
 ]) + "\r\n"
 
 
+# The same records without blank lines: the optimistic load takes COPY's count as the
+# records staged, without testing each line for blankness (nor counting them again).
+GOOD_EVENTS_JSONL_NO_BLANK_LINE = "\n".join(
+    line for line in GOOD_EVENTS_JSONL.lstrip("\ufeff").split("\r\n") if line.strip()
+)
+
+
 @pytest.mark.parametrize(("source", "entity", "name", "content"), [
     ("web", "events", "events.jsonl", GOOD_EVENTS_JSONL),
     ("web", "events", "events.jsonl.gz", GOOD_EVENTS_JSONL),
+    ("web", "events", "events.jsonl", GOOD_EVENTS_JSONL_NO_BLANK_LINE),
+    ("web", "events", "events.jsonl", " " + GOOD_EVENTS_JSONL_NO_BLANK_LINE + "\n\n"),
     ("crm", "email_events", "events.csv", GOOD_EVENTS_CSV),
 ])
 def test_a_good_file_loads_from_its_bytes_exactly_as_record_by_record(
@@ -513,6 +523,45 @@ def test_a_good_file_loads_from_its_bytes_exactly_as_record_by_record(
     assert [(f.rows_read, f.rows_loaded, f.rows_quarantined, f.header) for f in first.files] == [
         (f.rows_read, f.rows_loaded, f.rows_quarantined, f.header) for f in second.files]
     assert len(from_bytes) == 3
+
+
+def test_a_timestamp_the_optimistic_load_refuses_loads_record_by_record(warehouse_url, tmp_path, monkeypatch):
+    """The optimistic statement refuses any timestamp with a `b` (cheaper than the careful
+    statement's ILIKE '%bc%'): a zone name like Europe/Berlin is valid for the contract, so
+    the file goes the careful way and loads whole; a BC era is still quarantined."""
+    content = GOOD_EVENTS_JSONL_NO_BLANK_LINE.replace("2024-03-01T10:00:00+02:00", "2024-03-01 10:00:00 Europe/Berlin")
+    deliver(tmp_path, "web", "events", "events.jsonl", content)
+    optimistic = []
+    real = files._load_file_optimistically
+    monkeypatch.setattr(files, "_load_file_optimistically", lambda *a: optimistic.append(real(*a)) or optimistic[-1])
+    (file_result,) = load(warehouse_url, tmp_path, "web", "events").files
+    assert optimistic == [None]
+    assert (file_result.rows_read, file_result.rows_loaded, file_result.rows_quarantined) == (3, 3, 0)
+    occurred = rows(warehouse_url, "select occurred_at from raw.web_events where event_id = 'e1'")
+    assert occurred == [{"occurred_at": datetime(2024, 3, 1, 9, 0, tzinfo=UTC)}]
+
+    deliver(tmp_path, "web", "events", "events.jsonl", content.replace("Europe/Berlin", "BC"))
+    (file_result,) = load(warehouse_url, tmp_path, "web", "events").files
+    assert (file_result.rows_loaded, file_result.rules) == (2, {"occurred_at: not a timestamp": 1})
+
+
+def test_the_audit_has_the_files_sha256_computed_while_it_loads(warehouse_url, tmp_path, monkeypatch):
+    """The SHA-256 is computed in a thread beside the load; a file whose hash cannot be read
+    is rejected and nothing of it stays."""
+    path = deliver(tmp_path, "web", "events", "events.jsonl", GOOD_EVENTS_JSONL)
+    load(warehouse_url, tmp_path, "web", "events")
+    audit = rows(warehouse_url, "select status, file_sha256 from raw.load_audit")
+    assert audit == [{"status": "loaded", "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}]
+
+    def unreadable(self):
+        raise PermissionError(13, "Permission denied")
+
+    deliver(tmp_path, "web", "events", "more.jsonl", GOOD_EVENTS_JSONL.replace('"e1"', '"e9"'))
+    monkeypatch.setattr(files.DataFile, "with_sha256", lambda self: unreadable(self) if self.rel.endswith("more.jsonl") else self)
+    result = load(warehouse_url, tmp_path, "web", "events")
+    assert [(f.file.rsplit("/", 1)[1], f.status) for f in result.files] == [("events.jsonl", "loaded"), ("more.jsonl", "rejected")]
+    assert result.files[1].error.endswith("more.jsonl: cannot read the file: [Errno 13] Permission denied")
+    assert "e9" not in {r["event_id"] for r in rows(warehouse_url, "select event_id from raw.web_events")}
 
 
 @pytest.mark.parametrize("content", [

@@ -24,6 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -53,7 +54,13 @@ from lifecycle_warehouse.ingest.records import (
     read_blocks,
     read_lines,
 )
-from lifecycle_warehouse.ingest.validation_sql import STAGE, load_sql, optimistic_load_sql, stage_ddl
+from lifecycle_warehouse.ingest.validation_sql import (
+    STAGE,
+    load_sql,
+    optimistic_load_sql,
+    stage_ddl,
+    staged_count_sql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +169,7 @@ def load_interval(
             )
             entity_results = [_not_loaded(s) for s in skipped]
             for folder in planned:
-                entity_results.append(load_folder(conn, landing_dir, folder))
+                entity_results.append(load_folder(conn, landing_dir, folder, ensure_schema=False))
             results += sorted(entity_results, key=lambda r: r.dt)
     failed = [r for r in results if r.kept_previous]
     if failed:
@@ -198,17 +205,22 @@ def load_delivery(
     files = deliveries.data_files(landing_dir, folder)
     if not files:
         return _not_loaded(Skipped(entity, dt, "the folder holds no data file: not delivered"))
-    return load_folder(conn, landing_dir, Folder(entity, dt, deliveries.IN_INTERVAL, files))
+    return load_folder(conn, landing_dir, Folder(entity, dt, deliveries.IN_INTERVAL, files),
+                       ensure_schema=False)
 
 
-def load_folder(conn: psycopg.Connection, landing_dir: Path, folder: Folder) -> DeliveryResult:
+def load_folder(
+    conn: psycopg.Connection, landing_dir: Path, folder: Folder, *, ensure_schema: bool = True,
+) -> DeliveryResult:
     """Load one date folder in one transaction, replacing what an earlier load of the same
     (entity, dt) wrote, unless every file is rejected: then the earlier load stays and only
     the rejected files' audit rows are written (`kept_previous`). Pass an autocommit
     connection (or one with no transaction open): the load commits when it returns; inside
-    a caller's transaction it becomes a savepoint and the caller commits."""
+    a caller's transaction it becomes a savepoint and the caller commits. `ensure_schema`:
+    check (and create) the raw schema first; False when the caller just did."""
     entity, dt = folder.entity, folder.dt
-    bootstrap.ensure_raw_schema(conn)
+    if ensure_schema:
+        bootstrap.ensure_raw_schema(conn)
     result = DeliveryResult(entity.source, entity.entity, dt, uuid.uuid4(), reason=folder.reason)
     _replace_folder(conn, entity, dt, folder, result)
     if result.kept_previous:
@@ -298,17 +310,34 @@ def _load_file_or_reject(
     if data_file.refused:  # outside the landing zone, or a name like a path out of it
         return FileResult(rel, REJECTED, error=f"{rel}: {data_file.refused}",
                           size=data_file.size, modified_at=data_file.modified_at)
+    known = {"size": data_file.size, "modified_at": data_file.modified_at}
+    # The file's SHA-256 (for its audit row) is computed in a thread while the file loads:
+    # hashlib and file reads release the GIL, so the hash overlaps the database's work
+    # instead of adding a pass over the file before it. A file that cannot be read for its
+    # hash is rejected, its load (if any) undone.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lw-sha256") as pool:
+        hashed = pool.submit(data_file.with_sha256)
+        try:
+            try:
+                with conn.transaction():
+                    result = _load_file(conn, data_file.path, rel, entity, dt, batch_id, known)
+                    result.sha256 = _sha256(hashed)
+                    return result
+            except FileRejected as exc:
+                return FileResult(rel, REJECTED, error=f"{rel}: {exc}", sha256=_sha256(hashed), **known)
+        except _Unreadable as exc:
+            return FileResult(rel, REJECTED, error=f"{rel}: cannot read the file: {exc}", **known)
+
+
+class _Unreadable(Exception):
+    """The file could not be read to compute its SHA-256."""
+
+
+def _sha256(hashed: Future[DataFile]) -> str | None:
     try:
-        data_file = data_file.with_sha256()
+        return hashed.result().sha256
     except OSError as exc:
-        return FileResult(rel, REJECTED, error=f"{rel}: cannot read the file: {exc}",
-                          size=data_file.size, modified_at=data_file.modified_at)
-    known = {"size": data_file.size, "modified_at": data_file.modified_at, "sha256": data_file.sha256}
-    try:
-        with conn.transaction():
-            return _load_file(conn, data_file.path, rel, entity, dt, batch_id, known)
-    except FileRejected as exc:
-        return FileResult(rel, REJECTED, error=f"{rel}: {exc}", **known)
+        raise _Unreadable(exc) from exc
 
 
 def _load_file(
@@ -425,7 +454,8 @@ def _load_file_optimistically(
                     "copy {} (line) from stdin with (format csv, quote e'\\x01', delimiter e'\\x02')"
                 ).format(STAGE_SQL)
             newlines, last = 0, b"\n"
-            with conn.cursor().copy(copy_in) as copy:
+            cursor = conn.cursor()
+            with cursor.copy(copy_in) as copy:
                 for block in read_blocks(path):  # LineTooLong: the careful load quarantines it
                     if fmt == JSONL and (b"\x01" in block or b"\x02" in block):
                         raise _NotExact("a control byte COPY would take for a separator")
@@ -436,9 +466,13 @@ def _load_file_optimistically(
                     newlines += block.count(b"\n")
                     last = block[-1:]
                     copy.write(block)
-            loaded, staged = conn.execute(
+            copied = cursor.rowcount  # lines (JSONL) or records (CSV) staged
+            loaded = conn.execute(
                 optimistic_load_sql(entity, fmt, header, batch_id=batch_id, dt=dt, file=rel)
-            ).fetchone()
+            ).rowcount
+            staged = copied
+            if copied < 0 or (fmt == JSONL and loaded != copied):  # blank lines are not records
+                staged = conn.execute(staged_count_sql(fmt)).fetchone()[0]
             if fmt == CSV and staged + 1 != newlines + (last != b"\n"):
                 raise _NotExact("a CSV record over several lines (line numbers would shift)")
             if loaded != staged:
