@@ -357,8 +357,8 @@ def retyped_columns(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
 
 
 def raw_schema_complete(conn: psycopg.Connection) -> bool:
-    """True when every raw table, index and added column already exists and every contract
-    column has its contract type (catalog queries, no locks)."""
+    """True when every raw table, index and added column already exists, every contract
+    column has its contract type and no retired index is left (catalog queries, no locks)."""
     with conn.transaction():  # leaves the connection as it found it
         if retyped_columns(conn):
             return False
