@@ -35,11 +35,16 @@ too when they ignore their changes (checked by hand): fct_lifecycle_transitions 
 and lifecycle_funnel (11 rows) for int_lifecycle__stage_intervals' log, channel_attribution
 (20 rows) and cohort_retention (6 rows) for int_kpi__contributions'.
 
+The same built warehouse serves a check of a singular data test: the funnel against the
+stage intervals passes, then fails on a funnel count off by one and on an interval that
+ends a month late (each undone after).
+
 A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data.sql
 (contact versions, identity stitching on a shared device, orders before the FX series,
 shop customers merged by email, …) from scratch; every unit and data test must pass.
 
-Runtime: ~90 s for the main scenario, ~40 s for the second (two cores).
+Runtime: ~90 s for the main scenario, ~25 s for the funnel check, ~40 s for the second
+(two cores).
 """
 
 from __future__ import annotations
@@ -446,3 +451,48 @@ def test_fresh_build_passes_on_the_hand_made_edge_cases(warehouse_url, tmp_path)
     failed = [r["unique_id"] for r in results if r["status"] in ("fail", "error")]
     assert returncode != 0 and any("not_null_int_subscriptions__mrr_spans_mrr" in f for f in failed), (
         f"a currency without an FX rate must fail the MRR spans' not_null test; failed: {failed}")
+
+
+def test_the_funnel_check_fails_when_the_funnel_and_the_intervals_disagree(built_warehouse, tmp_path):
+    """assert_lifecycle_funnel_matches_stage_intervals (month ends found by width_bucket,
+    populations as running sums) passes on the built warehouse and fails when a funnel count
+    is off by one, or when an interval ends a month later than the funnel's transitions say.
+    Each change is undone after its check."""
+    url = built_warehouse.url
+    check = "assert_lifecycle_funnel_matches_stage_intervals"
+
+    def status() -> str:
+        env = {"DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")}
+        dbt_runner.run(["test", "--select", check], url=url, check=False, env=env)
+        results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+        (result,) = [r for r in results if r["unique_id"].split(".")[2] == check]
+        return result["status"]
+
+    assert status() == "pass"
+    tampered_funnel = (
+        "update marts.lifecycle_funnel set customers = customers + {delta} where (month, stage) = "
+        "(select month, stage from marts.lifecycle_funnel where customers > 0 order by month, stage limit 1)"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute(tampered_funnel.format(delta=1)).rowcount == 1
+    try:
+        assert status() == "fail"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(tampered_funnel.format(delta=-1))
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        (interval_id,) = conn.execute(
+            "select interval_id from intermediate.int_lifecycle__stage_intervals"
+            " where valid_to < (select as_of_end_at from intermediate.int_lifecycle__as_of) - interval '70 days'"
+            " order by valid_to, interval_id limit 1"
+        ).fetchone()
+        conn.execute("update intermediate.int_lifecycle__stage_intervals set valid_to = valid_to + interval '40 days'"
+                     " where interval_id = %s", (interval_id,))
+    try:
+        assert status() == "fail"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("update intermediate.int_lifecycle__stage_intervals set valid_to = valid_to - interval '40 days'"
+                         " where interval_id = %s", (interval_id,))
+    assert status() == "pass"
