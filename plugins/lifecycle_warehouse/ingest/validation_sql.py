@@ -55,8 +55,9 @@ def stage_ddl(fmt: str, width: int = 0, numbered: bool = False) -> sql.Composabl
 _NOT_PLAIN_NUMBER = "[^-+.0-9eE[:space:]]"
 # ISO-8601 has no era: PostgreSQL would read `2024-03-01 BC` as a date before year 1.
 _NO_ERA = "{v} not ilike '%bc%'"
+_ISO_DATE_FIRST = "{v} like '____-__-__%'"
 _PATTERNS = {
-    contract.TIMESTAMPTZ: "{v} like '____-__-__%' and " + _NO_ERA,
+    contract.TIMESTAMPTZ: _ISO_DATE_FIRST + " and " + _NO_ERA,
     contract.DATE: "{v} like '____-__-__'",
     contract.NUMERIC: "{v} !~ '" + _NOT_PLAIN_NUMBER + "'",
     contract.INTEGER: "{v} !~ '" + _NOT_PLAIN_NUMBER + "'",
@@ -69,7 +70,7 @@ _PATTERNS = {
 # has no letter b; a zone name like 'Europe/Berlin' or 'BST' goes the careful way).
 _OPTIMISTIC_PATTERNS = {
     **_PATTERNS,
-    contract.TIMESTAMPTZ: "{v} like '____-__-__%' and {v} not like '%b%' and {v} not like '%B%'",
+    contract.TIMESTAMPTZ: _ISO_DATE_FIRST + " and {v} not like '%b%' and {v} not like '%B%'",
 }
 
 # A line of a JSONL file staged from its bytes that holds nothing (skipped, as the reader
