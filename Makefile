@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 # Extra options of `lw sources` (make sources SOURCES_ARGS="--shop-ids uuid").
 SOURCES_ARGS ?=
-# Size of `make bench`: small (a few minutes) or large (docs/benchmark.md); more options of
+# Size of `make bench`: small (a few minutes), medium or large (hours; docs/benchmark.md); more options of
 # `lw bench` in BENCH_ARGS (make bench BENCH_ARGS="--parts loads --customers 2000").
 PROFILE ?= small
 BENCH_ARGS ?=
@@ -95,7 +95,7 @@ docs: up ## build the dbt docs site (models, columns, lineage) and print its pat
 quality-report: $(STAMP) ## print (and open, where a browser is set up) the Great Expectations Data Docs
 	@$(BIN)/python -m lifecycle_warehouse.quality report --open
 
-bench: $(BENCH_STAMP) ## measure loads, gates, the DAGs and history growth on its own server: bench/results.md [PROFILE=small|large]
+bench: $(BENCH_STAMP) ## measure loads, gates, the DAGs and history growth on its own server: bench/results.md [PROFILE=small|medium|large]
 	@$(LW) bench --profile $(PROFILE) $(BENCH_ARGS)
 
 generate: $(STAMP) ## rewrite the files generated from the KPI registry and the quality suites

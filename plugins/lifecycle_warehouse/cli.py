@@ -418,7 +418,8 @@ def cmd_bench(args) -> int:
     from lifecycle_warehouse.bench import history, run
 
     profile = run.PROFILES[args.profile]
-    config = run.config_for(profile, customers=args.customers, histories=args.histories, seed=args.seed,
+    config = run.config_for(profile, customers=args.customers, histories=args.histories,
+                            web_traffic=args.web_traffic, seed=args.seed,
                             start=args.start, threads=args.threads, repeats=args.repeats)
     parts = args.parts or run.PARTS
     out_dir = args.out.resolve() if args.out else run.default_out_dir()
@@ -497,14 +498,16 @@ def main(argv: list[str] | None = None) -> int:
     bi.set_defaults(func=cmd_bi)
 
     bench = sub.add_parser("bench", help="measure the project's performance (docs/benchmark.md)")
-    bench.add_argument("--profile", choices=("small", "large"), default="small",
-                       help="sizes of every part (default small: a few minutes)")
+    bench.add_argument("--profile", choices=("small", "medium", "large"), default="small",
+                       help="sizes of every part (default small: a few minutes; large: issue 21's sizes, hours)")
     bench.add_argument("--parts", type=_parts, default=None,
                        help="comma-separated: history,daily_run,gates,loads,clv (default all; daily_run and gates "
                             "start from history's warehouse, so they bring it)")
     bench.add_argument("--customers", type=int, help="persons of the simulation (default: the profile's)")
     bench.add_argument("--histories", type=_histories,
                        help="days of history before the measured day, e.g. 28,112 (default: the profile's)")
+    bench.add_argument("--web-traffic", type=float,
+                       help="web visits per person, times the simulator's (default: the profile's; large 4)")
     bench.add_argument("--seed", type=int, help="random seed (default 42)")
     bench.add_argument("--start", type=date.fromisoformat, help="first simulated day (default 2026-06-01)")
     bench.add_argument("--threads", type=int,

@@ -42,7 +42,7 @@ def _history(days: int, models: dict[str, float], wall: float) -> dict:
         "daily_build": {"wall_seconds": wall, "models": models, "model_seconds": sum(models.values()),
                         "test_seconds": 1.0, "unit_test_seconds": 2.0, "seed_seconds": 0.5},
         "full_build": {"wall_seconds": 10.0 * days},
-        "day_load": {"seconds": 0.5, "rows": 1200},
+        "day_load": {"seconds": 0.5, "rows": 1200, "rows_by_entity": {"web/events": 1000}},
         "history_load": {"seconds": 0.5 * days, "rows": 1200 * days},
         "row_counts": {"raw.web_events": 1000 * days, "intermediate.int_web__events": 990 * days,
                        "marts.kpi_daily": days + 1},
@@ -266,6 +266,57 @@ def test_end_to_end_sums_the_dag_runs_and_splits_them_into_steps():
     assert list(daily["steps_seconds"]) == ["ingest", "plan", "raw gate", "dbt", "marts gate", "publish"]
     assert daily["between_tasks_seconds"] == 55.5 - 54.0
     assert round(sum(daily["steps_share"].values()), 6) == round(54.0 / 55.5, 6)
+
+
+def _daily_results(*, in_place: bool) -> dict:
+    spans = SPANS
+    figures = daily_run._mode_figures(spans, None if in_place else 30.0)
+    return {"day": "2027-06-01", "history_days": 364, "in_place": in_place,
+            "end_to_end": daily_run.end_to_end(spans), "airflow_startup_seconds": 7.0,
+            "dbt_build_seconds": None if in_place else 30.0, "modes": {"report": figures},
+            "warehouse_dag_dbt_vs_dbt_build": figures["vs_dbt_build"]}
+
+
+def test_a_daily_run_in_place_reports_its_dbt_step_and_no_comparison():
+    results = _daily_results(in_place=True)
+
+    lines = "\n".join(daily_run.markdown(results))
+
+    assert results["warehouse_dag_dbt_vs_dbt_build"] is None
+    assert "dbt step took 32.0 s" in lines and "were not compared" in lines
+    assert "| plain `dbt build`" not in lines
+    assert run.headline({"daily_run": results})["warehouse_dag_dbt_vs_dbt_build"] is None
+    assert "plain `dbt build` (subprocess) | 30.0 | 1.00" in "\n".join(daily_run.markdown(_daily_results(in_place=False)))
+
+
+# --- profiles and the simulated traffic ---------------------------------------------------
+
+
+def test_the_large_profile_is_the_issues_size_and_runs_the_daily_run_in_place():
+    large = run.PROFILES["large"]
+    config = run.config_for(large)
+
+    assert (large.customers, config.histories[-1], large.load_lines) == (100_000, 364, 2_000_000)
+    assert large.in_place and not large.dbt_step_modes  # no copies, so nothing to compare on
+    assert (config.web_traffic, config.days_after) == (4.0, 2)  # the daily run's day is simulated too
+    assert run.config_for(run.PROFILES["medium"]).days_after == 1
+    assert run.config_for(large, customers=500, web_traffic=None).customers == 500
+
+
+def test_web_traffic_scales_browse_sessions_and_anonymous_visitors_only():
+    from lifecycle_warehouse.simulator.config import Rates
+
+    plain, busy = Rates(), bench.traffic_rates(4.0)
+
+    assert bench.traffic_rates(1.0) == plain
+    assert busy.sessions_per_day_engaged == pytest.approx(4 * plain.sessions_per_day_engaged)
+    assert busy.sessions_per_day_base == pytest.approx(4 * plain.sessions_per_day_base)
+    assert busy.sessions_per_day_customer == pytest.approx(4 * plain.sessions_per_day_customer)
+    # anonymous-only visitors per web sign-up: (1 - p) / p, four times as many
+    assert (1 - busy.p_identify) / busy.p_identify == pytest.approx(4 * (1 - plain.p_identify) / plain.p_identify)
+    assert busy.p_first_order_engaged == plain.p_first_order_engaged  # orders, e-mails as they were
+    with pytest.raises(ValueError, match="positive"):
+        bench.traffic_rates(0)
 
 
 def test_the_clv_part_simulates_purchases_the_models_can_fit():

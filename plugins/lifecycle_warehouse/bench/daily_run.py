@@ -17,6 +17,11 @@ runs them), on its own Airflow metadata database on the bench server:
    ratio of each mode's dbt step (first task start to last task end of group `dbt_build`)
    to the plain build is the DAG's overhead over dbt.
 
+In place (the large profile: a warehouse of 100,000 customers and a year takes tens of GB,
+and each copy as much again), it goes on from the history part's warehouse as that part
+leaves it (the measured day built) and runs the day after: steps 1 and 2 without copies,
+no step 3.
+
 Every DAG runs under `dags test` in one process per call, tasks one after another; a
 deployment's scheduler adds its own latency per task, and runs the ingestion DAGs side by
 side. The end-to-end figure is the sum of the five runs' spans (Airflow's start-up per
@@ -156,6 +161,12 @@ def markdown(results: Mapping) -> list[str]:
         lines.append(f"| {step} | {seconds:.1f} | {daily['steps_share'][step]:.0%} |")
     lines.append(f"| between tasks (Airflow) | {daily['between_tasks_seconds']:.1f} | "
                  f"{daily['between_tasks_seconds'] / daily['seconds']:.0%} |")
+    if results.get("in_place"):
+        step = results["modes"]["report"]["dbt_step_seconds"]
+        return [*lines, "",
+                f"Run in place on the history's warehouse (too big to copy): the warehouse DAG's dbt step took "
+                f"{step:.1f} s; the plain `dbt build` and the other dbt step modes, which need copies of the "
+                "warehouse, were not compared (the medium profile compares them)."]
     lines += [
         "",
         "## The warehouse DAG's dbt step against one `dbt build`",
@@ -251,10 +262,12 @@ def _plain_dbt_build(warehouse_url: str, env: Mapping[str, str]) -> float:
 
 def run_daily(admin_url: str, *, history_template: str, shop_url: str, landing_dir: Path, day: date,
               history_days: int, work_dir: Path, modes: Sequence[str] = (), report: Report = print,
-              keep_database: str = "bench_daily") -> dict:
+              keep_database: str = "bench_daily", in_place: bool = False) -> dict:
     """Measure the daily run of `day` end to end and the dbt step modes (module docstring).
     Leaves the warehouse of the end-to-end run in database `keep_database` (for the gates
-    part); drops the other copies."""
+    part); drops the other copies. `in_place`: the run goes on in database
+    `history_template` itself, which then holds its warehouse; no copies, so neither the
+    plain build nor other modes are compared (a warehouse too big to copy)."""
     from lifecycle_warehouse import dbt_runner, runtime
 
     # The warehouse DAG is drawn from dbt_project/target/manifest.json (as `lw pipeline`
@@ -264,7 +277,8 @@ def run_daily(admin_url: str, *, history_template: str, shop_url: str, landing_d
         raise DailyRunError("`dbt parse` failed: see dbt's output above")
     airflow_home = work_dir / "bench-airflow"
     airflow_url = _airflow_database(admin_url, airflow_home)
-    daily_url = databases.copy(admin_url, history_template, keep_database)
+    daily_url = (databases.database_url(admin_url, history_template) if in_place
+                 else databases.copy(admin_url, history_template, keep_database))
     target = work_dir / "bench-target"
     variables = {
         "WAREHOUSE_URL": daily_url,
@@ -282,47 +296,53 @@ def run_daily(admin_url: str, *, history_template: str, shop_url: str, landing_d
         env = runtime.environment()
         after = day + timedelta(days=1)  # airflow_runs' logical date: the interval is `day`
         logical_date = datetime(after.year, after.month, after.day, tzinfo=timezone.utc)
-        report(f"daily run of {day} end to end (Airflow) …")
+        report(f"daily run of {day} end to end (Airflow{', in place' if in_place else ''}) …")
         ingest_wall = _run_dags(INGESTION_DAGS, day, env, report)
         ingest_spans = _task_spans(airflow_url, INGESTION_DAGS, logical_date)
         loaded = f"{keep_database}_loaded"
-        databases.copy(admin_url, keep_database, loaded)
+        if not in_place:
+            databases.copy(admin_url, keep_database, loaded)
         warehouse_wall = _run_dags([WAREHOUSE_DAG], day, env, report)
         warehouse_spans = _task_spans(airflow_url, [WAREHOUSE_DAG], logical_date)
         spans = ingest_spans + warehouse_spans
         results: dict = {
             "day": day.isoformat(),
             "history_days": history_days,
+            "in_place": in_place,
             "end_to_end": end_to_end(spans),
             "airflow_startup_seconds": (_airflow_startup_seconds(ingest_wall, ingest_spans)
                                         + _airflow_startup_seconds(warehouse_wall, warehouse_spans)) / 2,
             "tasks": [{"dag_id": s.dag_id, "task_id": s.task_id, "seconds": round(s.seconds, 3)} for s in spans],
         }
-
-        report("plain `dbt build` of the same day on a copy …")
-        copy_url = databases.copy(admin_url, loaded, f"{keep_database}_compare")
-        results["dbt_build_seconds"] = _plain_dbt_build(copy_url, {**env, "WAREHOUSE_URL": copy_url})
-        report(f"  {results['dbt_build_seconds']:.1f} s")
-        modes_results = {"report": _mode_figures(warehouse_spans, results["dbt_build_seconds"])}
-        for mode in modes:
-            if mode == "report":
-                continue
-            report(f"warehouse DAG with LW_DBT_STEP={mode} on a copy …")
+        if in_place:
+            results["dbt_build_seconds"] = None
+            modes_results = {"report": _mode_figures(warehouse_spans, None)}
+        else:
+            report("plain `dbt build` of the same day on a copy …")
             copy_url = databases.copy(admin_url, loaded, f"{keep_database}_compare")
-            _run_dags([WAREHOUSE_DAG], day, {**env, "WAREHOUSE_URL": copy_url, "LW_DBT_STEP": mode}, report)
-            mode_spans = _task_spans(airflow_url, [WAREHOUSE_DAG], logical_date)
-            modes_results[mode] = _mode_figures(mode_spans, results["dbt_build_seconds"])
+            results["dbt_build_seconds"] = _plain_dbt_build(copy_url, {**env, "WAREHOUSE_URL": copy_url})
+            report(f"  {results['dbt_build_seconds']:.1f} s")
+            modes_results = {"report": _mode_figures(warehouse_spans, results["dbt_build_seconds"])}
+            for mode in modes:
+                if mode == "report":
+                    continue
+                report(f"warehouse DAG with LW_DBT_STEP={mode} on a copy …")
+                copy_url = databases.copy(admin_url, loaded, f"{keep_database}_compare")
+                _run_dags([WAREHOUSE_DAG], day, {**env, "WAREHOUSE_URL": copy_url, "LW_DBT_STEP": mode}, report)
+                mode_spans = _task_spans(airflow_url, [WAREHOUSE_DAG], logical_date)
+                modes_results[mode] = _mode_figures(mode_spans, results["dbt_build_seconds"])
+            databases.drop(admin_url, [loaded, f"{keep_database}_compare"])
         results["modes"] = modes_results
         results["warehouse_dag_dbt_vs_dbt_build"] = modes_results["report"]["vs_dbt_build"]
-        databases.drop(admin_url, [loaded, f"{keep_database}_compare"])
+        compared = ("" if in_place else
+                    f" vs dbt build {results['dbt_build_seconds']:.1f} s ("
+                    + ", ".join(f"{m} {f['vs_dbt_build']:.2f}×" for m, f in modes_results.items()) + ")")
         report(f"daily run end to end {results['end_to_end']['seconds']:.1f} s; dbt step "
-               + ", ".join(f"{m} {f['dbt_step_seconds']:.1f} s ({f['vs_dbt_build']:.2f}×)"
-                           for m, f in modes_results.items())
-               + f" vs dbt build {results['dbt_build_seconds']:.1f} s")
+               + ", ".join(f"{m} {f['dbt_step_seconds']:.1f} s" for m, f in modes_results.items()) + compared)
         return results
 
 
-def _mode_figures(spans: Sequence[TaskSpan], dbt_build_seconds: float) -> dict:
+def _mode_figures(spans: Sequence[TaskSpan], dbt_build_seconds: float | None) -> dict:
     step = dbt_step_seconds(spans)
     tasks = [s for s in spans if s.task_id.startswith(f"{DBT_GROUP}.")]
     return {

@@ -1,16 +1,18 @@
 """Part of `lw bench`: how the cost of a daily run grows with the history already in the warehouse.
 
 Evidence for the requirement "a daily run costs in proportion to the day's data, not to all
-history". For each history length H it simulates H + 1 days of sources, loads days 1..H
-into `raw` and builds the warehouse once (the history), then loads day H + 1 and times the
-incremental `dbt build` a daily run does, model by model (a table per model with the ratio
-of the daily seconds at the longest and the shortest history).
+history". For each history length H it simulates H + 1 days of sources (H + 2 when the
+daily_run part runs in place), loads days 1..H into `raw` and builds the warehouse once (the
+history), then loads day H + 1 and times the incremental `dbt build` a daily run does, model
+by model (a table per model with the ratio of the daily seconds at the longest and the
+shortest history).
 
 It runs on the bench's server (bench/run.py), its own landing zones and its own dbt target
 folder, so it touches neither the developer's warehouse nor `dbt_project/target`. Airflow
 is not involved: the loads call the same functions as the ingestion DAGs' tasks (the
 daily_run part runs the DAGs). The warehouse of the longest history, as it was after its
-full build, is kept as a database the daily_run part starts from.
+full build, is kept as a database the daily_run part starts from; in place (a warehouse too
+big to copy) the daily_run part goes on from the history's warehouse as this part leaves it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -66,6 +68,12 @@ class BenchConfig:
     # The day's build is run this many times (the daily run, then reruns of the same day)
     # and the fastest time of each node is kept: a shared machine's hiccups only add time.
     repeats: int = 3
+    # Web traffic per person, times the simulator's: each known person's browse sessions
+    # and the anonymous-only visitors (`traffic_rates`); orders and e-mails stay as they are.
+    web_traffic: float = 1.0
+    # Days simulated after the history: the measured day, and for a daily run measured in
+    # place (on the history's warehouse, no copies: the large profile) the day after it.
+    days_after: int = 1
     # Where the bench keeps its server, landing zones and dbt target: next to the
     # project's embedded server (`.warehouse/`, ignored by git).
     work_dir: Path = field(default_factory=lambda: settings.pgdata_dir().parent)
@@ -110,6 +118,27 @@ def parse_histories(text: str) -> tuple[int, ...]:
     if min(days) < 1:
         raise argparse.ArgumentTypeError(f"history lengths must be at least 1 day: {text!r}")
     return tuple(sorted(days))
+
+
+def traffic_rates(web_traffic: float):
+    """The simulator's rates with `web_traffic` times the web visits: each person's browse
+    sessions per day, and the anonymous-only visitors (the simulator draws them in
+    proportion to web sign-ups, through the share of first-time visitors who sign up)."""
+    from lifecycle_warehouse.simulator.config import Rates
+
+    if web_traffic <= 0:
+        raise ValueError(f"web traffic must be positive, got {web_traffic}")
+    rates = Rates()
+    if web_traffic == 1:
+        return rates
+    anonymous_per_signup = (1 - rates.p_identify) / rates.p_identify * web_traffic
+    return replace(
+        rates,
+        sessions_per_day_base=rates.sessions_per_day_base * web_traffic,
+        sessions_per_day_engaged=rates.sessions_per_day_engaged * web_traffic,
+        sessions_per_day_customer=rates.sessions_per_day_customer * web_traffic,
+        p_identify=1 / (1 + anonymous_per_signup),
+    )
 
 
 def node_kind(unique_id: str) -> str:
@@ -215,6 +244,7 @@ def total_rows(results: Mapping) -> list[list[str]]:
         _row("daily: sum of seed seconds", values(lambda r: r["daily_build"]["seed_seconds"])),
         _row("daily: load of the day (s)", values(lambda r: r["day_load"]["seconds"])),
         _row("daily: rows loaded for the day", values(lambda r: r["day_load"]["rows"])),
+        _row("daily: web events of the day", values(lambda r: r["day_load"]["rows_by_entity"].get("web/events"))),
         _row("history: load (s)", values(lambda r: r["history_load"]["seconds"])),
         _row("history: rows loaded", values(lambda r: r["history_load"]["rows"])),
         _row("history: full `dbt build`, wall (s)", values(lambda r: r["full_build"]["wall_seconds"])),
@@ -334,7 +364,7 @@ def _warm_imports() -> None:
 
 
 def _simulate_sources(config: BenchConfig, history_days: int) -> dict:
-    """H + 1 days of files in the bench landing zone and the shop database filled."""
+    """H + `days_after` days of files in the bench landing zone and the shop database filled."""
     from lifecycle_warehouse.simulator import SimulationConfig, simulate
 
     landing = config.landing_dir(history_days)
@@ -342,13 +372,14 @@ def _simulate_sources(config: BenchConfig, history_days: int) -> dict:
     started = time.perf_counter()
     result = simulate(SimulationConfig(
         start=config.start,
-        days=history_days + 1,
+        days=history_days + config.days_after,
         customers=config.customers,
         seed=config.seed,
         landing_dir=landing,
         shop_url=settings.shop_writer_url(),
         truth_file=config.truth_file(history_days),
         progress=False,
+        rates=traffic_rates(config.web_traffic),
     ))
     return {"seconds": time.perf_counter() - started, "rows": dict(result.rows)}
 
@@ -431,7 +462,7 @@ def _bench_history(config: BenchConfig, admin_url: str, history_days: int, repor
     }
     with environment_set(variables):
         bootstrap.bootstrap(warehouse_url)
-        report(f"H={history_days}: simulating {history_days + 1} days from {config.start} …")
+        report(f"H={history_days}: simulating {history_days + config.days_after} days from {config.start} …")
         simulation = _simulate_sources(config, history_days)
         report(f"H={history_days}: loading the history {config.start} … {measured_day - timedelta(days=1)} …")
         history_load = _load_interval(config.start, measured_day)

@@ -50,16 +50,26 @@ class Profile:
     dbt_step_modes: tuple[str, ...]  # warehouse DAG modes compared with plain dbt, beside `report`
     gate_repeats: int
     clv_customers: int = 100_000  # customers whose CLV the clv part fits and scores
+    web_traffic: float = 1.0  # web visits per person, times the simulator's (history.traffic_rates)
+    # The daily_run part on the history's warehouse itself (no database copies: a warehouse
+    # too big to copy); it then measures the day after the history part's day and compares
+    # no dbt step modes.
+    in_place: bool = False
 
 
 PROFILES = {
     # A few minutes on 2 cores: every part, at sizes where fixed costs still show.
     "small": Profile("small", customers=1000, histories=(14, 56), load_lines=200_000, dbt_step_modes=(),
                      gate_repeats=3),
-    # Issue 21's sizes: 2M-line files, a year of history (of 10,000 customers; its 100,000
-    # are `--customers 100000`), the Cosmos modes side by side. ~30 minutes on 2 cores.
-    "large": Profile("large", customers=10_000, histories=(28, 364), load_lines=2_000_000,
-                     dbt_step_modes=("cosmos_watcher", "cosmos"), gate_repeats=3),
+    # A year of 10,000 customers, 2M-line files and the Cosmos modes side by side on copies
+    # of the warehouse. ~30 minutes on 2 cores, ~15 GB of disk.
+    "medium": Profile("medium", customers=10_000, histories=(28, 364), load_lines=2_000_000,
+                      dbt_step_modes=("cosmos_watcher", "cosmos"), gate_repeats=3),
+    # Issue 21's sizes: 100,000 customers, a year (364 days, to a Monday; the daily run end
+    # to end is the 366th day), ~100,000 web events a day (4× the simulator's traffic per
+    # person), 2M-line files. The daily run in place. Hours on 2 cores, ~60 GB of disk.
+    "large": Profile("large", customers=100_000, histories=(28, 364), load_lines=2_000_000,
+                     dbt_step_modes=(), gate_repeats=3, web_traffic=4.0, in_place=True),
 }
 
 # The headline figures: key of results.json, what it is, and the issue's target.
@@ -216,29 +226,37 @@ def run(profile: Profile, config: history.BenchConfig, parts: tuple[str, ...], r
         results: dict = {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "profile": {"name": profile.name, "load_lines": profile.load_lines,
-                        "dbt_step_modes": list(profile.dbt_step_modes), "gate_repeats": profile.gate_repeats},
+                        "dbt_step_modes": list(profile.dbt_step_modes), "gate_repeats": profile.gate_repeats,
+                        "web_traffic": config.web_traffic, "in_place": profile.in_place},
             "parts": list(parts),
             "environment": _environment_info(admin_url),
         }
         measured = None
         if "history" in parts:
-            results["history"] = history.run_histories(config, admin_url, report, keep_history_as=HISTORY_DATABASE)
+            keep = None if profile.in_place else HISTORY_DATABASE
+            results["history"] = history.run_histories(config, admin_url, report, keep_history_as=keep)
             longest = config.histories[-1]
             measured = config.start + timedelta(days=longest)
         warehouse = "warehouse"  # the history part's, after its daily build
         if "daily_run" in parts:
             from lifecycle_warehouse.bench import daily_run
 
+            # in place: the day after the history part's (already built there); else the
+            # same day again, on a copy of the warehouse as it was before that day
+            if profile.in_place:
+                measured += timedelta(days=1)
             results["daily_run"] = daily_run.run_daily(
-                admin_url, history_template=HISTORY_DATABASE, shop_url=databases.database_url(admin_url, "shop"),
+                admin_url, history_template="warehouse" if profile.in_place else HISTORY_DATABASE,
+                shop_url=databases.database_url(admin_url, "shop"),
                 landing_dir=config.landing_dir(config.histories[-1]), day=measured,
                 history_days=config.histories[-1], work_dir=config.work_dir, modes=profile.dbt_step_modes,
-                report=report, keep_database=DAILY_DATABASE)
-            warehouse = DAILY_DATABASE
+                report=report, keep_database=DAILY_DATABASE, in_place=profile.in_place)
+            if not profile.in_place:
+                warehouse = DAILY_DATABASE
         if "gates" in parts:
             from lifecycle_warehouse.bench import gates
 
-            if warehouse == "warehouse":
+            if "daily_run" not in parts:
                 # the history part builds with dbt alone: the DAG's CLV task writes two marts
                 from lifecycle_warehouse.clv.warehouse import write_marts
 
@@ -268,7 +286,8 @@ def run(profile: Profile, config: history.BenchConfig, parts: tuple[str, ...], r
 
 def config_for(profile: Profile, **overrides) -> history.BenchConfig:
     """The history part's configuration: the profile's sizes, then any option given."""
-    config = history.BenchConfig(customers=profile.customers, histories=profile.histories)
+    config = history.BenchConfig(customers=profile.customers, histories=profile.histories,
+                                 web_traffic=profile.web_traffic, days_after=2 if profile.in_place else 1)
     given = {name: value for name, value in overrides.items() if value is not None}
     return replace(config, **given)
 
