@@ -35,17 +35,19 @@ too when they ignore their changes (checked by hand): fct_lifecycle_transitions 
 and lifecycle_funnel (11 rows) for int_lifecycle__stage_intervals' log, channel_attribution
 (20 rows) and cohort_retention (6 rows) for int_kpi__contributions'.
 
-The same built warehouse serves a check of a singular data test: the funnel against the
+The same built warehouse serves checks of the singular data tests: the funnel against the
 stage intervals passes, then fails on a funnel count off by one and on an interval that
-ends a month late (each undone after); and the post-hook that gives an incremental table
+ends a month late (each undone after); each other one fails on a change it guards against
+(a KPI, a customer's net revenue, an interval's end one unit off; the RFM rules of score
+r = 1 gone), undone after; and the post-hook that gives an incremental table
 the configured indexes it lacks (two dropped, then one incremental run).
 
 A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data.sql
 (contact versions, identity stitching on a shared device, orders before the FX series,
 shop customers merged by email, …) from scratch; every unit and data test must pass.
 
-Runtime: ~90 s for the main scenario, ~25 s for the funnel check, ~10 s for the missing
-indexes, ~40 s for the second (two cores).
+Runtime: ~90 s for the main scenario, ~25 s for the funnel check, ~60 s for the other
+singular tests, ~10 s for the missing indexes, ~40 s for the second (two cores).
 """
 
 from __future__ import annotations
@@ -454,6 +456,14 @@ def test_fresh_build_passes_on_the_hand_made_edge_cases(warehouse_url, tmp_path)
         f"a currency without an FX rate must fail the MRR spans' not_null test; failed: {failed}")
 
 
+def _singular_test_statuses(url: str, workdir: Path, names: list[str]) -> dict[str, str]:
+    """`dbt test` of these singular data tests on the built warehouse: each one's status."""
+    env = {"DBT_TARGET_PATH": str(workdir / "target"), "DBT_LOG_PATH": str(workdir / "logs")}
+    dbt_runner.run(["test", "--select", *names], url=url, check=False, env=env)
+    results = json.loads((workdir / "target" / "run_results.json").read_text())["results"]
+    return {r["unique_id"].split(".")[2]: r["status"] for r in results if r["unique_id"].startswith("test.")}
+
+
 def test_the_funnel_check_fails_when_the_funnel_and_the_intervals_disagree(built_warehouse, tmp_path):
     """assert_lifecycle_funnel_matches_stage_intervals (month ends found by width_bucket,
     populations as running sums) passes on the built warehouse and fails when a funnel count
@@ -463,11 +473,7 @@ def test_the_funnel_check_fails_when_the_funnel_and_the_intervals_disagree(built
     check = "assert_lifecycle_funnel_matches_stage_intervals"
 
     def status() -> str:
-        env = {"DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")}
-        dbt_runner.run(["test", "--select", check], url=url, check=False, env=env)
-        results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
-        (result,) = [r for r in results if r["unique_id"].split(".")[2] == check]
-        return result["status"]
+        return _singular_test_statuses(url, tmp_path, [check])[check]
 
     assert status() == "pass"
     tampered_funnel = (
@@ -497,6 +503,80 @@ def test_the_funnel_check_fails_when_the_funnel_and_the_intervals_disagree(built
             conn.execute("update intermediate.int_lifecycle__stage_intervals set valid_to = valid_to - interval '40 days'"
                          " where interval_id = %s", (interval_id,))
     assert status() == "pass"
+
+
+# Each singular data test but the funnel's (above), with a change of the built warehouse
+# that it must catch, and the change undone: (tamper, undo).
+_FIRST_MONTH = "(select min(month) from marts.kpi_monthly)"
+SINGULAR_TEST_TAMPERS = {
+    "assert_churned_customers_match_transitions": (
+        f"update marts.kpi_monthly set churned_customers = churned_customers + 1 where month = {_FIRST_MONTH}",
+        f"update marts.kpi_monthly set churned_customers = churned_customers - 1 where month = {_FIRST_MONTH}",
+    ),
+    "assert_conversions_agree_across_marts": (
+        f"update marts.kpi_monthly set new_customers = new_customers + 1 where month = {_FIRST_MONTH}",
+        f"update marts.kpi_monthly set new_customers = new_customers - 1 where month = {_FIRST_MONTH}",
+    ),
+    "assert_kpi_daily_stocks_match_stage_intervals": (
+        "update marts.kpi_daily set active_customers = active_customers + 1"
+        " where date = (select max(date) from marts.kpi_daily)",
+        "update marts.kpi_daily set active_customers = active_customers - 1"
+        " where date = (select max(date) from marts.kpi_daily)",
+    ),
+    "assert_kpi_monthly_consistent_with_kpi_daily": (
+        f"update marts.kpi_monthly set orders = orders + 1 where month = {_FIRST_MONTH}",
+        f"update marts.kpi_monthly set orders = orders - 1 where month = {_FIRST_MONTH}",
+    ),
+    "assert_mrr_rolls_forward": (
+        f"update marts.kpi_monthly set new_mrr = new_mrr + 1 where month = {_FIRST_MONTH}",
+        f"update marts.kpi_monthly set new_mrr = new_mrr - 1 where month = {_FIRST_MONTH}",
+    ),
+    "assert_net_revenue_agrees_across_marts": (
+        "update marts.dim_customers set net_revenue = net_revenue + 1 where customer_key ="
+        " (select min(customer_key) from marts.dim_customers where net_revenue > 0)",
+        "update marts.dim_customers set net_revenue = net_revenue - 1 where customer_key ="
+        " (select min(customer_key) from marts.dim_customers where net_revenue > 0)",
+    ),
+    "assert_rfm_segments_cover_every_score": (
+        "create table public.rfm_segments_kept as select * from reference.rfm_segments;"
+        " delete from reference.rfm_segments where r_min = 1",
+        "insert into reference.rfm_segments select * from public.rfm_segments_kept"
+        " where r_min = 1; drop table public.rfm_segments_kept",
+    ),
+    "assert_stage_intervals_are_contiguous": (
+        "update intermediate.int_lifecycle__stage_intervals set valid_to = valid_to - interval '1 second'"
+        " where interval_id = (select min(interval_id) from intermediate.int_lifecycle__stage_intervals"
+        " where valid_to is not null)",
+        "update intermediate.int_lifecycle__stage_intervals set valid_to = valid_to + interval '1 second'"
+        " where interval_id = (select min(interval_id) from intermediate.int_lifecycle__stage_intervals"
+        " where valid_to is not null)",
+    ),
+}
+
+
+def test_every_singular_data_test_is_covered_by_a_tamper():
+    singular = {path.stem for path in (Path(__file__).resolve().parents[2] / "dbt_project" / "tests").glob("*.sql")}
+    assert singular == {*SINGULAR_TEST_TAMPERS, "assert_lifecycle_funnel_matches_stage_intervals"}
+
+
+def test_each_singular_data_test_fails_on_the_change_it_guards_against(built_warehouse, tmp_path):
+    """Every check passes on the built warehouse; changed as SINGULAR_TEST_TAMPERS says (one
+    row off), each check fails on its own run, and its change is undone; at the end every
+    check passes again (the changes were what the checks caught)."""
+    url, names = built_warehouse.url, sorted(SINGULAR_TEST_TAMPERS)
+    assert _singular_test_statuses(url, tmp_path, names) == dict.fromkeys(names, "pass")
+    caught = {}
+    for check in names:
+        tamper, undo = SINGULAR_TEST_TAMPERS[check]
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(tamper)
+        try:
+            caught[check] = _singular_test_statuses(url, tmp_path, [check])[check]
+        finally:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(undo)
+    assert caught == dict.fromkeys(names, "fail")
+    assert _singular_test_statuses(url, tmp_path, names) == dict.fromkeys(names, "pass")
 
 
 def test_an_index_missing_from_an_incremental_table_is_created_by_its_next_run(built_warehouse, tmp_path):
