@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import logging
 import threading
+import time
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from lifecycle_warehouse import contract
-from lifecycle_warehouse.ingest import files
+from lifecycle_warehouse.ingest import chunks, files
 
 DT = date(2024, 3, 1)
 UTC = timezone.utc
@@ -572,6 +573,8 @@ def test_the_audit_has_the_files_sha256_computed_while_it_loads(warehouse_url, t
     GOOD_EVENTS_JSONL.replace("\r\n", "\n", 1),
     GOOD_EVENTS_JSONL + "not json\n",
     GOOD_EVENTS_JSONL.replace("tab\\t", "tab\x01"),
+    # COPY takes a line `\.` for the end of its data: the lines after it would be lost
+    GOOD_EVENTS_JSONL.replace("\r\n", "\r\n\\.\r\n", 1),
 ])
 def test_a_file_the_optimistic_load_cannot_take_loads_record_by_record(warehouse_url, tmp_path, content):
     deliver(tmp_path, "web", "events", "events.jsonl", content)
@@ -581,3 +584,210 @@ def test_a_file_the_optimistic_load_cannot_take_loads_record_by_record(warehouse
     assert file_result.rows_read in (3, 4)
     loaded = {r["event_id"] for r in data_rows(warehouse_url, "web_events")}
     assert len(loaded) == file_result.rows_loaded
+
+
+def test_an_end_of_data_marker_in_a_jsonl_file_loses_no_line(warehouse_url, tmp_path):
+    """COPY stops at a line `\\.`: the optimistic load sees fewer records than lines and
+    leaves the file to the careful load, which quarantines that line and loads the rest."""
+    lines = GOOD_EVENTS_JSONL_NO_BLANK_LINE.split("\n")
+    deliver(tmp_path, "web", "events", "events.jsonl", "\n".join([lines[0], "\\.", *lines[1:]]) + "\n")
+    (file_result,) = load(warehouse_url, tmp_path, "web", "events").files
+    assert (file_result.rows_read, file_result.rows_loaded, file_result.rules) == (4, 3, {"not valid JSON": 1})
+    assert quarantine(warehouse_url) == [("web/events/dt=2024-03-01/events.jsonl", 2, "not valid JSON", "\\.")]
+
+
+# --------------------------------------------------------------------------- large files, in chunks
+
+
+@pytest.fixture
+def small_chunks(monkeypatch) -> list:
+    """Every file staged in chunks of about 200 bytes on a second connection: a hand-written
+    file spans several. Returns the typed chunks the folder's transaction inserted."""
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 200)
+    monkeypatch.setattr(chunks, "MIN_CHUNKED_BYTES", 0)
+    inserted = []
+    real = files.insert_typed_sql
+    monkeypatch.setattr(files, "insert_typed_sql", lambda *a, **k: inserted.append(k["chunk"]) or real(*a, **k))
+    return inserted
+
+
+def load_chunked(url: str, landing: Path, source: str, entity: str, dt: date = DT) -> files.DeliveryResult:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return files.load_delivery(conn, landing, contract.file_entity(source, entity), dt, warehouse_url=url)
+
+
+def chunk_tables(url: str) -> list[str]:
+    return [r["relname"] for r in rows(
+        url, "select relname from pg_class where starts_with(relname, '_lw_chunk_') order by 1")]
+
+
+def stager_locks(url: str) -> int:
+    return rows(url, "select count(*) as n from pg_locks where locktype = 'advisory' and classid = %s",
+                (chunks._LOCK_CLASS,))[0]["n"]
+
+
+def many_events_csv(count: int, end: str = "\r\n") -> str:
+    """GOOD_EVENTS_CSV's records `count` times over (reordered header, an extra column,
+    quoted fields), with distinct event ids."""
+    header, *records = GOOD_EVENTS_CSV.split("\r\n")[:-1]
+    lines = [header] + [
+        record.replace(",x", f",x{copy}-", 1) for copy in range(count // len(records) + 1) for record in records
+    ][:count]
+    return end.join(lines) + end
+
+
+def many_events_jsonl(copies: int) -> str:
+    """GOOD_EVENTS_JSONL's lines `copies` times over (BOM, CRLF, blank lines)."""
+    body = GOOD_EVENTS_JSONL.lstrip("\ufeff")
+    return "\ufeff" + "".join(
+        body.replace('"e1"', f'"e1-{i}"').replace('"e2"', f'"e2-{i}"').replace('"e3"', f'"e3-{i}"')
+        for i in range(copies))
+
+
+@pytest.mark.parametrize(("source", "entity", "name", "content"), [
+    ("crm", "email_events", "events.csv", many_events_csv(40)),
+    ("crm", "email_events", "events.csv", many_events_csv(40, "\n").rstrip("\n")),  # no final line end
+    ("crm", "email_events", "events.csv.gz", many_events_csv(40)),
+    ("web", "events", "events.jsonl", many_events_jsonl(6)),
+    ("web", "events", "events.jsonl", many_events_jsonl(6).replace("\r\n", "\n") + "\n\n"),
+])
+def test_a_large_file_loads_in_chunks_exactly_as_record_by_record(
+    warehouse_url, tmp_path, monkeypatch, small_chunks, source, entity, name, content
+):
+    """A file staged in chunks on a second connection, validated there and inserted chunk
+    by chunk: the rows (line numbers included) and counts of the careful load, and no
+    chunk left behind."""
+    deliver(tmp_path, source, entity, name, content, gz=name.endswith(".gz"))
+    table = contract.file_entity(source, entity).raw_table
+    first = load_chunked(warehouse_url, tmp_path, source, entity)
+    assert len(small_chunks) > 3, "the file was loaded in chunks"
+    in_chunks = data_rows(warehouse_url, table)
+    assert chunk_tables(warehouse_url) == [] and stager_locks(warehouse_url) == 0
+
+    monkeypatch.setattr(files, "_load_file_optimistically", lambda *a: None)
+    second = load(warehouse_url, tmp_path, source, entity)
+    assert in_chunks == data_rows(warehouse_url, table)
+    assert [(f.rows_read, f.rows_loaded, f.rows_quarantined, f.header) for f in first.files] == [
+        (f.rows_read, f.rows_loaded, f.rows_quarantined, f.header) for f in second.files]
+    if source == "crm":
+        assert [r["_line_number"] for r in in_chunks] == list(range(2, 42))
+
+
+def test_a_reload_in_chunks_replaces_the_folder(warehouse_url, tmp_path, small_chunks):
+    deliver(tmp_path, "crm", "email_events", "events.csv", many_events_csv(40))
+    load_chunked(warehouse_url, tmp_path, "crm", "email_events")
+    once = data_rows(warehouse_url, "crm_email_events")
+    result = load_chunked(warehouse_url, tmp_path, "crm", "email_events")
+    assert result.rows_loaded == 40
+    assert data_rows(warehouse_url, "crm_email_events") == once
+    assert rows(warehouse_url, "select array_agg(distinct _batch_id) as b from raw.crm_email_events")[0]["b"] == [
+        result.batch_id]
+    assert chunk_tables(warehouse_url) == []
+
+
+def _careful_only(url: str, landing: Path, monkeypatch) -> tuple[list, list, list]:
+    monkeypatch.setattr(files, "_load_file_optimistically", lambda *a: None)
+    result = load(url, landing, "crm", "email_events")
+    monkeypatch.undo()
+    return (data_rows(url, "crm_email_events"), quarantine(url),
+            [(f.rows_read, f.rows_loaded, f.rows_quarantined, f.rules) for f in result.files])
+
+
+@pytest.mark.parametrize("case", ["quoted newline across chunks", "quarantine in a later chunk",
+                                  "mixed line ends", "a carriage return in a chunk's first line"])
+def test_a_chunked_file_the_optimistic_load_cannot_take_loads_record_by_record(
+    warehouse_url, tmp_path, monkeypatch, case
+):
+    """A CSV record over several lines (here cut by a chunk's end), a record to quarantine
+    in a later chunk, line ends that change from one chunk to the next, a CR inside a line:
+    the file goes the careful way, with the careful load's result, and no chunk stays."""
+    content = many_events_csv(40)
+    if case == "quoted newline across chunks":
+        content = content.replace(',x3-2,cmp1,c1,click,"https://shop.example.com/?a=1,2",', ',x3-2,cmp1,c1,click,"https://a\nb",', 1)
+    elif case == "quarantine in a later chunk":
+        content = content.replace(",x12-1,cmp1,c1,delivered,", ",x12-1,cmp1,c1,fridge,", 1)
+    elif case == "mixed line ends":
+        head, tail = content[:len(content) // 2], content[len(content) // 2:]
+        content = head + tail.replace("\r\n", "\n")
+    else:
+        content = content.replace("\r\n2024-03-01T08:00:00Z,x10-", "\r\n2024-03-01T08:00:00Z\r,x10-", 1)
+    assert content != many_events_csv(40)
+    deliver(tmp_path, "crm", "email_events", "events.csv", content)
+    careful = _careful_only(warehouse_url, tmp_path, monkeypatch)
+
+    monkeypatch.setattr(chunks, "MIN_CHUNKED_BYTES", 0)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 200)
+    if case == "quoted newline across chunks":  # the first chunk ends at the quoted newline
+        monkeypatch.setattr(chunks, "CHUNK_BYTES", content.index("https://a\nb") + len("https://a") + 1)
+    optimistic = []
+    real = files._load_file_optimistically
+    monkeypatch.setattr(files, "_load_file_optimistically", lambda *a: optimistic.append(real(*a)) or optimistic[-1])
+    result = load_chunked(warehouse_url, tmp_path, "crm", "email_events")
+    assert optimistic == [None]
+    assert (data_rows(warehouse_url, "crm_email_events"), quarantine(warehouse_url),
+            [(f.rows_read, f.rows_loaded, f.rows_quarantined, f.rules) for f in result.files]) == careful
+    assert chunk_tables(warehouse_url) == [] and stager_locks(warehouse_url) == 0
+    if case == "quarantine in a later chunk":
+        assert [q[1:3] for q in careful[1]] == [(38, "event_type: unknown value 'fridge'")]
+
+
+def test_a_file_that_goes_the_careful_way_after_one_loaded_in_chunks(warehouse_url, tmp_path, small_chunks):
+    """Only the chunks of the file undone are dropped at once: those of the file loaded
+    before it stay locked by the folder's transaction (dropped in it) and are not waited for."""
+    deliver(tmp_path, "crm", "email_events", "a.csv", many_events_csv(40))
+    deliver(tmp_path, "crm", "email_events", "b.csv",
+            many_events_csv(40).replace(",x", ",y").replace(",y12-1,cmp1,c1,delivered,", ",y12-1,cmp1,c1,fridge,", 1))
+    started = time.perf_counter()
+    result = load_chunked(warehouse_url, tmp_path, "crm", "email_events")
+    assert time.perf_counter() - started < 4  # chunks._DROP_LOCK_TIMEOUT is 5s
+    assert [(f.rows_loaded, f.rows_quarantined) for f in result.files] == [(40, 0), (39, 1)]
+    assert chunk_tables(warehouse_url) == [] and stager_locks(warehouse_url) == 0
+
+
+def test_a_failure_mid_file_in_chunks_leaves_everything_as_before(warehouse_url, tmp_path, monkeypatch, small_chunks):
+    deliver(tmp_path, "crm", "email_events", "events.csv", many_events_csv(40))
+    load_chunked(warehouse_url, tmp_path, "crm", "email_events")
+    before = (data_rows(warehouse_url, "crm_email_events"),
+              rows(warehouse_url, "select * from raw.load_audit order by file"))
+    deliver(tmp_path, "crm", "email_events", "events.csv", many_events_csv(40).replace(",x", ",y"))
+    real = files.insert_typed_sql
+    calls = []
+
+    def fail_on_the_third_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "insert_typed_sql", fail_on_the_third_chunk)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        load_chunked(warehouse_url, tmp_path, "crm", "email_events")
+    assert (data_rows(warehouse_url, "crm_email_events"),
+            rows(warehouse_url, "select * from raw.load_audit order by file")) == before
+    assert chunk_tables(warehouse_url) == [] and stager_locks(warehouse_url) == 0
+
+
+def test_chunks_a_crashed_load_left_are_dropped_and_a_living_loads_kept(warehouse_url, tmp_path, small_chunks):
+    deliver(tmp_path, "crm", "email_events", "events.csv", many_events_csv(40))
+    load_chunked(warehouse_url, tmp_path, "crm", "email_events")  # creates the raw schema
+    with psycopg.connect(warehouse_url, autocommit=True) as living:
+        for name in ("_lw_chunk_00000001_0", "_lw_chunk_00000001_1", "_lw_chunk_00000002_0", "_lw_chunk_notours"):
+            living.execute(f"create unlogged table raw.{name} (x int)")
+        living.execute("select pg_advisory_lock(%s, 2)", (chunks._LOCK_CLASS,))  # token 00000002 lives
+        load_chunked(warehouse_url, tmp_path, "crm", "email_events")
+        assert chunk_tables(warehouse_url) == ["_lw_chunk_00000002_0", "_lw_chunk_notours"]
+    load_chunked(warehouse_url, tmp_path, "crm", "email_events")  # its owner has gone
+    assert chunk_tables(warehouse_url) == ["_lw_chunk_notours"]
+
+
+def test_inside_a_callers_transaction_a_file_is_staged_in_one_connection(warehouse_url, tmp_path, small_chunks):
+    """The chunks are read only once committed and dropped once the folder's transaction
+    has ended: inside a caller's transaction, the file is staged in its connection."""
+    deliver(tmp_path, "crm", "email_events", "events.csv", many_events_csv(40))
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("select 1")  # the caller's transaction is open
+        result = files.load_delivery(conn, tmp_path, contract.file_entity("crm", "email_events"), DT,
+                                     warehouse_url=warehouse_url)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    assert result.rows_loaded == 40 and small_chunks == []
+    assert len(data_rows(warehouse_url, "crm_email_events")) == 40 and chunk_tables(warehouse_url) == []

@@ -7,7 +7,9 @@ casting run as one set-based statement per file (`validation_sql`, generated fro
 CSV records) and loaded optimistically; when that cannot be done exactly (any record to
 quarantine, mixed line ends, a CSV record over several lines, bytes that are not UTF-8…)
 it is undone and the file staged again record by record (`records` splits it) for the
-careful statement, which quarantines each bad record with its rule. Good records go to `raw.<source>_<entity>`,
+careful statement, which quarantines each bad record with its rule. A large file is staged
+from its bytes in chunks, on a second connection while the folder's transaction inserts the
+chunks already staged (`chunks`). Good records go to `raw.<source>_<entity>`,
 bad ones to `raw.quarantine` with the first rule they fail, and every file gets a
 `raw.load_audit` row (with its size, modification time, SHA-256 and, for CSV, its header).
 `deliveries` decides which folders a run loads.
@@ -25,16 +27,17 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from lifecycle_warehouse import bootstrap, contract, settings
 from lifecycle_warehouse.contract import FileEntity
-from lifecycle_warehouse.ingest import connect, deliveries
+from lifecycle_warehouse.ingest import chunks, connect, deliveries
 from lifecycle_warehouse.ingest.deliveries import DataFile, Folder, Skipped
 from lifecycle_warehouse.ingest.records import (
     CSV,
@@ -51,11 +54,11 @@ from lifecycle_warehouse.ingest.records import (
     file_format,
     jsonl_records,
     map_header,
-    read_blocks,
     read_lines,
 )
 from lifecycle_warehouse.ingest.validation_sql import (
     STAGE,
+    insert_typed_sql,
     load_sql,
     optimistic_load_sql,
     stage_ddl,
@@ -169,7 +172,8 @@ def load_interval(
             )
             entity_results = [_not_loaded(s) for s in skipped]
             for folder in planned:
-                entity_results.append(load_folder(conn, landing_dir, folder, ensure_schema=False))
+                entity_results.append(load_folder(conn, landing_dir, folder, ensure_schema=False,
+                                                  warehouse_url=warehouse_url))
             results += sorted(entity_results, key=lambda r: r.dt)
     failed = [r for r in results if r.kept_previous]
     if failed:
@@ -190,7 +194,8 @@ def _not_loaded(skipped: Skipped) -> DeliveryResult:
 
 
 def load_delivery(
-    conn: psycopg.Connection, landing_dir: Path, entity: FileEntity, dt: date
+    conn: psycopg.Connection, landing_dir: Path, entity: FileEntity, dt: date, *,
+    warehouse_url: str | None = None,
 ) -> DeliveryResult:
     """Load (or reload) one date folder as it is now, whether or not it looks complete.
     See load_folder."""
@@ -206,23 +211,35 @@ def load_delivery(
     if not files:
         return _not_loaded(Skipped(entity, dt, "the folder holds no data file: not delivered"))
     return load_folder(conn, landing_dir, Folder(entity, dt, deliveries.IN_INTERVAL, files),
-                       ensure_schema=False)
+                       ensure_schema=False, warehouse_url=warehouse_url)
 
 
 def load_folder(
     conn: psycopg.Connection, landing_dir: Path, folder: Folder, *, ensure_schema: bool = True,
+    warehouse_url: str | None = None,
 ) -> DeliveryResult:
     """Load one date folder in one transaction, replacing what an earlier load of the same
     (entity, dt) wrote, unless every file is rejected: then the earlier load stays and only
     the rejected files' audit rows are written (`kept_previous`). Pass an autocommit
     connection (or one with no transaction open): the load commits when it returns; inside
     a caller's transaction it becomes a savepoint and the caller commits. `ensure_schema`:
-    check (and create) the raw schema first; False when the caller just did."""
+    check (and create) the raw schema first; False when the caller just did.
+    `warehouse_url` (where `conn` connects): large files are staged in chunks on a second
+    connection to it (`chunks`), when the load is its own transaction; without it, each
+    file is staged in `conn` alone."""
     entity, dt = folder.entity, folder.dt
     if ensure_schema:
         bootstrap.ensure_raw_schema(conn)
     result = DeliveryResult(entity.source, entity.entity, dt, uuid.uuid4(), reason=folder.reason)
-    _replace_folder(conn, entity, dt, folder, result)
+    # A second connection reads the chunks only once committed, and drops what a rollback
+    # left once the folder's transaction has ended: so not inside a caller's transaction.
+    own_transaction = conn.info.transaction_status == pq.TransactionStatus.IDLE
+    stager = chunks.Stager(warehouse_url) if warehouse_url and own_transaction else None
+    try:
+        _replace_folder(conn, entity, dt, folder, result, stager)
+    finally:
+        if stager is not None:
+            stager.close()
     if result.kept_previous:
         log.error("%s: every file was rejected: nothing replaced, the previous load stays "
                   "(batch %s records the rejected files)", result.label, result.batch_id)
@@ -241,11 +258,15 @@ def load_folder(
 
 def _replace_folder(
     conn: psycopg.Connection, entity: FileEntity, dt: date, folder: Folder, result: DeliveryResult,
+    stager: chunks.Stager | None = None,
 ) -> None:
     """The folder's transaction: the previous load deleted, each file loaded (or rejected),
     and the audit written; the previous load kept when every file was rejected."""
     with conn.transaction():
-        conn.execute("set local timezone = 'UTC'")
+        if stager is not None and conn.execute("show transaction_isolation").fetchone()[0] != "read committed":
+            stager = None  # a snapshot taken now would not see the chunks committed later
+        # UTC: how timestamps without an offset are read (the stager's session reads them alike)
+        conn.execute(sql.SQL("set local timezone = {}").format(sql.Literal(chunks.FOLDER_TIMEZONE)))
         conn.execute(sql.SQL("set local work_mem = {}").format(sql.Literal(_WORK_MEM)))
         conn.execute(
             "select pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key(entity, dt),)
@@ -253,7 +274,7 @@ def _replace_folder(
         with conn.transaction() as replacement:
             _delete_previous(conn, entity, dt)
             for data_file in folder.files:
-                file_result = _load_file_or_reject(conn, data_file, entity, dt, result.batch_id)
+                file_result = _load_file_or_reject(conn, data_file, entity, dt, result.batch_id, stager)
                 _log_file(file_result)
                 result.files.append(file_result)
             if not any(f.status == LOADED for f in result.files):
@@ -303,7 +324,7 @@ def _delete_previous(conn: psycopg.Connection, entity: FileEntity, dt: date) -> 
 
 def _load_file_or_reject(
     conn: psycopg.Connection, data_file: DataFile, entity: FileEntity, dt: date,
-    batch_id: uuid.UUID,
+    batch_id: uuid.UUID, stager: chunks.Stager | None = None,
 ) -> FileResult:
     """Load one file inside a savepoint; a FileRejected undoes just this file."""
     rel = data_file.rel
@@ -320,7 +341,7 @@ def _load_file_or_reject(
         try:
             try:
                 with conn.transaction():
-                    result = _load_file(conn, data_file.path, rel, entity, dt, batch_id, known)
+                    result = _load_file(conn, data_file.path, rel, entity, dt, batch_id, known, stager)
                     result.sha256 = _sha256(hashed)
                     return result
             except FileRejected as exc:
@@ -342,7 +363,7 @@ def _sha256(hashed: Future[DataFile]) -> str | None:
 
 def _load_file(
     conn: psycopg.Connection, path: Path, rel: str, entity: FileEntity, dt: date,
-    batch_id: uuid.UUID, known: dict,
+    batch_id: uuid.UUID, known: dict, stager: chunks.Stager | None = None,
 ) -> FileResult:
     fmt = file_format(path)
     if fmt != entity.format:
@@ -350,7 +371,7 @@ def _load_file(
             f"is a {fmt.upper() if fmt else 'unknown'} file but {entity.source}/{entity.entity} "
             f"is delivered as {entity.format.upper()}"
         )
-    fast = _load_file_optimistically(conn, path, rel, entity, fmt, dt, batch_id, known)
+    fast = _load_file_optimistically(conn, path, rel, entity, fmt, dt, batch_id, known, stager)
     if fast is not None:
         return fast
     where = {"batch_id": batch_id, "dt": dt, "file": rel}
@@ -430,58 +451,75 @@ class _NotExact(Exception):
 
 def _load_file_optimistically(
     conn: psycopg.Connection, path: Path, rel: str, entity: FileEntity, fmt: str, dt: date,
-    batch_id: uuid.UUID, known: dict,
+    batch_id: uuid.UUID, known: dict, stager: chunks.Stager | None = None,
 ) -> FileResult | None:
     """Stage the file from its bytes (COPY splits the lines or CSV records: no Python per
-    record) and insert it without testing values first, in a savepoint. The result when
-    every record loaded; None (and nothing done) when the file needs the careful load."""
+    record) and insert it without testing values first, in a savepoint: in one TEMP table,
+    or for a large file in chunks, staged on the `stager`'s connection while this one
+    inserts (`chunks`). The result when every record loaded; None (and nothing done) when
+    the file needs the careful load."""
+    chunked = (stager is not None and (known.get("size") or 0) > chunks.MIN_CHUNKED_BYTES
+               and stager.available())
     try:
         with conn.transaction():
-            header, header_text = None, None
+            header, header_text, width = None, None, 0
             if fmt == CSV:
                 header, header_record = _read_csv_header(entity, csv_records(decode_lines(read_lines(path))))
                 if "\n" in header_record.text or "\r" in header_record.text:
                     raise _NotExact("header over several lines")
                 header_text = header_record.text
                 width = len(header_record.fields)
-                conn.execute(stage_ddl(CSV, width, numbered=True))
-                copy_in = sql.SQL("copy {} ({}) from stdin with (format csv, header true)").format(
-                    STAGE_SQL, sql.SQL(", ").join(sql.Identifier(f"f{i}") for i in range(width)))
-            else:
-                conn.execute(stage_ddl(JSONL, numbered=True))
-                # one line, one field: quote and delimiter are bytes no JSONL file holds (checked)
-                copy_in = sql.SQL(
-                    "copy {} (line) from stdin with (format csv, quote e'\\x01', delimiter e'\\x02')"
-                ).format(STAGE_SQL)
-            newlines, last = 0, b"\n"
-            cursor = conn.cursor()
-            with cursor.copy(copy_in) as copy:
-                for block in read_blocks(path):  # LineTooLong: the careful load quarantines it
-                    if fmt == JSONL and (b"\x01" in block or b"\x02" in block):
-                        raise _NotExact("a control byte COPY would take for a separator")
-                    if not newlines:  # the first line: CR-only line ends, which COPY would split
-                        end = block.find(b"\n")  # (the careful load rejects such a file)
-                        if b"\r" in (block if end < 0 else block[:end]).rstrip(b"\r"):
-                            raise _NotExact("CR-only line ends")
-                    newlines += block.count(b"\n")
-                    last = block[-1:]
-                    copy.write(block)
-            copied = cursor.rowcount  # lines (JSONL) or records (CSV) staged
-            loaded = conn.execute(
-                optimistic_load_sql(entity, fmt, header, batch_id=batch_id, dt=dt, file=rel)
-            ).rowcount
-            staged = copied
-            if copied < 0 or (fmt == JSONL and loaded != copied):  # blank lines are not records
-                staged = conn.execute(staged_count_sql(fmt)).fetchone()[0]
-            if fmt == CSV and staged + 1 != newlines + (last != b"\n"):
-                raise _NotExact("a CSV record over several lines (line numbers would shift)")
-            if loaded != staged:
-                raise _NotExact(f"{staged - loaded} record(s) to quarantine")
-            conn.execute(sql.SQL("drop table {}").format(STAGE_SQL))
-    except (_NotExact, FileRejected, LineTooLong, psycopg.Error, OSError) as why:
+            staging = (stager.staging(path, entity, fmt, header, width) if chunked
+                       else _staged_here(conn, path, fmt, width))
+            staged = loaded = 0
+            with staging as staged_chunks:
+                for chunk in staged_chunks:
+                    if chunk.good is None:  # staged here, as text: validated as it is inserted
+                        why = chunk.exact(fmt, chunk.crlf)
+                        if why:
+                            raise _NotExact(why)
+                        chunk_loaded = conn.execute(optimistic_load_sql(
+                            entity, fmt, header, batch_id=batch_id, dt=dt, file=rel, stage=chunk.table,
+                        )).rowcount
+                        chunk_staged = chunk.rows
+                        if fmt == JSONL and chunk_loaded != chunk_staged:  # blank lines are not records
+                            chunk_staged = conn.execute(staged_count_sql(fmt, chunk.table)).fetchone()[0]
+                    else:  # validated and typed by the stager: every record good
+                        chunk_loaded = conn.execute(insert_typed_sql(
+                            entity, batch_id=batch_id, dt=dt, file=rel, chunk=chunk.table,
+                        )).rowcount
+                        chunk_staged = chunk.staged
+                    if chunk_loaded != chunk_staged:
+                        raise _NotExact(f"{chunk_staged - chunk_loaded} record(s) to quarantine")
+                    conn.execute(sql.SQL("drop table {}").format(chunk.table))
+                    staged, loaded = staged + chunk_staged, loaded + chunk_loaded
+    except (_NotExact, chunks.NotExact, FileRejected, LineTooLong, psycopg.Error, OSError) as why:
         log.debug("%s: loading it record by record (%s)", rel, why)
+        if chunked:
+            assert stager is not None
+            stager.discard()  # the savepoint's rollback released them
         return None
     return FileResult(rel, LOADED, staged, loaded, 0, rules={}, header=header_text, **known)
+
+
+@contextmanager
+def _staged_here(conn: psycopg.Connection, path: Path, fmt: str, width: int) -> Iterator[Iterator[chunks.Chunk]]:
+    """The file staged in `conn`, in one TEMP table (`lw_stage`): a single chunk."""
+
+    def stage() -> Iterator[chunks.Chunk]:
+        conn.execute(stage_ddl(fmt, width, numbered=True))
+        chunk = chunks.Chunk(STAGE_SQL, 0, 2 if fmt == CSV else 1)
+        cursor = conn.cursor()
+        with cursor.copy(chunks.copy_sql(STAGE_SQL, fmt, width, header=True, freeze=False)) as copy:
+            for _, piece in chunks.pieces(path, fmt, None):  # LineTooLong: the careful load quarantines it
+                copy.write(piece)
+                chunk.feed(piece)
+        chunk.rows = cursor.rowcount
+        if chunk.rows < 0:  # not reported: count
+            chunk.rows = conn.execute(sql.SQL("select count(*) from {}").format(STAGE_SQL)).fetchone()[0]
+        yield chunk
+
+    yield stage()
 
 
 def _first_line(path: Path) -> str:

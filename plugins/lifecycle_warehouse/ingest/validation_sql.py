@@ -12,7 +12,10 @@ that any record can be quarantined with its rule. The optimistic one
 (a value that does not cast raises) and inserts only good records: the loader keeps its
 result when every record was good, and otherwise undoes it and runs the careful one. Both
 apply the same rules (where the optimistic one tests a pattern more cheaply, it refuses
-more: such a file goes the careful way), so they load the same rows.
+more: such a file goes the careful way), so they load the same rows. A large file staged in
+chunks (`chunks`) runs the optimistic statement's own validation and casts on the
+stager's connection, into a typed chunk (`typed_chunk_sql`), which the folder's
+transaction inserts (`insert_typed_sql`).
 """
 
 from __future__ import annotations
@@ -33,14 +36,16 @@ _EXTRA_CHUNK = 50
 _SHOWN_VALUE = 60
 
 
-def stage_ddl(fmt: str, width: int = 0, numbered: bool = False) -> sql.Composable:
+def stage_ddl(fmt: str, width: int = 0, numbered: bool = False, first_line: int | None = None) -> sql.Composable:
     """`create temp table lw_stage …` for a JSONL file, or a CSV file of `width` fields.
     `numbered`: COPY numbers the records itself, one per line in file order (the first
-    after a CSV header is line 2)."""
+    after a CSV header is line 2; for a chunk of a file, `first_line`)."""
+    if first_line is None:
+        first_line = 2 if fmt == CSV else 1
     line_number = sql.SQL(
         "line_number bigint generated always as identity (start with {} cache 10000)"
         if numbered else "line_number integer"
-    ).format(sql.Literal(2 if fmt == CSV else 1))
+    ).format(sql.Literal(first_line))
     if fmt == JSONL:
         columns = sql.SQL("{}, line text, pre_rule text").format(line_number)
     else:
@@ -226,7 +231,8 @@ def _extra_csv(extras: list[tuple[str, int]]) -> sql.Composable:
 
 
 def values_sql(
-    entity: FileEntity, fmt: str, header: HeaderMap | None, json_check: str = "json", optimistic: bool = False
+    entity: FileEntity, fmt: str, header: HeaderMap | None, json_check: str = "json", optimistic: bool = False,
+    stage: sql.Composable | None = None,
 ) -> sql.Composable:
     """The staged records with each contract column's raw value (`_lw_v<i>`, NULL when empty),
     the `_extra` object and any problem already known (`_lw_pre_rule`).
@@ -236,8 +242,9 @@ def values_sql(
     \\u0000 escape, a lone surrogate, a number beyond numeric's range); the loader retries
     with 'jsonb' when the cheap test let such a line through. Optimistic: no test (a line
     that is not JSON raises), and blank lines (staged as they come) are skipped here.
+    `stage`: the staged relation (default `lw_stage`).
     """
-    stage = _ident(STAGE)
+    stage = _ident(STAGE) if stage is None else stage
     if fmt == CSV:
         assert header is not None
         values = [
@@ -354,41 +361,83 @@ def load_sql(
     )
 
 
-def staged_count_sql(fmt: str) -> sql.Composable:
-    """The number of records staged (a JSONL file staged from its bytes keeps its blank lines)."""
+def staged_count_sql(fmt: str, stage: sql.Composable | None = None) -> sql.Composable:
+    """The number of records staged (a JSONL file staged from its bytes keeps its blank lines)
+    in `stage` (default `lw_stage`)."""
+    stage = _ident(STAGE) if stage is None else stage
     if fmt == JSONL:
-        return sql.SQL("select count(*) from {} where not ({})").format(_ident(STAGE), sql.SQL(BLANK_LINE))
-    return sql.SQL("select count(*) from {}").format(_ident(STAGE))
+        return sql.SQL("select count(*) from {} where not ({})").format(stage, sql.SQL(BLANK_LINE))
+    return sql.SQL("select count(*) from {}").format(stage)
 
 
 def optimistic_load_sql(
     entity: FileEntity, fmt: str, header: HeaderMap | None, *, batch_id: uuid.UUID, dt: date, file: str,
+    stage: sql.Composable | None = None,
 ) -> sql.Composable:
     """One `insert … select` of the staged file's good records into the raw table, casting
     without testing (a value that does not cast raises). Its row count is the records
     loaded: the loader keeps the result only when that is every record staged (COPY's
     count, or when it differs, staged_count_sql, which leaves out blank lines). Each line
     is parsed once and each value extracted and cast once (`offset 0`); the careful
-    statement's rules (rule_expr) filter the records in the scan that feeds the insert."""
+    statement's rules (rule_expr) filter the records in the scan that feeds the insert.
+    `stage`: the staged relation (default `lw_stage`)."""
+    return sql.SQL("{insert}\n{rows}").format(
+        insert=_insert_head(entity, batch_id=batch_id, dt=dt, file=file),
+        rows=_optimistic_rows(entity, fmt, header, stage),
+    )
+
+
+def typed_chunk_sql(
+    entity: FileEntity, fmt: str, header: HeaderMap | None, *, stage: sql.Composable, table: sql.Composable,
+) -> sql.Composable:
+    """`create unlogged table <table> as` the staged records that optimistic_load_sql would
+    insert, typed (`_lw_line`, the contract columns, `_lw_extra`): a chunk of a large file,
+    validated and cast on the stager's connection (`chunks`) and inserted by
+    insert_typed_sql. Its row count is the good records."""
     names = sql.SQL(", ").join(_ident(c.name) for c in entity.columns)
+    return sql.SQL(
+        "create unlogged table {table} with (autovacuum_enabled = false) as\n"
+        "select _lw_line, {names}, _lw_extra\n{rows}"
+    ).format(table=table, names=names, rows=_optimistic_rows(entity, fmt, header, stage))
+
+
+def insert_typed_sql(
+    entity: FileEntity, *, batch_id: uuid.UUID, dt: date, file: str, chunk: sql.Composable,
+) -> sql.Composable:
+    """The `insert … select` of a typed chunk (typed_chunk_sql) into the raw table."""
+    return sql.SQL("{insert}\nfrom {chunk}").format(
+        insert=_insert_head(entity, batch_id=batch_id, dt=dt, file=file), chunk=chunk)
+
+
+def _insert_head(entity: FileEntity, *, batch_id: uuid.UUID, dt: date, file: str) -> sql.Composable:
+    names = sql.SQL(", ").join(_ident(c.name) for c in entity.columns)
+    return sql.SQL(
+        "insert into {table} ({names}, _batch_id, _dt, _file, _line_number, _loaded_at, _extra)\n"
+        "select {names}, {batch}, {dt}, {file}, _lw_line, now(), _lw_extra"
+    ).format(
+        table=sql.Identifier(bootstrap.RAW_SCHEMA, entity.raw_table), names=names,
+        batch=sql.Literal(batch_id), dt=sql.Literal(dt), file=sql.Literal(file),
+    )
+
+
+def _optimistic_rows(
+    entity: FileEntity, fmt: str, header: HeaderMap | None, stage: sql.Composable | None,
+) -> sql.Composable:
+    """`from (…) t where …`: the good staged records, cast without testing."""
     raw_values = [_value_name(i) for i in range(len(entity.columns))]
     typed = [
         sql.SQL("{e} as {n}").format(e=optimistic_typed_expr(c, _value_name(i), fmt), n=_ident(c.name))
         for i, c in enumerate(entity.columns)
     ]
     return sql.SQL(
-        "insert into {table} ({names}, _batch_id, _dt, _file, _line_number, _loaded_at, _extra)\n"
-        "select {names}, {batch}, {dt}, {file}, _lw_line, now(), _lw_extra\n"
         "from (\n"
         "  select _lw_line, _lw_pre_rule, _lw_extra, {raw_values},\n  {typed}\n"
         "  from ({values} offset 0) v\n"
         "  offset 0) t\n"
         "where ({rule}) is null"
     ).format(
-        table=sql.Identifier(bootstrap.RAW_SCHEMA, entity.raw_table), names=names,
-        batch=sql.Literal(batch_id), dt=sql.Literal(dt), file=sql.Literal(file),
         raw_values=sql.SQL(", ").join(raw_values),
         typed=sql.SQL(",\n  ").join(typed),
-        values=values_sql(entity, fmt, header, optimistic=True),
+        values=values_sql(entity, fmt, header, optimistic=True, stage=stage),
         rule=rule_expr(entity),
     )
