@@ -67,7 +67,8 @@ PROFILES = {
                       dbt_step_modes=("cosmos_watcher", "cosmos"), gate_repeats=3),
     # Issue 21's sizes: 100,000 customers, a year (364 days, to a Monday; the daily run end
     # to end is the 366th day), ~100,000 web events a day (4× the simulator's traffic per
-    # person), 2M-line files. The daily run in place. Hours on 2 cores, ~60 GB of disk.
+    # person), 2M-line files. The daily run in place. Hours on 2 cores; ~100 GB of disk at
+    # the peak of its full build.
     "large": Profile("large", customers=100_000, histories=(28, 364), load_lines=2_000_000,
                      dbt_step_modes=(), gate_repeats=3, web_traffic=4.0, in_place=True),
 }
