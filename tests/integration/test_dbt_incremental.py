@@ -604,3 +604,22 @@ def test_an_index_missing_from_an_incremental_table_is_created_by_its_next_run(b
 
     with psycopg.connect(url) as conn:
         assert [row[0] for row in conn.execute(definitions)] == configured
+
+
+def test_every_table_a_build_creates_is_analyzed_in_its_build(built_warehouse):
+    """A table built from scratch (every table model; an incremental one at its first build
+    or a full refresh, the fixture's last command) is analyzed in its own build (post-hook
+    analyze_new_table), so the models after it are planned with its statistics instead of
+    waiting for autovacuum: `last_analyze` is set only by an explicit ANALYZE."""
+    built = sorted(
+        (node["schema"], node.get("alias") or node["name"])
+        for node in built_warehouse.manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["config"]["materialized"] in ("table", "incremental")
+    )
+    with psycopg.connect(built_warehouse.url) as conn:
+        analyzed = {
+            (schema, table) for schema, table in conn.execute(
+                "select schemaname, relname from pg_stat_user_tables where last_analyze is not null")
+        }
+    assert len(built) > 20
+    assert [relation for relation in built if relation not in analyzed] == []
