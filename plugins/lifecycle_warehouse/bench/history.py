@@ -74,6 +74,10 @@ class BenchConfig:
     # Days simulated after the history: the measured day, and for a daily run measured in
     # place (on the history's warehouse, no copies: the large profile) the day after it.
     days_after: int = 1
+    # Delete the history's landing folders once loaded, but for the daily run's look-back
+    # window (LW_LOOKBACK_DAYS): a year at the large profile's traffic is ~15 GB of files
+    # that no daily run reads again.
+    prune_landing: bool = False
     # Where the bench keeps its server, landing zones and dbt target: next to the
     # project's embedded server (`.warehouse/`, ignored by git).
     work_dir: Path = field(default_factory=lambda: settings.pgdata_dir().parent)
@@ -384,6 +388,25 @@ def _simulate_sources(config: BenchConfig, history_days: int) -> dict:
     return {"seconds": time.perf_counter() - started, "rows": dict(result.rows)}
 
 
+def prune_landing(landing_dir: Path, before: date) -> int:
+    """Delete the contract's file entities' date folders of business dates before `before`
+    (already loaded); the bytes freed."""
+    from lifecycle_warehouse.ingest.deliveries import delivery_folder
+
+    freed = 0
+    for entity in contract.FILE_ENTITIES:
+        parent = delivery_folder(landing_dir, entity, before).parent
+        for folder in sorted(parent.glob("dt=*")) if parent.is_dir() else []:
+            try:
+                folder_date = date.fromisoformat(folder.name.removeprefix("dt="))
+            except ValueError:
+                continue  # not a date folder of ours: leave it
+            if folder_date < before:
+                freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+                shutil.rmtree(folder)
+    return freed
+
+
 def _load_interval(start: date, end: date) -> dict:
     """Load business dates [start, end) into raw as the ingestion DAGs' tasks do: every
     file entity of the contract, then every shop table up to the end of the interval."""
@@ -466,6 +489,9 @@ def _bench_history(config: BenchConfig, admin_url: str, history_days: int, repor
         simulation = _simulate_sources(config, history_days)
         report(f"H={history_days}: loading the history {config.start} … {measured_day - timedelta(days=1)} …")
         history_load = _load_interval(config.start, measured_day)
+        if config.prune_landing:
+            history_load["pruned_landing_bytes"] = prune_landing(
+                config.landing_dir(history_days), measured_day - timedelta(days=settings.lookback_days() + 1))
         report(f"H={history_days}: full `dbt build` of the history …")
         full_build = _dbt_build(config, warehouse_url, f"H={history_days}, full build")
         if keep_history_as:

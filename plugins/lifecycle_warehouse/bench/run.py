@@ -288,7 +288,8 @@ def run(profile: Profile, config: history.BenchConfig, parts: tuple[str, ...], r
 def config_for(profile: Profile, **overrides) -> history.BenchConfig:
     """The history part's configuration: the profile's sizes, then any option given."""
     config = history.BenchConfig(customers=profile.customers, histories=profile.histories,
-                                 web_traffic=profile.web_traffic, days_after=2 if profile.in_place else 1)
+                                 web_traffic=profile.web_traffic, days_after=2 if profile.in_place else 1,
+                                 prune_landing=profile.in_place)
     given = {name: value for name, value in overrides.items() if value is not None}
     return replace(config, **given)
 
