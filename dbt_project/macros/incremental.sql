@@ -1,9 +1,12 @@
-{#- Incremental windows. Models that read raw deliveries reprocess the last
-    var('late_data_lookback_days') days of deliveries on every run, so that late events,
-    duplicates and re-delivered date folders inside that window are caught. A date folder
-    delivered further back (a re-delivery, a backfill) is caught by the build's plan
-    (`recompute_from`, macros/warehouse_builds.sql), which moves every window back to its
-    date: every build that writes is planned from raw.load_audit, whoever runs it. -#}
+{#- Incremental windows. Models that read raw deliveries reprocess the date folders
+    delivered since the last successful build of every model: the build's plan
+    (`recompute_from`, macros/warehouse_builds.sql, from raw.load_audit) names the oldest
+    of them, whoever runs the build, so late events (they come in new folders), duplicates
+    and re-delivered or backfilled folders, however old, are caught, and a daily run
+    reprocesses one day of deliveries, not a window of days. Without a successful build to
+    plan from (the first builds, a warehouse upgraded in place), or with recompute_from
+    given as a var, a model reprocesses the last var('late_data_lookback_days') days of
+    deliveries it holds (and from that var, if earlier). -#}
 
 {% macro recompute_from_bound(cutoff) -%}
     {#- `cutoff` (a date expression), moved back to the plan's recompute_from if that is
@@ -17,19 +20,43 @@
 {%- endmacro %}
 
 
+{% macro plan_is_exact() -%}
+    {#- Whether this build's planned recompute_from names every delivery the incremental
+        models have not processed yet: the build writes, was not given the var, and a build
+        of every model has succeeded before (the plan counts the deliveries since the start
+        of the last one; none: nothing was delivered since). -#}
+    {%- if var('recompute_from') or not execute or not writes_warehouse()
+        or model.resource_type == 'unit_test' -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set built = run_query(
+        "select exists (select from raw.warehouse_builds where built_at is not null)"
+    ) -%}
+    {{- return(built.columns[0].values()[0]) -}}
+{%- endmacro %}
+
+
 {% macro incremental_cutoff(column, relation=none, where=none) -%}
-    {#- First value of `column` (a date) to reprocess: the latest one already in the model
-        (`relation`, default this; only its rows matching the SQL condition `where`, if
-        given), minus the lookback, or the plan's recompute_from if that is earlier.
-        Everything when there is no such row.
+    {#- First value of `column` (a date of delivery) to reprocess; everything when the
+        model (`relation`, default this; only its rows matching the SQL condition `where`,
+        if given) holds no such row. With an exact plan (plan_is_exact), its recompute_from
+        ('infinity' when nothing was delivered since the last successful build); else the
+        latest value already in the model minus the lookback, or the plan's recompute_from
+        if that is earlier.
         At run time it is looked up once and written as a literal, so that the planner
         knows how few rows the window holds and reads it through the _dt indexes; a unit
         test (whose `this` is a fixture, not a table) keeps the subquery. -#}
     {%- set relation = relation if relation is not none else this -%}
+    {%- if plan_is_exact() -%}
+        {%- set recompute_from = build_plan('recompute_from') -%}
+        {%- set window_start = "'" ~ recompute_from ~ "'::date" if recompute_from else "'infinity'::date" -%}
+    {%- else -%}
+        {%- set window_start = recompute_from_bound(
+            "max(" ~ column ~ ") - " ~ var('late_data_lookback_days')
+        ) -%}
+    {%- endif -%}
     {%- set cutoff_sql -%}
-        select {{ recompute_from_bound(
-            "coalesce(max(" ~ column ~ "), '-infinity'::date) - " ~ var('late_data_lookback_days')
-        ) }}
+        select case when max({{ column }}) is null then '-infinity'::date else {{ window_start }} end
         from {{ relation }}
         {%- if where %} where {{ where }}{% endif %}
     {%- endset -%}

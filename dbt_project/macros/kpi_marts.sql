@@ -19,10 +19,8 @@
     - derived: KPIs of other KPIs, computed last.
 
     Incremental, and equal to a full refresh; a run recomputes only what changes can touch:
-    - web KPIs for the periods holding an event delivered within var('late_data_lookback_days')
-      days of the latest delivery already summarised (`_web_last_dt`, the window of the web
-      models, moved back by the plan's recompute_from); other periods keep their stored
-      web KPIs;
+    - web KPIs for the periods holding an event delivered in the window of the web models
+      (`_web_last_dt`; macros/incremental.sql); other periods keep their stored web KPIs;
     - flows for the periods of the contributions changed since the last run, as the change
       log of int_kpi__contributions says (macros/change_log.sql), and for periods new to
       the table; monthly, a changed order also for the months up to var('active_window_days')

@@ -22,12 +22,11 @@ ALL in both directions). The same built warehouse also checks that the YAML docu
 exactly the columns each model has (tests/unit/test_dbt_docs.py checks descriptions and
 key tests without a database, but cannot see undocumented columns).
 
-The equality can fail: without the plan's recompute_from (IGNORE_PLAN = True hides the
-deliveries from the plan) the re-delivery older than the window is missed, and int_web__events, int_web__sessions,
-int_identity__anonymous_ids, int_lifecycle__stage_intervals, dim_customers,
-fct_lifecycle_transitions, kpi_daily and kpi_monthly differ from the full refresh (checked
-by hand). INCREMENTAL_VARS = {"late_data_lookback_days": 0} with IGNORE_PLAN also puts
-the other re-delivery outside the window. The KPI marts find the old days of moved or
+The equality can fail: the incremental models reprocess exactly the date folders the
+plan says were delivered since the last successful build (macros/incremental.sql). With
+IGNORE_PLAN = True (the deliveries hidden from the plan) the runs reprocess no delivery,
+and the web, CRM and lifecycle models and the marts differ from the full refresh (checked
+by hand). The KPI marts find the old days of moved or
 dropped records only in int_kpi__contributions' change log: with the old rows of contacts
 and survey answers left out of the log (macros/change_log.sql), kpi_daily differs on
 exactly the two old days (checked by hand). The other consumers of a change log fail it
@@ -72,7 +71,7 @@ SNAPSHOT_SCHEMA = "incremental_snapshot"
 
 # Extra dbt vars of the incremental runs (not of the full refresh). Empty: the project's
 # own settings. With IGNORE_PLAN the runs do not see what was delivered since the last
-# build (their plan has no recompute_from). See the module docstring for how to make the
+# build (their plan has no recompute_from: nothing to reprocess). See the module docstring for how to make the
 # test fail on purpose.
 INCREMENTAL_VARS: dict[str, object] = {}
 IGNORE_PLAN = False
@@ -82,11 +81,10 @@ FIRST_DELIVERY = "2024-06-20"
 # (deliver through, web date folder to re-deliver before it, or None)
 LATER_DELIVERIES = (
     ("2024-06-23", None),
-    # 06-21 is two days older than the latest folder already processed (06-23): inside the
-    # default window of 3 days, outside a window of 0 days
+    # 06-21 is two days older than the latest folder already processed (06-23)
     ("2024-06-26", "2024-06-21"),
     # 06-22 is four days older than the latest folder already processed (06-26): outside
-    # the window, so only the plan's recompute_from makes the runs reprocess it
+    # the late-data look-back (3 days), only the plan's recompute_from reprocesses it
     ("2024-06-30", "2024-06-22"),
 )
 

@@ -20,13 +20,12 @@
     event_type, occurred_at, _dt) holds every column the stages read of a contact's events
     (an index-only lookup per person).
 
-    Incremental on the delivery date: each run takes the latest deliveries whose date
-    folder (`_dt`) is within var('late_data_lookback_days') days of the latest one already
-    here, and replaces the stored events of that window with them (strategy
-    replace_window, macros/incremental.sql); an event delivered again in the window
+    Incremental on the delivery date: each run takes the latest deliveries of the date
+    folders (`_dt`) delivered since the last successful build (the window,
+    incremental_cutoff, macros/incremental.sql), and replaces the stored events of that
+    window with them (strategy replace_window); an event delivered again in the window
     replaces its stored row wherever that row's folder is. The result equals a full
-    refresh as long as no folder older than the window changes (then run with
-    --full-refresh). -#}
+    refresh. -#}
 
 with
 

@@ -20,9 +20,9 @@
     never seen with a user_id is a person of its own (an awareness-stage visitor).
 
     Incremental by anonymous_id: a run recomputes, from all of their events (an index
-    lookup in int_web__events), the anonymous_ids that have an event delivered within
-    var('late_data_lookback_days') days of the latest delivery already stitched, and those
-    that had one last time (it may have vanished from a re-delivered folder). No other
+    lookup in int_web__events), the anonymous_ids that have an event delivered in the window
+    (incremental_cutoff, macros/incremental.sql: the date folders delivered since the last
+    successful build), and those that had one last time (it may have vanished from a re-delivered folder). No other
     anonymous_id can change: its events are outside the window. The strategy replace_window
     (macros/incremental.sql) deletes those of the window that no longer have any event, so
     the table equals a full refresh under the same condition as int_web__events. -#}

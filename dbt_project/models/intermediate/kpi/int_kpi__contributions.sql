@@ -37,8 +37,8 @@
     kpi_daily, kpi_monthly, channel_attribution and cohort_retention:
     these recompute only the days, months and customers of logged changes. Candidates:
     - CRM records (contacts, e-mail pairs, survey answers, loyalty events): those delivered
-      within var('late_data_lookback_days') days of the latest delivery of their kind
-      already used (`_last_dt`), or from var('recompute_from'), now or last time (a
+      in the window (macros/incremental.sql: since the last successful build), now or
+      last time (a
       delivery may have vanished from a re-delivered folder);
     - everything else (ad spend, shop orders and refunds, attribution, loyalty stage,
       subscriptions): all of them. They depend on FX rates, identity merges and thresholds

@@ -25,9 +25,8 @@
       of anonymous ids or shop customers: `_person_fingerprint`) or whose valid orders
       changed (`_orders_fingerprint`): both compared with what their intervals were built from;
     - persons with a web session or a CRM fact (e-mail open or click, survey answer, loyalty
-      event) delivered within var('late_data_lookback_days') days of the latest delivery
-      already used (the maxima of `_web_last_dt`, `_crm_last_dt`), or from the plan's
-      recompute_from, the window of the web models, now or when last computed (a fact may
+      event) delivered in the window of the web models (`_web_last_dt`, `_crm_last_dt`;
+      macros/incremental.sql), now or when last computed (a fact may
       have vanished from a re-delivered folder);
     - persons whose next pending change (`_next_change_at`: a time-out such as the 180th day
       without an order, or any dated change after the as-of day) falls before the end of

@@ -14,14 +14,14 @@
     )
 }}
 
-{#- Incremental on the delivery date: each run takes the first deliveries whose date folder
-    (`_dt`) is within var('late_data_lookback_days') days of the latest one already here,
-    and replaces the stored events of that window with them (strategy replace_window,
-    macros/incremental.sql). Late events arrive in new folders and are taken like any
-    other; duplicates delivered later are not first deliveries and are dropped; a
-    re-delivered folder inside the window replaces its events, including events it no
-    longer holds. The result equals a full refresh as long as no folder older than the
-    window changes (then run with --full-refresh). -#}
+{#- Incremental on the delivery date: each run takes the first deliveries of the date folders
+    (`_dt`) delivered since the last successful build (the window, incremental_cutoff,
+    macros/incremental.sql: a day's run, that day's folders), and replaces the stored
+    events of that window with them (strategy replace_window). Late events arrive in new
+    folders and are taken like any other; duplicates delivered later are not first
+    deliveries and are dropped; a re-delivered folder, however old, moves the window back
+    to it and replaces its events, including events it no longer holds. The result equals
+    a full refresh. -#}
 
 with
 

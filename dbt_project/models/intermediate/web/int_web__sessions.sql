@@ -15,9 +15,8 @@
 }}
 
 {#- Incremental by session: a run recomputes, from all of their events, the sessions that
-    (a) have an event delivered within var('late_data_lookback_days') days of the latest
-    delivery already summarised (new, late or re-delivered events; the same window as
-    int_web__events), (b) had such an event last time (it may have vanished), (c) belong
+    (a) have an event delivered in the window (new, late or re-delivered events; the same
+    window as int_web__events), (b) had such an event last time (it may have vanished), (c) belong
     to an anonymous_id whose person changed (identified since), or (d) all sessions when
     the channel_mapping seed changed. The strategy replace_window (macros/incremental.sql)
     also deletes stored sessions of the window that no longer have any event. So the table
