@@ -301,6 +301,27 @@ def test_the_large_profile_is_the_issues_size_and_runs_the_daily_run_in_place():
     assert (config.web_traffic, config.days_after) == (4.0, 2)  # the daily run's day is simulated too
     assert run.config_for(run.PROFILES["medium"]).days_after == 1
     assert run.config_for(large, customers=500, web_traffic=None).customers == 500
+    assert config.prune_landing and not run.config_for(run.PROFILES["medium"]).prune_landing
+
+
+def test_pruning_deletes_only_date_folders_before_the_day(tmp_path):
+    from datetime import date
+
+    def folder(entity: str, name: str, size: int) -> None:
+        path = tmp_path / entity / name
+        path.mkdir(parents=True)
+        (path / "part.jsonl").write_bytes(b"x" * size)
+
+    folder("web/events", "dt=2027-05-20", 10)
+    folder("web/events", "dt=2027-05-27", 20)  # the day itself: kept
+    folder("crm/contacts", "dt=2027-05-01", 5)
+    folder("crm/contacts", "not-a-date", 7)  # not ours: kept
+    (tmp_path / "web" / "events" / "_SUCCESS").write_text("")
+
+    assert bench.prune_landing(tmp_path, date(2027, 5, 27)) == 15
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_dir())
+    assert left == ["crm", "crm/contacts", "crm/contacts/not-a-date", "web", "web/events", "web/events/dt=2027-05-27"]
+    assert bench.prune_landing(tmp_path / "missing", date(2027, 5, 27)) == 0
 
 
 def test_web_traffic_scales_browse_sessions_and_anonymous_visitors_only():
