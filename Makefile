@@ -101,7 +101,8 @@ bench: $(BENCH_STAMP) ## measure loads, gates, the DAGs and history growth on it
 generate: $(STAMP) ## rewrite the files generated from the KPI registry and the quality suites
 	@$(BIN)/python -m lifecycle_warehouse.generate
 
-lint: $(STAMP) ## sqlfluff on the dbt models
+lint: $(STAMP) ## ruff (pyflakes' checks) on the Python code, sqlfluff on the dbt models
+	@$(BIN)/ruff check --select F plugins dags tests
 	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests
 
 clean: stop ## stop the server and delete generated data (.warehouse, .airflow, data/)
