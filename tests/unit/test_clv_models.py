@@ -405,6 +405,29 @@ def test_identical_spends_do_not_pass_as_converged():
 
 
 @pytest.mark.parametrize(
+    ("status", "gradient", "converged"),
+    [
+        (0, [1e-3, 0.0], True),  # L-BFGS-B's own convergence
+        (2, [2e-8, -1e-8], True),  # the line search failed at a stationary point
+        (2, [2e-8, 1e-3], False),  # failed elsewhere
+        (1, [0.0, 0.0], False),  # iteration limit
+    ],
+)
+def test_a_failed_line_search_at_a_stationary_point_counts_as_converged(status, gradient, converged):
+    from scipy.optimize import OptimizeResult
+
+    from lifecycle_warehouse.clv.models import _verdict
+
+    result = OptimizeResult(x=np.log([6.25, 3.74]), status=status, success=status == 0,
+                            message="ABNORMAL: " if status == 2 else "done", jac=np.array(gradient))
+    theta, ok, message = _verdict(result, ("p", "q"))
+    assert ok is converged and message
+    assert theta == pytest.approx([6.25, 3.74])
+    if status == 2:
+        assert ("stationary point" in message) is converged
+
+
+@pytest.mark.parametrize(
     ("x", "t_x", "T", "match"),
     [
         ([1, 2], [1.0], [2.0, 3.0], "equal lengths"),
