@@ -46,6 +46,8 @@
     {%- set reporting = var('reporting_currency') | string | upper | trim -%}
     round(
         case
+            -- no rate lookup for a missing amount (most web events have none)
+            when ({{ amount }}) is null then null
             when upper({{ currency }}) = '{{ reporting }}' then ({{ amount }})::numeric
             else ({{ amount }})::numeric * {{ fx_usd_per_unit(currency, at) }}
             {%- if reporting != 'USD' %}

@@ -201,7 +201,10 @@ def _server_user() -> str | None:
 
 
 def _initdb(pgdata: Path, superuser_password: str) -> None:
-    """A new data folder: scram-sha-256 from the first moment (pgserver's initdb trusts all)."""
+    """A new data folder: scram-sha-256 from the first moment (pgserver's initdb trusts all).
+    Its databases compare text in byte order (collation C; character classes stay the
+    locale's): ids are text, and C sorts them and builds their indexes about twice as fast
+    as a libc locale, C.UTF-8 included (PostgreSQL 16 calls strcoll for it)."""
     from pgserver._commands import POSTGRES_BIN_PATH, initdb
 
     pgdata.mkdir(exist_ok=True)
@@ -227,7 +230,7 @@ def _initdb(pgdata: Path, superuser_password: str) -> None:
         if owner is not None:
             os.chown(folder, *owner)
             os.chown(pwfile, *owner)
-        initdb(["--auth=scram-sha-256", "--encoding=utf8", "-U", SUPERUSER, f"--pwfile={pwfile}"],
+        initdb(["--auth=scram-sha-256", "--encoding=utf8", "--lc-collate=C", "-U", SUPERUSER, f"--pwfile={pwfile}"],
                pgdata=pgdata, user=user)
 
 

@@ -23,6 +23,13 @@
     equals a full refresh, under the same condition as int_web__events. -#}
 
 {%- set engagement_signal_events = "('view_item', 'add_to_cart', 'begin_checkout', 'sign_up')" %}
+{%- set landing_hit_order = "case when event_name = 'page_view' then 0 when page_url is not null then 1 else 2 end, occurred_at asc, event_id asc" %}
+{%- set landing_hit_columns = [
+    ('page_url', 'landing_page_url'), ('referrer', 'referrer'), ('referrer_domain', 'referrer_domain'),
+    ('utm_source', 'utm_source'), ('utm_medium', 'utm_medium'), ('utm_campaign', 'utm_campaign'),
+    ('utm_content', 'utm_content'), ('utm_term', 'utm_term'), ('device_type', 'device_type'),
+    ('country', 'country'),
+] %}
 
 with
 
@@ -106,40 +113,20 @@ session_events as (
             offset 0  -- noqa: AM09
         ) as events_of_session
     {% else %}
+        -- every event, read in one sequential scan (`offset 0`: else, below a few GB, the
+        -- planner reads them in session_id index order, one random heap read per event)
         select * from events
+        offset 0  -- noqa: AM09
     {% endif %}
-
-),
-
-landing_hits as (
-
-    -- the landing hit carries the session's traffic source: its first page_view, else
-    -- its first event with a page, else its first event
-    select
-        session_id,
-        page_url,
-        referrer,
-        referrer_domain,
-        utm_source,
-        utm_medium,
-        utm_campaign,
-        utm_content,
-        utm_term,
-        device_type,
-        country,
-        row_number() over (
-            partition by session_id
-            order by
-                case when event_name = 'page_view' then 0 when page_url is not null then 1 else 2 end,
-                occurred_at asc,
-                event_id asc
-        ) as landing_rank
-    from session_events
 
 ),
 
 session_facts as (
 
+    -- one sort of the session's events gives its facts and its landing hit, which carries
+    -- the session's traffic source: its first page_view, else its first event with a page,
+    -- else its first event (PostgreSQL presorts the events by the landing hit's order, the
+    -- order most of these aggregates share)
     select
         session_id,
         (array_agg(anonymous_id order by occurred_at asc, event_id asc))[1] as anonymous_id,
@@ -162,34 +149,55 @@ session_facts as (
             as first_engagement_signal_at,
         max(occurred_at) filter (where event_name in {{ engagement_signal_events }})
             as last_engagement_signal_at,
-        max(_dt) as _last_dt
+        max(_dt) as _last_dt,
+        {%- for column, alias in landing_hit_columns %}
+        (array_agg({{ column }} order by {{ landing_hit_order }}))[1] as {{ alias }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from session_events
     group by session_id
+
+),
+
+sessions_with_source as (
+
+    select
+        *,
+        -- the key of a traffic source, nulls included: channels are mapped once per key
+        json_build_array(utm_source, utm_medium, referrer_domain)::text as traffic_source_key
+    from session_facts
+
+),
+
+channels as materialized (
+
+    -- the channel of each distinct traffic source, computed once (materialized: inlined,
+    -- the channel would be computed again for every session): the mapping's rules are
+    -- regular expressions, tried in order
+    select
+        traffic_source_key,
+        {{ channel_from_mapping('utm_source', 'utm_medium', 'referrer_domain') }} as channel
+    from (
+        select distinct on (traffic_source_key)
+            traffic_source_key,
+            utm_source,
+            utm_medium,
+            referrer_domain
+        from sessions_with_source
+    ) as traffic_sources
 
 ),
 
 joined as (
 
     select
-        session_facts.*,
-        landing_hits.page_url as landing_page_url,
-        landing_hits.referrer,
-        landing_hits.referrer_domain,
-        landing_hits.utm_source,
-        landing_hits.utm_medium,
-        landing_hits.utm_campaign,
-        landing_hits.utm_content,
-        landing_hits.utm_term,
-        landing_hits.device_type,
-        landing_hits.country,
+        sessions_with_source.*,
+        channels.channel,
         anonymous_ids.customer_key
-    from session_facts
-    inner join landing_hits
-        on
-            session_facts.session_id = landing_hits.session_id
-            and landing_hits.landing_rank = 1
+    from sessions_with_source
+    inner join channels
+        on sessions_with_source.traffic_source_key = channels.traffic_source_key
     inner join anonymous_ids
-        on session_facts.anonymous_id = anonymous_ids.anonymous_id
+        on sessions_with_source.anonymous_id = anonymous_ids.anonymous_id
 
 ),
 
@@ -217,7 +225,7 @@ final as (
         utm_campaign,
         utm_content,
         utm_term,
-        {{ channel_from_mapping('utm_source', 'utm_medium', 'referrer_domain') }} as channel,
+        channel,
         device_type,
         country,
 
