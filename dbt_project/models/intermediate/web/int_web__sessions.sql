@@ -23,13 +23,8 @@
     equals a full refresh, under the same condition as int_web__events. -#}
 
 {%- set engagement_signal_events = "('view_item', 'add_to_cart', 'begin_checkout', 'sign_up')" %}
-{%- set landing_hit_order = "case when event_name = 'page_view' then 0 when page_url is not null then 1 else 2 end, occurred_at asc, event_id asc" %}
-{%- set landing_hit_columns = [
-    ('page_url', 'landing_page_url'), ('referrer', 'referrer'), ('referrer_domain', 'referrer_domain'),
-    ('utm_source', 'utm_source'), ('utm_medium', 'utm_medium'), ('utm_campaign', 'utm_campaign'),
-    ('utm_content', 'utm_content'), ('utm_term', 'utm_term'), ('device_type', 'device_type'),
-    ('country', 'country'),
-] %}
+{%- set landing_hit_order = "case when event_name = 'page_view' then 0 when page_url is not null then 1 else 2 end"
+    ~ ", occurred_at asc, event_id asc" %}
 
 with
 
@@ -150,9 +145,17 @@ session_facts as (
         max(occurred_at) filter (where event_name in {{ engagement_signal_events }})
             as last_engagement_signal_at,
         max(_dt) as _last_dt,
-        {%- for column, alias in landing_hit_columns %}
-        (array_agg({{ column }} order by {{ landing_hit_order }}))[1] as {{ alias }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        ---------- the landing hit
+        (array_agg(page_url order by {{ landing_hit_order }}))[1] as landing_page_url,
+        (array_agg(referrer order by {{ landing_hit_order }}))[1] as referrer,
+        (array_agg(referrer_domain order by {{ landing_hit_order }}))[1] as referrer_domain,
+        (array_agg(utm_source order by {{ landing_hit_order }}))[1] as utm_source,
+        (array_agg(utm_medium order by {{ landing_hit_order }}))[1] as utm_medium,
+        (array_agg(utm_campaign order by {{ landing_hit_order }}))[1] as utm_campaign,
+        (array_agg(utm_content order by {{ landing_hit_order }}))[1] as utm_content,
+        (array_agg(utm_term order by {{ landing_hit_order }}))[1] as utm_term,
+        (array_agg(device_type order by {{ landing_hit_order }}))[1] as device_type,
+        (array_agg(country order by {{ landing_hit_order }}))[1] as country
     from session_events
     group by session_id
 
