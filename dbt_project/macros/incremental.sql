@@ -163,29 +163,40 @@
 {%- endmacro %}
 
 
-{% macro create_missing_indexes() -%}
-    {#- Post-hook of every model (dbt_project.yml): the indexes of an incremental model's
-        config that its stored table lacks, created. dbt creates a model's indexes only
-        when it creates the table, so an index added to the config of an incremental
-        model would otherwise reach an existing warehouse only at its next full refresh.
+{% macro sync_indexes() -%}
+    {#- Post-hook of every model (dbt_project.yml): an incremental model's stored table gets
+        the indexes of its config that it lacks, and loses those dbt created for an older
+        config. dbt creates a model's indexes only when it creates the table, so an index
+        added to the config of an incremental model would otherwise reach an existing
+        warehouse only at its next full refresh, and one taken out of it (or replaced by a
+        wider one) would be maintained by every run for nothing.
         Compared by definition (unique or not, method and columns as pg_get_indexdef writes
-        them), not by name: dbt names each index with a hash of the time it was created. -#}
+        them), not by name: dbt names each index with a hash of the time it was created.
+        Only indexes named that way (32 hexadecimal digits) are dropped: an index someone
+        created by hand under a name of their own stays. -#}
     {%- if not execute or config.get('materialized') != 'incremental' -%}
         {{ return('') }}
     {%- endif -%}
-    {%- set wanted = config.get('indexes') or [] -%}
-    {%- if not wanted -%}
-        {{ return('') }}
-    {%- endif -%}
-    {%- set stored = run_query(
-        "select regexp_replace(pg_get_indexdef(indexrelid), ' INDEX \\S+ ON \\S+ ', ' INDEX ON ') "
-        ~ "from pg_index where indrelid = '" ~ this ~ "'::regclass"
-    ).columns[0].values() -%}
-    {%- for index_dict in wanted -%}
+    {%- set wanted = [] -%}
+    {%- for index_dict in config.get('indexes') or [] -%}
         {%- set index = adapter.parse_index(index_dict) -%}
-        {%- set definition = 'CREATE ' ~ ('UNIQUE ' if index.unique else '') ~ 'INDEX ON USING '
-            ~ (index.type or 'btree') ~ ' (' ~ (index.columns | join(', ')) ~ ')' -%}
-        {%- if definition not in stored %}
+        {%- do wanted.append('CREATE ' ~ ('UNIQUE ' if index.unique else '') ~ 'INDEX ON USING '
+            ~ (index.type or 'btree') ~ ' (' ~ (index.columns | join(', ')) ~ ')') -%}
+    {%- endfor -%}
+    {%- set stored = run_query(
+        "select index_class.relname, "
+        ~ "regexp_replace(pg_get_indexdef(indexrelid), ' INDEX \\S+ ON \\S+ ', ' INDEX ON ') "
+        ~ "from pg_index join pg_class as index_class on index_class.oid = pg_index.indexrelid "
+        ~ "where indrelid = '" ~ this ~ "'::regclass"
+    ) -%}
+    {%- set stored_definitions = stored.columns[1].values() -%}
+    {%- for row in stored.rows -%}
+        {%- if row[1] not in wanted and modules.re.fullmatch('[0-9a-f]{32}', row[0]) %}
+            drop index {{ adapter.quote(this.schema) }}.{{ adapter.quote(row[0]) }};
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for index_dict in config.get('indexes') or [] -%}
+        {%- if wanted[loop.index0] not in stored_definitions %}
             {{ get_create_index_sql(this, index_dict) }};
         {%- endif -%}
     {%- endfor -%}

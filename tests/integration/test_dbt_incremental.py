@@ -39,7 +39,8 @@ stage intervals passes, then fails on a funnel count off by one and on an interv
 ends a month late (each undone after); each other one fails on a change it guards against
 (a KPI, a customer's net revenue, an interval's end one unit off; the RFM rules of score
 r = 1 gone), undone after; and the post-hook that gives an incremental table
-the configured indexes it lacks (two dropped, then one incremental run).
+the configured indexes it lacks and drops those of an older config (two dropped and one
+stale added, then one incremental run).
 
 A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data.sql
 (contact versions, identity stitching on a shared device, orders before the FX series,
@@ -577,17 +578,21 @@ def test_each_singular_data_test_fails_on_the_change_it_guards_against(built_war
     assert _singular_test_statuses(url, tmp_path, names) == dict.fromkeys(names, "pass")
 
 
-def test_an_index_missing_from_an_incremental_table_is_created_by_its_next_run(built_warehouse, tmp_path):
+def test_an_incremental_table_gets_the_indexes_of_its_config_at_its_next_run(built_warehouse, tmp_path):
     """dbt creates a model's configured indexes only with its table: an index added to an
-    incremental model's config would reach an existing warehouse only at a full refresh.
-    The project's post-hook (macros/incremental.sql, create_missing_indexes) creates the
-    configured indexes a stored table lacks at its next incremental run, whatever dbt named
-    them; an index it already has is not created twice."""
+    incremental model's config would reach an existing warehouse only at a full refresh,
+    and one taken out of it would stay. The project's post-hook (macros/incremental.sql,
+    sync_indexes) creates the configured indexes a stored table lacks at its next
+    incremental run, whatever dbt named them, and drops the indexes dbt named (32
+    hexadecimal digits) that the config no longer has; an index it already has is not
+    created twice, and one created by hand under another name stays."""
     url = built_warehouse.url
     definitions = (
         "select regexp_replace(indexdef, ' INDEX \\S+ ON ', ' INDEX ON ') from pg_indexes"
         " where schemaname = 'intermediate' and tablename = 'int_web__events' order by 1"
     )
+    names = "select indexname from pg_indexes where schemaname = 'intermediate' and tablename = 'int_web__events'"
+    stale = uuid.uuid4().hex  # as dbt names an index: an older release's index on anonymous_id alone
     with psycopg.connect(url, autocommit=True) as conn:
         configured = [row[0] for row in conn.execute(definitions)]
         dropped = conn.execute(
@@ -596,12 +601,19 @@ def test_an_index_missing_from_an_incremental_table_is_created_by_its_next_run(b
         ).fetchall()
         for name, _ in dropped:
             conn.execute(sql.SQL("drop index intermediate.{}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create index {} on intermediate.int_web__events (anonymous_id)").format(
+            sql.Identifier(stale)))
+        conn.execute("create index web_events_by_user on intermediate.int_web__events (user_id)")
     assert len(dropped) == 2 and len(configured) > 2, (configured, dropped)
 
     _dbt(["run", "--select", "int_web__events"], url, tmp_path)
 
-    with psycopg.connect(url) as conn:
-        assert [row[0] for row in conn.execute(definitions)] == configured
+    with psycopg.connect(url, autocommit=True) as conn:
+        after = [row[0] for row in conn.execute(definitions)]
+        stored_names = {row[0] for row in conn.execute(names)}
+        conn.execute("drop index intermediate.web_events_by_user")
+    assert "web_events_by_user" in stored_names and stale not in stored_names
+    assert [definition for definition in after if "(user_id)" not in definition] == configured
 
 
 def test_every_table_a_build_creates_is_analyzed_in_its_build(built_warehouse):

@@ -7,6 +7,7 @@
         indexes=[
             {'columns': ['email_event_id'], 'unique': true},
             {'columns': ['contact_id', 'event_type', 'occurred_at', '_dt']},
+            {'columns': ['contact_id', 'campaign_id', 'event_type', 'occurred_at', 'occurred_date', '_dt']},
             {'columns': ['_dt']},
             {'columns': ['occurred_date']},
         ],
@@ -18,7 +19,9 @@
     as-of horizon) then look them up through this table's indexes instead of deduplicating
     every delivery of every e-mail event again on each run. The index on (contact_id,
     event_type, occurred_at, _dt) holds every column the stages read of a contact's events
-    (an index-only lookup per person).
+    (an index-only lookup per person); the one on (contact_id, campaign_id, event_type,
+    occurred_at, occurred_date, _dt) every column int_lifecycle__email_deliveries reads of a
+    (contact, campaign) pair's events.
 
     Incremental on the delivery date: each run takes the latest deliveries of the date
     folders (`_dt`) delivered since the last successful build (the window,

@@ -18,7 +18,8 @@
     changes the rates of its delivery day).
 
     Incremental by pair, like int_identity__anonymous_ids: a run recomputes, from all of
-    their events (int_crm__email_events is indexed on contact_id for this lookup), the pairs
+    their events (int_crm__email_events is indexed on contact_id and campaign_id for
+    this lookup), the pairs
     with an event delivered in the window (macros/incremental.sql: since the last
     successful build), or with one last time (it may have vanished). The strategy
     replace_window deletes those of the window that no longer have a delivery, so the
@@ -58,12 +59,22 @@ email_events as not materialized (
 pair_events as (
 
     {% if is_incremental() %}
-        -- one lookup per pair (lateral): the contact_id index is used whatever the planner
-        -- guesses the number of pairs to be, instead of deduplicating every event ever sent
+        -- one lookup per pair (lateral): the index on (contact_id, campaign_id, …) is used
+        -- whatever the planner guesses the number of pairs to be, instead of deduplicating
+        -- every event ever sent; it holds every column read here, so the lookup is
+        -- index-only (reading each event's heap page cost one random read per event of the
+        -- contact: 2.4 million for a year's day)
         select events_of_pair.*
         from touched_pairs
         cross join lateral (
-            select * from email_events
+            select
+                email_events.contact_id,
+                email_events.campaign_id,
+                email_events.event_type,
+                email_events.occurred_at,
+                email_events.occurred_date,
+                email_events._dt
+            from email_events
             where
                 email_events.contact_id = touched_pairs.contact_id
                 and email_events.campaign_id = touched_pairs.campaign_id

@@ -6,7 +6,11 @@
         meta={'window_column': '_last_dt'},
         indexes=[
             {'columns': ['session_id'], 'unique': true},
-            {'columns': ['customer_key']},
+            {'columns': [
+                'customer_key', 'session_started_at', 'session_id',
+                'first_engagement_signal_at', 'last_engagement_signal_at', '_last_dt',
+                'country', 'channel',
+            ]},
             {'columns': ['anonymous_id']},
             {'columns': ['_last_dt']},
             {'columns': ['session_date']},
@@ -20,7 +24,11 @@
     to an anonymous_id whose person changed (identified since), or (d) all sessions when
     the channel_mapping seed changed. The strategy replace_window (macros/incremental.sql)
     also deletes stored sessions of the window that no longer have any event. So the table
-    equals a full refresh, under the same condition as int_web__events. -#}
+    equals a full refresh, under the same condition as int_web__events.
+    The index on customer_key holds every column int_lifecycle__stage_intervals and
+    int_identity__persons read of a person's sessions: the stages' lookups of the
+    recomputed persons' sessions are index-only, and the persons read every session in
+    its order without a sort. -#}
 
 {%- set engagement_signal_events = "('view_item', 'add_to_cart', 'begin_checkout', 'sign_up')" %}
 {%- set landing_hit_order = "case when event_name = 'page_view' then 0 when page_url is not null then 1 else 2 end"
