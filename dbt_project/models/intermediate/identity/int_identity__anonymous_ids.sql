@@ -65,7 +65,7 @@ anonymous_ids as (
 
     {% if is_incremental() %}
         -- the events of each touched anonymous_id, aggregated per id (a few hundred rows
-        -- at most, sorted in memory) from an index-only scan of int_web__events' index on
+        -- for most ids, sorted in memory) from an index-only scan of int_web__events' index on
         -- (anonymous_id, occurred_at, event_id, user_id, _dt): reading each event's heap
         -- page instead cost one random read per event (3.7 million for a year's day)
         select

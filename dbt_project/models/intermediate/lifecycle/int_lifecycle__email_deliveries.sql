@@ -18,10 +18,9 @@
     changes the rates of its delivery day).
 
     Incremental by pair, like int_identity__anonymous_ids: a run recomputes, from all of
-    their events (int_crm__email_events is indexed on contact_id and campaign_id for
-    this lookup), the pairs
-    with an event delivered in the window (macros/incremental.sql: since the last
-    successful build), or with one last time (it may have vanished). The strategy
+    their events (int_crm__email_events is indexed on contact_id and campaign_id for this
+    lookup), the pairs with an event delivered in the window (macros/incremental.sql: since
+    the last successful build), or with one last time (it may have vanished). The strategy
     replace_window deletes those of the window that no longer have a delivery, so the
     table equals a full refresh under the condition of the web models. -#}
 
