@@ -47,7 +47,7 @@ A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data
 shop customers merged by email, …) from scratch; every unit and data test must pass.
 
 Runtime: ~90 s for the main scenario, ~25 s for the funnel check, ~60 s for the other
-singular tests, ~10 s for the missing indexes, ~40 s for the second (two cores).
+singular tests, ~10 s for the indexes, ~40 s for the second (two cores).
 """
 
 from __future__ import annotations
