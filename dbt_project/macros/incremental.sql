@@ -79,7 +79,11 @@
         a row of an older folder is the row a successful build already tested, and the
         daily tests of the event tables cost what the day's events cost, not what all
         history costs. Other runs (`dbt test`, a first build, full refreshes) test every
-        row. -#}
+        row.
+        The tests of a model with meta `test_changed_key` (a column) and a change log
+        (int_lifecycle__stage_intervals, by person) read, in a build that runs the model,
+        only the rows of the keys it logged (change_log_test_scope); except relationships
+        tests: their parent may have lost a row that an unchanged child row still names. -#}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
     {%- if where -%}
@@ -90,6 +94,11 @@
     {%- set recompute_from = build_plan('recompute_from') if window_column and not flags.FULL_REFRESH else none -%}
     {%- if recompute_from -%}
         {%- do conditions.append(window_column ~ " >= '" ~ recompute_from ~ "'::date") -%}
+    {%- endif -%}
+    {%- set changed_key = tested_node.config.meta.get('test_changed_key') if tested_node else none -%}
+    {%- set test_name = model.test_metadata.name if model.test_metadata else none -%}
+    {%- if changed_key and test_name != 'relationships' -%}
+        {%- do conditions.append(change_log_test_scope(relation, changed_key)) -%}
     {%- endif -%}
     {%- if conditions -%}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ conditions | join(' and ') ~ ') as dbt_subquery') -%}

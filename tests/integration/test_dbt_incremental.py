@@ -40,14 +40,16 @@ ends a month late (each undone after); each other one fails on a change it guard
 (a KPI, a customer's net revenue, an interval's end one unit off; the RFM rules of score
 r = 1 gone), undone after; and the post-hook that gives an incremental table
 the configured indexes it lacks and drops those of an older config (two dropped and one
-stale added, then one incremental run).
+stale added, then one incremental run), and of the stage intervals' tests in a build,
+which read only the persons of the intervals' change log.
 
 A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data.sql
 (contact versions, identity stitching on a shared device, orders before the FX series,
 shop customers merged by email, …) from scratch; every unit and data test must pass.
 
 Runtime: ~90 s for the main scenario, ~25 s for the funnel check, ~60 s for the other
-singular tests, ~10 s for the indexes, ~40 s for the second (two cores).
+singular tests, ~10 s for the indexes, ~15 s for the stage intervals' tests, ~40 s for the
+second (two cores).
 """
 
 from __future__ import annotations
@@ -633,3 +635,62 @@ def test_every_table_a_build_creates_is_analyzed_in_its_build(built_warehouse):
         }
     assert len(built) > 20
     assert [relation for relation in built if relation not in analyzed] == []
+
+
+def _test_results(url: str, workdir: Path, args: list[str]) -> dict[str, tuple[str, int]]:
+    """Run dbt (a build or `dbt test`) that may fail: each data test's status and failures."""
+    env = {"DBT_TARGET_PATH": str(workdir / "target"), "DBT_LOG_PATH": str(workdir / "logs")}
+    dbt_runner.run(args, url=url, check=False, env=env)
+    results = json.loads((workdir / "target" / "run_results.json").read_text())["results"]
+    return {
+        r["unique_id"].split(".")[2]: (r["status"], r["failures"])
+        for r in results if r["unique_id"].startswith("test.")
+    }
+
+
+def test_a_build_tests_the_stage_intervals_of_the_persons_in_their_change_log(built_warehouse, tmp_path):
+    """In a build that runs int_lifecycle__stage_intervals, its data tests (but the
+    relationships test) read only the persons its change log holds (macros/change_log.sql,
+    change_log_test_scope): the persons this build changed, and those changed by builds
+    whose consumers have not run yet. `dbt test` reads every person.
+
+    On the built warehouse nothing was delivered since its last build, so a build recomputes
+    no person: two persons are broken by hand (an interval that ends one second early, and
+    for the first also a NULL trigger_reason), and only the second is put in the log, as a
+    failed build would have left it. The build finds the second person's gap only; `dbt
+    test` finds both gaps and the NULL. Undone after."""
+    url, intervals = built_warehouse.url, "intermediate.int_lifecycle__stage_intervals"
+    log = f"{intervals}__changes"
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute(f"select count(*) from {log}").fetchone()[0] == 0, "the consumers consumed the log"
+        unlogged, logged = conn.execute(
+            f"select min(interval_id), customer_key from {intervals} where valid_to is not null"
+            " group by customer_key order by customer_key limit 2"
+        ).fetchall()
+        (trigger_reason,) = conn.execute(
+            f"select trigger_reason from {intervals} where interval_id = %s", (unlogged[0],)).fetchone()
+        for interval_id, _ in (unlogged, logged):
+            conn.execute(f"update {intervals} set valid_to = valid_to - interval '1 second' where interval_id = %s",
+                         (interval_id,))
+        conn.execute(f"update {intervals} set trigger_reason = null where interval_id = %s", (unlogged[0],))
+        conn.execute(
+            f"insert into {log} (consumer, sign, row_image) select 'fct_lifecycle_transitions', -1, to_jsonb(s)"
+            f" from {intervals} as s where interval_id = %s", (logged[0],))
+    contiguity, not_null = "assert_stage_intervals_are_contiguous", "not_null_int_lifecycle__stage_intervals_trigger_reason"
+    try:
+        built = _test_results(url, tmp_path / "build", ["build", "--select", "int_lifecycle__stage_intervals"])
+        compiled = next((tmp_path / "build" / "target" / "compiled").rglob(f"{contiguity}.sql")).read_text()
+        tested = _test_results(url, tmp_path / "test", ["test", "--select", "int_lifecycle__stage_intervals"])
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for interval_id, _ in (unlogged, logged):
+                conn.execute(f"update {intervals} set valid_to = valid_to + interval '1 second'"
+                             " where interval_id = %s", (interval_id,))
+            conn.execute(f"update {intervals} set trigger_reason = %s where interval_id = %s",
+                         (trigger_reason, unlogged[0]))
+            conn.execute(f"delete from {log}")
+    assert "__changes" in compiled, "the build's contiguity test reads the change log"
+    assert built[contiguity] == ("fail", 1) and built[not_null] == ("pass", 0), built
+    assert len(built) > 15 and [name for name, (status, _) in built.items() if status != "pass"
+                                if status != "skipped"] == [contiguity], built
+    assert tested[contiguity] == ("fail", 2) and tested[not_null] == ("fail", 1), tested

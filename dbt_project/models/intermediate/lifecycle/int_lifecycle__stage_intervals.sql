@@ -4,7 +4,11 @@
         materialized='incremental',
         incremental_strategy='replace_changed',
         unique_key='interval_id',
-        meta={'tombstone_when_null': 'stage', 'change_consumers': consumers},
+        meta={
+            'tombstone_when_null': 'stage',
+            'change_consumers': consumers,
+            'test_changed_key': 'customer_key',
+        },
         indexes=[
             {'columns': ['interval_id'], 'unique': true},
             {'columns': ['customer_key']},
