@@ -1,5 +1,6 @@
-{#- Measures of the web KPIs, shared by kpi_daily and kpi_monthly: the select list of an
-    aggregate over the web events (or the sessions) of one day or one month. -#}
+{#- Measures of the web KPIs, shared by int_kpi__web_days and int_kpi__web_months: the
+    select list of an aggregate over the web events (or the sessions) of one day or one
+    month. -#}
 
 {% macro kpi_web_event_measures() -%}
     count(distinct anonymous_id) filter (where event_name = 'page_view') as unique_visitors,

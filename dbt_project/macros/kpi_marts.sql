@@ -6,8 +6,8 @@
 
     One row per period from the first period with data to the as-of period (the build's
     planned as-of date: quiet days still get their row). Families:
-    - web: distinct counts over the web events and sessions of the period
-      (kpi_web_event_measures, kpi_web_session_measures);
+    - web: distinct counts over the web events and sessions of the period, which
+      int_kpi__web_days and int_kpi__web_months keep (kpi_web_measures, below);
     - flow: sums of int_kpi__contributions over the period (paid_attribution: the credits
       of var('kpi_attribution_model') to the channels with ad spend in the period); monthly
       also the persons active at the start and the end of the month (valid orders in the
@@ -19,8 +19,8 @@
     - derived: KPIs of other KPIs, computed last.
 
     Incremental, and equal to a full refresh; a run recomputes only what changes can touch:
-    - web KPIs for the periods holding an event delivered in the window of the web models
-      (`_web_last_dt`; macros/incremental.sql); other periods keep their stored web KPIs;
+    - web KPIs from the web measures of every period (a few hundred rows, kept up to date
+      by int_kpi__web_days and int_kpi__web_months);
     - flows for the periods of the contributions changed since the last run, as the change
       log of int_kpi__contributions says (macros/change_log.sql), and for periods new to
       the table; monthly, a changed order also for the months up to var('active_window_days')
@@ -38,7 +38,6 @@
 {%- set kpis = registry.grains[grain] -%}
 {%- set contributions_model = ref('int_kpi__contributions') -%}
 {%- set key = 'date' if grain == 'day' else 'month' -%}
-{%- set web_columns = kpis.web | map(attribute=0) | list -%}
 {%- set flow_columns = kpis.flow | map(attribute=0) | list -%}
 {%- set stored_columns = kpis.columns + ['_web_last_dt'] -%}
 {%- set required_columns = stored_columns + (['is_complete'] if grain == 'month' else []) -%}
@@ -59,15 +58,13 @@ as_of as (
 
 ),
 
-web_events as not materialized (
+web_measures as (
 
-    select * from {{ ref('int_web__events') }}
-
-),
-
-web_sessions as not materialized (
-
-    select * from {{ ref('int_web__sessions') }}
+    {% if grain == 'day' -%}
+        select * from {{ ref('int_kpi__web_days') }}
+    {%- else -%}
+        select * from {{ ref('int_kpi__web_months') }}
+    {%- endif %}
 
 ),
 
@@ -113,96 +110,19 @@ periods as (
 
 ),
 
----------- web: periods to compute in this run
+---------- web: from the web measures of each period (int_kpi__web_days, _months)
 
-web_scope as (
-
-    {% if is_incremental() and not recompute_all %}
-        select {{ period_of('event_date', grain) }} as period from web_events
-        where _dt >= {{ incremental_cutoff('_web_last_dt') }}
-        union
-        select {{ period_of('session_date', grain) }} as period from web_sessions
-        where _last_dt >= {{ incremental_cutoff('_web_last_dt') }}
-        union
-        -- periods whose events may have vanished from a re-delivered folder
-        select {{ key }} as period from {{ this }}
-        where _web_last_dt >= {{ incremental_cutoff('_web_last_dt') }}
-    {% else %}
-        select period from periods
-    {% endif %}
-
-),
-
--- One lookup per period in scope (lateral), so that the event_date index is used whatever
--- the planner guesses the scope's size to be: a run reads its periods' events only.
-web_event_periods as (
-
-    select
-        web_scope.period,
-        period_events.*
-    from web_scope
-    cross join lateral (
-        select
-            {{ kpi_web_event_measures() }}
-        from web_events
-        where {{ in_period('web_events.event_date', 'web_scope.period', grain) }}
-    ) as period_events
-
-),
-
-web_session_periods as (
-
-    select
-        web_scope.period,
-        period_sessions.*
-    from web_scope
-    cross join lateral (
-        select
-            {{ kpi_web_session_measures() }}
-        from web_sessions
-        where {{ in_period('web_sessions.session_date', 'web_scope.period', grain) }}
-    ) as period_sessions
-
-),
-
-web_measures as (
-
-    select
-        web_scope.period,
-        web_event_periods.unique_visitors,
-        web_event_periods.sessions,
-        web_event_periods.purchase_sessions,
-        web_event_periods.avg_engagement_time_s,
-        web_session_periods.page_view_sessions,
-        web_session_periods.bounced_sessions,
-        web_session_periods.cart_sessions,
-        web_session_periods.cart_purchase_sessions,
-        greatest(web_event_periods.last_dt, web_session_periods.last_dt) as _web_last_dt
-    from web_scope
-    left join web_event_periods on web_scope.period = web_event_periods.period
-    left join web_session_periods on web_scope.period = web_session_periods.period
-
-),
-
+-- every period: one without a row has no web events or sessions (counts 0)
 web_kpis as (
 
     select
-        period,
+        periods.period,
         {%- for name, expression in kpis.web %}
             {{ expression }} as {{ name }},
         {%- endfor %}
-        _web_last_dt
-    from web_measures
-
-    {% if is_incremental() and not recompute_all %}
-        union all
-
-        select
-            {{ key }} as period,
-            {{ (web_columns + ['_web_last_dt']) | join(', ') }}
-        from {{ this }}
-        where {{ key }} not in (select web_scope.period from web_scope)
-    {% endif %}
+        web_measures._web_last_dt
+    from periods
+    left join web_measures on periods.period = web_measures.{{ key }}
 
 ),
 
@@ -598,8 +518,7 @@ final as (
     {% if is_incremental() %}
         left join {{ this }} as previous_run on kpis.{{ key }} = previous_run.{{ key }}
         where
-            kpis.{{ key }} in (select web_scope.period from web_scope)
-            or previous_run.{{ key }} is null
+            previous_run.{{ key }} is null
             or (
                 {%- for column in stored_columns %}
                     kpis.{{ column }}{{ ',' if not loop.last }}
@@ -650,4 +569,123 @@ select * from final
     {%- endif -%}
     {%- set stored = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
     {{- return(columns | reject('in', stored) | list | length > 0) -}}
+{%- endmacro %}
+
+
+{% macro kpi_web_measures(grain) -%}
+{#- The web measures of each period (a day or a month) that holds a web event or session:
+    int_kpi__web_days is `kpi_web_measures('day')`, int_kpi__web_months
+    `kpi_web_measures('month')`; kpi_daily and kpi_monthly compute their web KPIs from
+    them (a period without a row has none: counts 0). Distinct counts over every event of
+    the period (kpi_web_event_measures, kpi_web_session_measures), kept apart from the
+    KPI marts so that the build computes them beside the person-grain models instead of
+    after them: a month's distinct visitors read every event of the month (~20 s a day at
+    a year of ~100,000 events a day).
+    Incremental (strategy replace_window on `_web_last_dt`): a run recomputes the periods
+    holding an event or session delivered in the window of the web models
+    (incremental_cutoff), and those whose stored row says they held one (its events may
+    have vanished from a re-delivered folder: a period left without any loses its row).
+    Equal to a full refresh. -#}
+{%- set key = 'date' if grain == 'day' else 'month' %}
+
+with
+
+web_events as not materialized (
+
+    select * from {{ ref('int_web__events') }}
+
+),
+
+web_sessions as not materialized (
+
+    select * from {{ ref('int_web__sessions') }}
+
+),
+
+web_scope as (
+
+    {% if is_incremental() %}
+        select {{ period_of('event_date', grain) }} as period from web_events
+        where _dt >= {{ incremental_cutoff('_web_last_dt') }}
+
+        union
+
+        select {{ period_of('session_date', grain) }} as period from web_sessions
+        where _last_dt >= {{ incremental_cutoff('_web_last_dt') }}
+
+        union
+
+        select {{ key }} as period from {{ this }}
+        where _web_last_dt >= {{ incremental_cutoff('_web_last_dt') }}
+    {% else %}
+        -- every period from the first event or session to the last (their first and last
+        -- dates come from the date indexes; a scan for the distinct ones would read them all)
+        select period_start::date as period
+        from generate_series(
+            {{ period_of(
+                "least((select min(event_date) from web_events), (select min(session_date) from web_sessions))",
+                grain) }}::timestamp,
+            {{ period_of(
+                "greatest((select max(event_date) from web_events), (select max(session_date) from web_sessions))",
+                grain) }}::timestamp,
+            interval '1 {{ grain }}'
+        ) as period_start
+    {% endif %}
+
+),
+
+-- One lookup per period in scope (lateral), so that the event_date index is used whatever
+-- the planner guesses the scope's size to be: a run reads its periods' events only.
+web_event_periods as (
+
+    select
+        web_scope.period,
+        period_events.*
+    from web_scope
+    cross join lateral (
+        select
+            {{ kpi_web_event_measures() }}
+        from web_events
+        where {{ in_period('web_events.event_date', 'web_scope.period', grain) }}
+    ) as period_events
+
+),
+
+web_session_periods as (
+
+    select
+        web_scope.period,
+        period_sessions.*
+    from web_scope
+    cross join lateral (
+        select
+            {{ kpi_web_session_measures() }}
+        from web_sessions
+        where {{ in_period('web_sessions.session_date', 'web_scope.period', grain) }}
+    ) as period_sessions
+
+),
+
+final as (
+
+    select
+        web_scope.period as {{ key }},
+        web_event_periods.unique_visitors,
+        web_event_periods.sessions,
+        web_event_periods.purchase_sessions,
+        web_event_periods.avg_engagement_time_s,
+        web_session_periods.page_view_sessions,
+        web_session_periods.bounced_sessions,
+        web_session_periods.cart_sessions,
+        web_session_periods.cart_purchase_sessions,
+        greatest(web_event_periods.last_dt, web_session_periods.last_dt) as _web_last_dt
+    from web_scope
+    inner join web_event_periods on web_scope.period = web_event_periods.period
+    inner join web_session_periods on web_scope.period = web_session_periods.period
+    -- a period whose events and sessions are gone has no row (replace_window deletes it)
+    where web_event_periods.last_dt is not null or web_session_periods.last_dt is not null
+
+)
+
+select * from final
 {%- endmacro %}

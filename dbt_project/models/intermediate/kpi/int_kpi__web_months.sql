@@ -1,0 +1,13 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_window',
+        unique_key='month',
+        meta={'window_column': '_web_last_dt'},
+    )
+}}
+
+{#- One row per UTC month holding a web event or session: the web measures of kpi_monthly,
+    computed and kept incrementally by macros/kpi_marts.sql (kpi_web_measures). -#}
+
+{{ kpi_web_measures('month') }}
