@@ -585,8 +585,14 @@ select * from final
     holding an event or session delivered in the window of the web models
     (incremental_cutoff), and those whose stored row says they held one (its events may
     have vanished from a re-delivered folder: a period left without any loses its row).
-    Equal to a full refresh. -#}
-{%- set key = 'date' if grain == 'day' else 'month' %}
+    Equal to a full refresh. A table that lacks one of the measures (one was added) is
+    recomputed for every period. -#}
+{%- set key = 'date' if grain == 'day' else 'month' -%}
+{%- set event_measures = kpi_web_event_measures() -%}
+{%- set session_measures = kpi_web_session_measures() -%}
+{%- set recompute_all = stored_columns_missing(
+    [key] + (event_measures + session_measures) | map(attribute=0) | list + ['_web_last_dt']
+) %}
 
 with
 
@@ -604,7 +610,7 @@ web_sessions as not materialized (
 
 web_scope as (
 
-    {% if is_incremental() %}
+    {% if is_incremental() and not recompute_all %}
         select {{ period_of('event_date', grain) }} as period from web_events
         where _dt >= {{ incremental_cutoff('_web_last_dt') }}
 
@@ -644,7 +650,10 @@ web_event_periods as (
     from web_scope
     cross join lateral (
         select
-            {{ kpi_web_event_measures() }}
+            {%- for name, aggregate in event_measures %}
+                {{ aggregate }} as {{ name }},
+            {%- endfor %}
+            max(_dt) as last_dt
         from web_events
         where {{ in_period('web_events.event_date', 'web_scope.period', grain) }}
     ) as period_events
@@ -659,7 +668,10 @@ web_session_periods as (
     from web_scope
     cross join lateral (
         select
-            {{ kpi_web_session_measures() }}
+            {%- for name, aggregate in session_measures %}
+                {{ aggregate }} as {{ name }},
+            {%- endfor %}
+            max(_last_dt) as last_dt
         from web_sessions
         where {{ in_period('web_sessions.session_date', 'web_scope.period', grain) }}
     ) as period_sessions
@@ -670,14 +682,12 @@ final as (
 
     select
         web_scope.period as {{ key }},
-        web_event_periods.unique_visitors,
-        web_event_periods.sessions,
-        web_event_periods.purchase_sessions,
-        web_event_periods.avg_engagement_time_s,
-        web_session_periods.page_view_sessions,
-        web_session_periods.bounced_sessions,
-        web_session_periods.cart_sessions,
-        web_session_periods.cart_purchase_sessions,
+        {%- for name, _ in event_measures %}
+            web_event_periods.{{ name }},
+        {%- endfor %}
+        {%- for name, _ in session_measures %}
+            web_session_periods.{{ name }},
+        {%- endfor %}
         greatest(web_event_periods.last_dt, web_session_periods.last_dt) as _web_last_dt
     from web_scope
     inner join web_event_periods on web_scope.period = web_event_periods.period

@@ -41,15 +41,16 @@ ends a month late (each undone after); each other one fails on a change it guard
 r = 1 gone), undone after; and the post-hook that gives an incremental table
 the configured indexes it lacks and drops those of an older config (two dropped and one
 stale added, then one incremental run), and of the stage intervals' tests in a build,
-which read only the persons of the intervals' change log.
+which read only the persons of the intervals' change log, and of a web measure new to
+int_kpi__web_days' stored table (computed for every period at the next run).
 
 A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data.sql
 (contact versions, identity stitching on a shared device, orders before the FX series,
 shop customers merged by email, …) from scratch; every unit and data test must pass.
 
 Runtime: ~90 s for the main scenario, ~25 s for the funnel check, ~60 s for the other
-singular tests, ~10 s for the indexes, ~15 s for the stage intervals' tests, ~40 s for the
-second (two cores).
+singular tests, ~10 s for the indexes, ~15 s for the stage intervals' tests, ~5 s for the web
+measure, ~40 s for the second (two cores).
 """
 
 from __future__ import annotations
@@ -694,3 +695,22 @@ def test_a_build_tests_the_stage_intervals_of_the_persons_in_their_change_log(bu
     assert len(built) > 15 and [name for name, (status, _) in built.items() if status != "pass"
                                 if status != "skipped"] == [contiguity], built
     assert tested[contiguity] == ("fail", 2) and tested[not_null] == ("fail", 1), tested
+
+
+def test_a_web_measure_new_to_the_stored_table_is_computed_for_every_period(built_warehouse, tmp_path):
+    """int_kpi__web_days keeps its periods' measures and recomputes only the periods with
+    new deliveries; a measure its stored table lacks (one added to kpi_web_event_measures or
+    kpi_web_session_measures) is added as a column (on_schema_change) and computed for every
+    period at the next run, not left NULL. Nothing was delivered since the built warehouse's
+    last build, so without that the run would recompute no period."""
+    url, table = built_warehouse.url, "intermediate.int_kpi__web_days"
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = [column.name for column in conn.execute(f"select * from {table} limit 0").description]
+        stored = f"select {', '.join(columns)} from {table} order by date"
+        before = conn.execute(stored).fetchall()
+        conn.execute(f"alter table {table} drop column bounced_sessions")
+    _dbt(["run", "--select", "int_kpi__web_days"], url, tmp_path)
+    with psycopg.connect(url) as conn:
+        after = conn.execute(stored).fetchall()
+    assert "bounced_sessions" in columns and len(before) > 10
+    assert after == before
