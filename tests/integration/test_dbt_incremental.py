@@ -458,12 +458,20 @@ def test_fresh_build_passes_on_the_hand_made_edge_cases(warehouse_url, tmp_path)
         f"a currency without an FX rate must fail the MRR spans' not_null test; failed: {failed}")
 
 
+def _test_results(url: str, workdir: Path, args: list[str]) -> dict[str, tuple[str, int]]:
+    """Run dbt (a build or `dbt test`) that may fail: each data test's status and failures."""
+    env = {"DBT_TARGET_PATH": str(workdir / "target"), "DBT_LOG_PATH": str(workdir / "logs")}
+    dbt_runner.run(args, url=url, check=False, env=env)
+    results = json.loads((workdir / "target" / "run_results.json").read_text())["results"]
+    return {
+        r["unique_id"].split(".")[2]: (r["status"], r["failures"])
+        for r in results if r["unique_id"].startswith("test.")
+    }
+
+
 def _singular_test_statuses(url: str, workdir: Path, names: list[str]) -> dict[str, str]:
     """`dbt test` of these singular data tests on the built warehouse: each one's status."""
-    env = {"DBT_TARGET_PATH": str(workdir / "target"), "DBT_LOG_PATH": str(workdir / "logs")}
-    dbt_runner.run(["test", "--select", *names], url=url, check=False, env=env)
-    results = json.loads((workdir / "target" / "run_results.json").read_text())["results"]
-    return {r["unique_id"].split(".")[2]: r["status"] for r in results if r["unique_id"].startswith("test.")}
+    return {name: status for name, (status, _) in _test_results(url, workdir, ["test", "--select", *names]).items()}
 
 
 def test_the_funnel_check_fails_when_the_funnel_and_the_intervals_disagree(built_warehouse, tmp_path):
@@ -636,17 +644,6 @@ def test_every_table_a_build_creates_is_analyzed_in_its_build(built_warehouse):
         }
     assert len(built) > 20
     assert [relation for relation in built if relation not in analyzed] == []
-
-
-def _test_results(url: str, workdir: Path, args: list[str]) -> dict[str, tuple[str, int]]:
-    """Run dbt (a build or `dbt test`) that may fail: each data test's status and failures."""
-    env = {"DBT_TARGET_PATH": str(workdir / "target"), "DBT_LOG_PATH": str(workdir / "logs")}
-    dbt_runner.run(args, url=url, check=False, env=env)
-    results = json.loads((workdir / "target" / "run_results.json").read_text())["results"]
-    return {
-        r["unique_id"].split(".")[2]: (r["status"], r["failures"])
-        for r in results if r["unique_id"].startswith("test.")
-    }
 
 
 def test_a_build_tests_the_stage_intervals_of_the_persons_in_their_change_log(built_warehouse, tmp_path):
