@@ -6,6 +6,8 @@
 -- An interval holds at the end of day d when valid_from < d + 1 <= valid_to, that is for
 -- d from the UTC date of valid_from to the day before the UTC date of valid_to: counted as
 -- running sums of +1 / -1 by day, which costs days + intervals, not days × intervals.
+-- Only intervals of an active stage move either count (loyalty is one of them), so only
+-- those are read: at a year most intervals are anonymous visitors' awareness and engagement.
 
 with
 
@@ -15,9 +17,10 @@ kpi_daily as (
 
 ),
 
-stage_intervals as (
+active_intervals as (
 
     select * from {{ ref('int_lifecycle__stage_intervals') }}
+    where stage in ('conversion', 'retention', 'loyalty', 'reactivated')
 
 ),
 
@@ -25,19 +28,17 @@ stage_changes as (
 
     select
         {{ utc_date('valid_from') }} as date,
-        case when stage in ('conversion', 'retention', 'loyalty', 'reactivated') then 1 else 0 end
-            as active_delta,
+        1 as active_delta,
         case when stage = 'loyalty' then 1 else 0 end as loyal_delta
-    from stage_intervals
+    from active_intervals
 
     union all
 
     select
         {{ utc_date('valid_to') }} as date,
-        case when stage in ('conversion', 'retention', 'loyalty', 'reactivated') then -1 else 0 end
-            as active_delta,
+        -1 as active_delta,
         case when stage = 'loyalty' then -1 else 0 end as loyal_delta
-    from stage_intervals
+    from active_intervals
     where valid_to is not null
 
 ),
