@@ -212,5 +212,8 @@
     {%- if everything.columns[0].values()[0] -%}
         {{- return('true') -}}
     {%- endif -%}
-    {{- return(key_column ~ " in (select log.row_image ->> '" ~ key_column ~ "' from " ~ log ~ " as log)") -}}
+    {#- an array, not `in (select …)`: the planner cannot size a jsonb subquery and chose a
+        hash semi-join over a sequential scan of every interval (7.4 million at a year) for
+        each test; with the keys as one array it reads them through the key's index -#}
+    {{- return(key_column ~ " = any(array(select distinct log.row_image ->> '" ~ key_column ~ "' from " ~ log ~ " as log))") -}}
 {%- endmacro %}
