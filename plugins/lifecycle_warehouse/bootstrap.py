@@ -26,17 +26,22 @@ FILE_METADATA_COLUMNS = (
     ("_loaded_at", "timestamptz not null"),
     ("_extra", "jsonb"),  # columns beyond the contract (schema drift), by header name
 )
-# Extra lookup indexes of raw file tables, (raw table, column). stg_web__events and
-# stg_crm__email_events keep one delivery of an event by looking up its other deliveries
-# by event_id, so that incremental runs read only their window of the raw table.
+# Extra lookup indexes of raw file tables, (raw table, column), named <table>__<column>_hash.
+# stg_web__events and stg_crm__email_events keep one delivery of an event by looking up its
+# other deliveries by event_id, so that incremental runs read only their window of the raw
+# table. Hash indexes: the lookups are equalities, and every load inserts its records' ids,
+# random keys, into an index of every delivery ever made; a hash index is 40 % of the b-tree's
+# size (1.0 against 2.6 GB for a year's 36 million web events) and a day's insert into it
+# costs ~60 % of the b-tree's (docs/benchmark.md, "Raw loads at a year").
 RAW_LOOKUP_INDEXES = (
     ("web_events", "event_id"),
     ("crm_email_events", "event_id"),
 )
 # Indexes of older releases that nothing reads any more: every load would still maintain
 # them, so the bootstrap drops them. crm_email_events__contact_id served lookups of a
-# contact's e-mail events, which read dbt's int_crm__email_events now.
-RETIRED_RAW_INDEXES = ("crm_email_events__contact_id",)
+# contact's e-mail events, which read dbt's int_crm__email_events now; the __event_id ones
+# were the b-tree lookup indexes that the hash indexes above replace.
+RETIRED_RAW_INDEXES = ("crm_email_events__contact_id", "web_events__event_id", "crm_email_events__event_id")
 SHOP_METADATA_COLUMNS = (
     ("_batch_id", "uuid not null"),
     ("_extracted_at", "timestamptz not null"),
@@ -273,10 +278,10 @@ def raw_relations() -> list[tuple[str, sql.Composable]]:
             sql.SQL("create index if not exists {} on {} (_dt)").format(sql.Identifier(index), table),
         ))
     for raw_table, column in RAW_LOOKUP_INDEXES:
-        index = f"{raw_table}__{column}"
+        index = f"{raw_table}__{column}_hash"
         relations.append((
             f"{RAW_SCHEMA}.{index}",
-            sql.SQL("create index if not exists {} on {} ({})").format(
+            sql.SQL("create index if not exists {} on {} using hash ({})").format(
                 sql.Identifier(index), sql.Identifier(RAW_SCHEMA, raw_table), sql.Identifier(column)
             ),
         ))

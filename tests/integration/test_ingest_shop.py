@@ -448,10 +448,18 @@ def test_an_older_warehouses_index_that_nothing_reads_is_dropped(warehouse_url):
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         bootstrap.ensure_raw_schema(conn)
         assert bootstrap.raw_schema_complete(conn)
-        # as created by a release whose dbt models looked e-mail events up by contact in raw
+        # as created by a release whose dbt models looked e-mail events up by contact in raw,
+        # and by one whose event_id lookup indexes were b-trees
         conn.execute("create index crm_email_events__contact_id on raw.crm_email_events (contact_id)")
+        conn.execute("create index web_events__event_id on raw.web_events (event_id)")
         assert not bootstrap.raw_schema_complete(conn)
         bootstrap.ensure_raw_schema(conn)
         assert bootstrap.raw_schema_complete(conn)
-        assert conn.execute("select to_regclass('raw.crm_email_events__contact_id')").fetchone()[0] is None
-        assert conn.execute("select to_regclass('raw.crm_email_events__event_id')").fetchone()[0] is not None
+        for retired in ("crm_email_events__contact_id", "web_events__event_id"):
+            assert conn.execute("select to_regclass(%s)", (f"raw.{retired}",)).fetchone()[0] is None
+        methods = dict(conn.execute(
+            "select c.relname, am.amname from pg_class c join pg_am am on am.oid = c.relam"
+            " join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = 'raw' and c.relname like '%event_id%'"
+        ).fetchall())
+        assert methods == {"web_events__event_id_hash": "hash", "crm_email_events__event_id_hash": "hash"}

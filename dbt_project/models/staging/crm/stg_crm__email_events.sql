@@ -11,7 +11,7 @@ latest_deliveries as (
     -- an e-mail event delivered again replaces its earlier deliveries: keep the latest
     -- (date folder, then load, file and line). An anti-join rather than row_number(), as
     -- in stg_web__events: a filter on _dt or contact_id then reaches raw.crm_email_events
-    -- (indexed on event_id for this lookup) instead of ranking every delivery ever made.
+    -- (a hash index on event_id for this lookup) instead of ranking every delivery ever made.
     select source.*
     from source
     left join {{ source('crm', 'email_events') }} as later

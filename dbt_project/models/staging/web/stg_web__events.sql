@@ -12,7 +12,7 @@ first_deliveries as (
     -- first delivery (earliest date folder, then load, file and line). An anti-join
     -- rather than row_number(): a filter on _dt then reaches the raw table's index, so
     -- int_web__events' incremental run reads its window, not every delivery ever made
-    -- (raw.web_events is indexed on event_id for this lookup). `earlier` reads the source
+    -- (raw.web_events has a hash index on event_id for this lookup). `earlier` reads the source
     -- itself: a CTE used twice would be materialised, and the filter could not reach it.
     select
         source.*,
