@@ -80,9 +80,10 @@
         daily tests of the event tables cost what the day's events cost, not what all
         history costs. Other runs (`dbt test`, a first build, full refreshes) test every
         row.
-        The tests of a model with meta `test_changed_key` (a column) and a change log
-        (int_lifecycle__stage_intervals, by person) read, in a build that runs the model,
-        only the rows of the keys it logged (change_log_test_scope); except relationships
+        The tests of a model with meta `test_changed_key` (a column) whose rows change by
+        the keys of a change log (int_lifecycle__stage_intervals and its consumer
+        fct_lifecycle_transitions, by person) read, in a build that runs the model, the
+        copy of its rows of the logged keys (change_log_tested_rows); except relationships
         tests: their parent may have lost a row that an unchanged child row still names. -#}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
@@ -97,11 +98,11 @@
     {%- endif -%}
     {%- set changed_key = tested_node.config.meta.get('test_changed_key') if tested_node else none -%}
     {%- set test_name = model.test_metadata.name if model.test_metadata else none -%}
-    {%- if changed_key and test_name != 'relationships' -%}
-        {%- do conditions.append(change_log_test_scope(relation, changed_key)) -%}
-    {%- endif -%}
+    {%- set read = change_log_tested_rows(relation) if changed_key and test_name != 'relationships' else relation -%}
     {%- if conditions -%}
-        {%- do return('(select * from ' ~ relation ~ ' where ' ~ conditions | join(' and ') ~ ') as dbt_subquery') -%}
+        {%- do return('(select * from ' ~ read ~ ' where ' ~ conditions | join(' and ') ~ ') as dbt_subquery') -%}
+    {%- elif read != relation -%}
+        {%- do return('(select * from ' ~ read ~ ') as dbt_subquery') -%}
     {%- else -%}
         {%- do return(relation) -%}
     {%- endif -%}

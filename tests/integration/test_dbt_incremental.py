@@ -648,9 +648,10 @@ def test_every_table_a_build_creates_is_analyzed_in_its_build(built_warehouse):
 
 def test_a_build_tests_the_stage_intervals_of_the_persons_in_their_change_log(built_warehouse, tmp_path):
     """In a build that runs int_lifecycle__stage_intervals, its data tests (but the
-    relationships test) read only the persons its change log holds (macros/change_log.sql,
-    change_log_test_scope): the persons this build changed, and those changed by builds
-    whose consumers have not run yet. `dbt test` reads every person.
+    relationships test) read only the persons its change log holds (macros/change_log.sql:
+    the model's post-hook copies their rows, change_log_tested_rows reads the copy): the
+    persons this build changed, and those changed by builds whose consumers have not run
+    yet. `dbt test` reads every person.
 
     On the built warehouse nothing was delivered since its last build, so a build recomputes
     no person: two persons are broken by hand (an interval that ends one second early, and
@@ -687,11 +688,60 @@ def test_a_build_tests_the_stage_intervals_of_the_persons_in_their_change_log(bu
             conn.execute(f"update {intervals} set trigger_reason = %s where interval_id = %s",
                          (trigger_reason, unlogged[0]))
             conn.execute(f"delete from {log}")
-    assert "__changes" in compiled, "the build's contiguity test reads the change log"
+    assert "__tested" in compiled, "the build's contiguity test reads the copy of the logged persons"
     assert built[contiguity] == ("fail", 1) and built[not_null] == ("pass", 0), built
     assert len(built) > 15 and [name for name, (status, _) in built.items() if status != "pass"
                                 if status != "skipped"] == [contiguity], built
     assert tested[contiguity] == ("fail", 2) and tested[not_null] == ("fail", 1), tested
+
+
+def test_a_build_tests_the_transitions_of_the_persons_it_recomputed(built_warehouse, tmp_path):
+    """fct_lifecycle_transitions, a consumer of the intervals' change log, recomputes only the
+    persons logged for it; in a build that runs it, its data tests (but the relationships
+    test) read only their rows (a copy its hooks make, `fct_lifecycle_transitions__tested`).
+
+    One person's transition is broken by hand (a stage no rule knows); another person is
+    logged for the consumer, as a failed build would have left it. The build recomputes the
+    logged person only: its copy holds exactly that person's rows, and its accepted_values
+    test passes without reading the broken one; `dbt test` reads every transition and
+    finds it. Undone after."""
+    url, transitions = built_warehouse.url, "marts.fct_lifecycle_transitions"
+    intervals = "intermediate.int_lifecycle__stage_intervals"
+    log = f"{intervals}__changes"
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute(f"select count(*) from {log}").fetchone()[0] == 0, "the consumers consumed the log"
+        (broken, broken_stage), (logged,) = (
+            # a first stage: no singular test counts it (one counts the transitions to churned)
+            conn.execute(f"select transition_id, to_stage from {transitions} where from_stage is null"
+                         " order by customer_key limit 1").fetchone(),
+            conn.execute(f"select max(customer_key) from {transitions}").fetchone(),
+        )
+        conn.execute(f"update {transitions} set to_stage = 'nowhere' where transition_id = %s", (broken,))
+        conn.execute(
+            f"insert into {log} (consumer, sign, row_image) select 'fct_lifecycle_transitions', 1, to_jsonb(s)"
+            f" from {intervals} as s where customer_key = %s", (logged,))
+    to_stage = "accepted_values_fct_lifecycle_transitions_to_stage__awareness__engagement__conversion__retention__loyalty__churned__reactivated__lapsed"
+    try:
+        built = _test_results(url, tmp_path / "build", ["build", "--select", "fct_lifecycle_transitions"])
+        compiled = {
+            path.name: path.read_text()
+            for path in (tmp_path / "build" / "target" / "compiled").rglob("*.yml/*fct_lifecycle*.sql")
+        }
+        with psycopg.connect(url) as conn:
+            copied = conn.execute(f"select distinct customer_key from {transitions}__tested").fetchall()
+            log_left = conn.execute(f"select count(*) from {log}").fetchone()[0]
+        tested = _test_results(url, tmp_path / "test", ["test", "--select", "fct_lifecycle_transitions"])
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"update {transitions} set to_stage = %s where transition_id = %s", (broken_stage, broken))
+            conn.execute(f"delete from {log}")
+    assert len(compiled) > 8 and all(
+        ("fct_lifecycle_transitions__tested" in text) != name.startswith("relationships")
+        for name, text in compiled.items()), "the build's tests but relationships read the copy"
+    assert copied == [(logged,)] and log_left == 0, (copied, log_left)
+    assert built[to_stage] == ("pass", 0), built
+    assert len(built) > 8 and all(status == "pass" for status, _ in built.values()), built
+    assert tested[to_stage] == ("fail", 1), tested
 
 
 def test_a_web_measure_new_to_the_stored_table_is_computed_for_every_period(built_warehouse, tmp_path):

@@ -13,7 +13,11 @@
             {'columns': ['interval_id'], 'unique': true},
             {'columns': ['customer_key']},
         ],
-        pre_hook=["{{ change_log_prepare(" ~ consumers ~ ") }}"],
+        pre_hook=[
+            "{{ change_log_prepare(" ~ consumers ~ ") }}",
+            "{{ change_log_prepare_tested_rows(this) }}",
+        ],
+        post_hook=["{{ change_log_keep_tested_rows(this) }}"],
     )
 }}
 

@@ -6,14 +6,19 @@
         indexes=[
             {'columns': ['customer_key', 'transitioned_at']},
         ],
+        meta={'test_changed_key': 'customer_key'},
         pre_hook=[
             "{{ change_log_delete_recomputed(
                 ref('int_lifecycle__stage_intervals'),
                 'customer_key',
                 change_log_changed_keys(ref('int_lifecycle__stage_intervals'), 'customer_key'),
             ) }}",
+            "{{ change_log_prepare_tested_rows(ref('int_lifecycle__stage_intervals')) }}",
         ],
-        post_hook=["{{ change_log_consume(ref('int_lifecycle__stage_intervals')) }}"],
+        post_hook=[
+            "{{ change_log_keep_tested_rows(ref('int_lifecycle__stage_intervals')) }}",
+            "{{ change_log_consume(ref('int_lifecycle__stage_intervals')) }}",
+        ],
     )
 }}
 
@@ -24,7 +29,10 @@
     intervals changed since the last run, as int_lifecycle__stage_intervals' change log says
     (macros/change_log.sql); the pre-hook deletes their stored rows, in the transaction of
     the insert (change_log_delete_recomputed). Everyone when the intervals were built in
-    full (the log says so). -#}
+    full (the log says so). In a build that runs it, its data tests (but the relationships
+    test) read only the persons it recomputed (meta `test_changed_key`: a copy of their
+    rows, macros/change_log.sql); their transition_id is a hash of the person and the
+    instant, so it cannot collide with another person's. -#}
 
 {%- set recompute_all = change_log_recompute_all(intervals_model) %}
 
