@@ -187,57 +187,22 @@
 {%- endmacro %}
 
 
-{% macro change_log_tested_rows_relation(tested_model) -%}
-    {{- return(tested_model.incorporate(path={"identifier": tested_model.identifier ~ "__tested"})) -}}
-{%- endmacro %}
-
-
-{#- The data tests of a model whose rows change by key (meta `test_changed_key`, a text
-    column: customer_key) and are logged in a change log read, in a build that runs the
-    model, only the rows of the keys logged: those of the logged model
-    (int_lifecycle__stage_intervals: the persons whose intervals this build changed, and
-    those changed by builds whose consumers have not run yet), or those a consumer
-    (fct_lifecycle_transitions) recomputed from its logged changes. Either rewrites every
-    row of a key it changes, so the rows of other keys are rows an earlier build tested,
-    and a key-grain test (contiguity, uniqueness of a person's start instants) reads the
-    persons that changed, not the 2 million others. The model's hooks keep a copy of those
-    rows, `<model>__tested` (unlogged: rebuilt by every run, never read after its build's
-    tests): one index lookup per key instead of each of its ~15 tests looking the keys up
-    again in every row (7.4 million at a year; ~4 s a test, on the critical path of the
-    day's build). Every row is tested in other runs (`dbt test`, a build that does not run
-    the model, full builds, a consumer that recomputes everything). -#}
-
-{% macro change_log_prepare_tested_rows(logged_model) -%}
-    {#- Pre-hook of a model with tested rows (after change_log_prepare, if it is the logged
-        model): drop the last build's copy; on an incremental run that rewrites only logged
-        keys, create it empty, for change_log_keep_tested_rows to fill. Decided here: a
-        post-hook sees the model's table as existing even on its first build. -#}
-    {%- set tested = change_log_tested_rows_relation(this) -%}
-    {%- set log = change_log_relation(logged_model) -%}
-    drop table if exists {{ tested }};
-    {%- if is_incremental() -%}
-        {%- if this.identifier == logged_model.identifier -%}
-            {%- set everything = run_query(
-                "select exists (select from " ~ log ~ " where sign = 0)").columns[0].values()[0] -%}
-        {%- else -%}
-            {%- set everything = change_log_recompute_all(logged_model) -%}
-        {%- endif -%}
-        {%- if not everything %}
-            create unlogged table {{ tested }} as select * from {{ this }} with no data;
-        {%- endif -%}
-    {%- endif -%}
-{%- endmacro %}
-
-
 {% macro change_log_keep_tested_rows(logged_model) -%}
-    {#- Post-hook of a model with tested rows, in the transaction of its write (before
-        change_log_consume, if it is a consumer): when change_log_prepare_tested_rows
-        created the copy, fill it with the model's rows of the logged keys (all of the log
-        for the logged model, the consumer's own changes for a consumer). -#}
+    {#- Post-hook of a model whose tests read the rows of logged keys (meta
+        `test_changed_key`, a text column: customer_key), in the transaction of its write
+        (before change_log_consume, if it is a consumer): when prepare_tested_rows created
+        the copy (macros/tested_rows.sql), fill it with the model's rows of the logged keys:
+        all of the log for the logged model (int_lifecycle__stage_intervals: the persons
+        whose intervals this build changed, and those changed by builds whose consumers
+        have not run yet), the consumer's own changes for a consumer
+        (fct_lifecycle_transitions: the persons it recomputed). Either rewrites every row
+        of a key it changes, so the rows of other keys are rows an earlier build tested,
+        and a key-grain test (contiguity, uniqueness of a person's start instants) reads
+        the persons that changed, not the 2 million others. -#}
     {%- if not execute -%}
         {{- return('') -}}
     {%- endif -%}
-    {%- set tested = change_log_tested_rows_relation(this) -%}
+    {%- set tested = tested_rows_relation(this) -%}
     {%- set key_column = (config.get('meta') or {}).get('test_changed_key') -%}
     {%- set prepared = run_query("select to_regclass('" ~ tested ~ "') is not null").columns[0].values()[0] -%}
     {%- if prepared and key_column -%}
@@ -252,23 +217,4 @@
         ));
         analyze {{ tested }};
     {%- endif -%}
-{%- endmacro %}
-
-
-{% macro change_log_tested_rows(tested_model) -%}
-    {#- The relation a data test of a model with tested rows reads: in a build that runs
-        the model (dbt build, run by the warehouse DAG or by hand; not --full-refresh), its
-        copy of the rows of the logged keys, if this build made one; else the model (every
-        row). -#}
-    {%- set tested_node = 'model.' ~ project_name ~ '.' ~ tested_model.identifier -%}
-    {%- if not execute or flags.FULL_REFRESH or not writes_warehouse()
-        or tested_node not in selected_resources -%}
-        {{- return(tested_model) -}}
-    {%- endif -%}
-    {%- set tested = change_log_tested_rows_relation(tested_model) -%}
-    {#- the catalog, not dbt's relation cache: the copy is created by a hook of this build -#}
-    {%- if run_query("select to_regclass('" ~ tested ~ "') is not null").columns[0].values()[0] -%}
-        {{- return(tested) -}}
-    {%- endif -%}
-    {{- return(tested_model) -}}
 {%- endmacro %}

@@ -80,11 +80,11 @@
         daily tests of the event tables cost what the day's events cost, not what all
         history costs. Other runs (`dbt test`, a first build, full refreshes) test every
         row.
-        The tests of a model with meta `test_changed_key` (a column) whose rows change by
-        the keys of a change log (int_lifecycle__stage_intervals and its consumer
-        fct_lifecycle_transitions, by person) read, in a build that runs the model, the
-        copy of its rows of the logged keys (change_log_tested_rows); except relationships
-        tests: their parent may have lost a row that an unchanged child row still names. -#}
+        The tests of a model with meta `test_changed_key` or `test_selected_rows`
+        (int_lifecycle__stage_intervals, fct_lifecycle_transitions, int_web__sessions) read,
+        in a build that runs the model, the copy of the rows this build may have written
+        (tested_rows, macros/tested_rows.sql); except relationships tests: their parent may
+        have lost a row that an unchanged child row still names. -#}
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
     {%- if where -%}
@@ -96,9 +96,10 @@
     {%- if recompute_from -%}
         {%- do conditions.append(window_column ~ " >= '" ~ recompute_from ~ "'::date") -%}
     {%- endif -%}
-    {%- set changed_key = tested_node.config.meta.get('test_changed_key') if tested_node else none -%}
+    {%- set meta = tested_node.config.meta if tested_node else {} -%}
+    {%- set has_tested_rows = meta.get('test_changed_key') or meta.get('test_selected_rows') -%}
     {%- set test_name = model.test_metadata.name if model.test_metadata else none -%}
-    {%- set read = change_log_tested_rows(relation) if changed_key and test_name != 'relationships' else relation -%}
+    {%- set read = tested_rows(relation) if has_tested_rows and test_name != 'relationships' else relation -%}
     {%- if conditions -%}
         {%- do return('(select * from ' ~ read ~ ' where ' ~ conditions | join(' and ') ~ ') as dbt_subquery') -%}
     {%- elif read != relation -%}
@@ -118,7 +119,9 @@
         column distinct) stays, so a day's run rewrites that day's rows, not the whole window
         again (every write also maintains each index of a table of millions of rows). The
         cutoff is looked up again here, on the table as it was when the model's select ran
-        (nothing has changed it since), so both use the same window. -#}
+        (nothing has changed it since), so both use the same window. With meta
+        `test_selected_rows` (and the copy prepared by prepare_tested_rows), the selected
+        rows are copied for the model's data tests (macros/tested_rows.sql). -#}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}
     {%- set unique_key = arg_dict['unique_key'] -%}
@@ -170,6 +173,15 @@
             where replaced.{{ unique_key }} = selected.{{ unique_key }}
         )
     )
+    {%- set tested = tested_rows_relation(target) -%}
+    {%- if (config.get('meta') or {}).get('test_selected_rows')
+        and run_query("select to_regclass('" ~ tested ~ "') is not null").columns[0].values()[0] %};
+
+    -- the rows its data tests read in this build (macros/tested_rows.sql)
+    drop table {{ tested }};
+    create unlogged table {{ tested }} as select {{ dest_cols_csv }} from {{ source }};
+    analyze {{ tested }}
+    {%- endif %}
 {%- endmacro %}
 
 

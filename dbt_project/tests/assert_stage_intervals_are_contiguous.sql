@@ -1,13 +1,13 @@
 -- A person's stage intervals cover time without gap or overlap from the first one on:
 -- each interval ends where the next begins, only the last one is open (current), and
 -- only the first one has no previous stage. Returns the offending intervals. In a build
--- that runs the intervals, only the persons whose intervals it changed (change_log_tested_rows).
+-- that runs the intervals, only the persons whose intervals it changed (tested_rows).
 
 with
 
 stage_intervals as (
 
-    select * from {{ change_log_tested_rows(ref('int_lifecycle__stage_intervals')) }}
+    select * from {{ tested_rows(ref('int_lifecycle__stage_intervals')) }}
 
 ),
 

@@ -15,7 +15,7 @@
         ],
         pre_hook=[
             "{{ change_log_prepare(" ~ consumers ~ ") }}",
-            "{{ change_log_prepare_tested_rows(this) }}",
+            "{{ prepare_tested_rows(this) }}",
         ],
         post_hook=["{{ change_log_keep_tested_rows(this) }}"],
     )

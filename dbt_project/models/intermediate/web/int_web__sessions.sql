@@ -3,7 +3,8 @@
         materialized='incremental',
         incremental_strategy='replace_window',
         unique_key='session_id',
-        meta={'window_column': '_last_dt'},
+        meta={'window_column': '_last_dt', 'test_selected_rows': true},
+        pre_hook=["{{ prepare_tested_rows() }}"],
         indexes=[
             {'columns': ['session_id'], 'unique': true},
             {'columns': [
@@ -24,7 +25,9 @@
     to an anonymous_id whose person changed (identified since), or (d) all sessions when
     the channel_mapping seed changed. The strategy replace_window (macros/incremental.sql)
     also deletes stored sessions of the window that no longer have any event. So the table
-    equals a full refresh, under the same condition as int_web__events.
+    equals a full refresh, under the same condition as int_web__events. In a build that
+    runs it, its data tests (but relationships) read the sessions it selected
+    (int_web__sessions__tested, macros/tested_rows.sql).
     The index on customer_key holds every column int_lifecycle__stage_intervals and
     int_identity__persons read of a person's sessions: the stages' lookups of the
     recomputed persons' sessions are index-only, and the persons read every session in

@@ -13,7 +13,7 @@
                 'customer_key',
                 change_log_changed_keys(ref('int_lifecycle__stage_intervals'), 'customer_key'),
             ) }}",
-            "{{ change_log_prepare_tested_rows(ref('int_lifecycle__stage_intervals')) }}",
+            "{{ prepare_tested_rows(ref('int_lifecycle__stage_intervals')) }}",
         ],
         post_hook=[
             "{{ change_log_keep_tested_rows(ref('int_lifecycle__stage_intervals')) }}",
