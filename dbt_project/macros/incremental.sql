@@ -50,16 +50,25 @@
     {%- if plan_is_exact() -%}
         {%- set recompute_from = build_plan('recompute_from') -%}
         {%- set window_start = "'" ~ recompute_from ~ "'::date" if recompute_from else "'infinity'::date" -%}
+        {#- whether the model holds such a row: the first one found answers (max() would read
+            every row where the column has no index: the stage intervals' two cutoffs read
+            7.4 million intervals at a year, 3-6 s before its query could start) -#}
+        {%- set cutoff_sql -%}
+            select case when exists (
+                select from {{ relation }} where {{ column }} is not null
+                {%- if where %} and ({{ where }}){% endif %}
+            ) then {{ window_start }} else '-infinity'::date end
+        {%- endset -%}
     {%- else -%}
         {%- set window_start = recompute_from_bound(
             "max(" ~ column ~ ") - " ~ var('late_data_lookback_days')
         ) -%}
+        {%- set cutoff_sql -%}
+            select case when max({{ column }}) is null then '-infinity'::date else {{ window_start }} end
+            from {{ relation }}
+            {%- if where %} where {{ where }}{% endif %}
+        {%- endset -%}
     {%- endif -%}
-    {%- set cutoff_sql -%}
-        select case when max({{ column }}) is null then '-infinity'::date else {{ window_start }} end
-        from {{ relation }}
-        {%- if where %} where {{ where }}{% endif %}
-    {%- endset -%}
     {%- if execute and model.resource_type != 'unit_test' -%}
         {%- set cutoff = run_query('select (' ~ cutoff_sql ~ ')::text').columns[0].values()[0] -%}
         '{{ cutoff }}'::date
