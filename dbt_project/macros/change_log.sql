@@ -199,22 +199,15 @@
         of a key it changes, so the rows of other keys are rows an earlier build tested,
         and a key-grain test (contiguity, uniqueness of a person's start instants) reads
         the persons that changed, not the 2 million others. -#}
-    {%- if not execute -%}
-        {{- return('') -}}
-    {%- endif -%}
-    {%- set tested = tested_rows_relation(this) -%}
     {%- set key_column = (config.get('meta') or {}).get('test_changed_key') -%}
-    {%- set prepared = run_query("select to_regclass('" ~ tested ~ "') is not null").columns[0].values()[0] -%}
-    {%- if prepared and key_column -%}
-        drop table {{ tested }};
-        create unlogged table {{ tested }} as
+    {%- set logged_rows -%}
         select * from {{ this }}
         where {{ key_column }} = any(array(
             select distinct log.row_image ->> '{{ key_column }}'
             from {{ change_log_relation(logged_model) }} as log
             where log.sign <> 0
             {%- if this.identifier != logged_model.identifier %} and log.consumer = '{{ this.identifier }}'{% endif %}
-        ));
-        analyze {{ tested }};
-    {%- endif -%}
+        ))
+    {%- endset -%}
+    {{ fill_tested_rows(this, logged_rows) if key_column }}
 {%- endmacro %}

@@ -182,14 +182,10 @@
             where replaced.{{ unique_key }} = selected.{{ unique_key }}
         )
     )
-    {%- set tested = tested_rows_relation(target) -%}
-    {%- if (config.get('meta') or {}).get('test_selected_rows')
-        and run_query("select to_regclass('" ~ tested ~ "') is not null").columns[0].values()[0] %};
+    {%- if (config.get('meta') or {}).get('test_selected_rows') %};
 
     -- the rows its data tests read in this build (macros/tested_rows.sql)
-    drop table {{ tested }};
-    create unlogged table {{ tested }} as select {{ dest_cols_csv }} from {{ source }};
-    analyze {{ tested }}
+    {{ fill_tested_rows(target, 'select ' ~ dest_cols_csv ~ ' from ' ~ source) }}
     {%- endif %}
 {%- endmacro %}
 

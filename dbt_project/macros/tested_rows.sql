@@ -48,6 +48,27 @@
 {%- endmacro %}
 
 
+{% macro tested_rows_exist(tested_model) -%}
+    {#- Whether the model's copy exists now: the catalog, not dbt's relation cache (the copy
+        is created by a hook of this build). -#}
+    {{- return(run_query(
+        "select to_regclass('" ~ tested_rows_relation(tested_model) ~ "') is not null"
+    ).columns[0].values()[0]) -}}
+{%- endmacro %}
+
+
+{% macro fill_tested_rows(tested_model, rows_sql) -%}
+    {#- SQL run by the model's write, in its transaction: when prepare_tested_rows created the
+        copy, it becomes rows_sql (the rows this run may have written); nothing otherwise. -#}
+    {%- if execute and tested_rows_exist(tested_model) -%}
+        {%- set tested = tested_rows_relation(tested_model) -%}
+        drop table {{ tested }};
+        create unlogged table {{ tested }} as {{ rows_sql }};
+        analyze {{ tested }}
+    {%- endif -%}
+{%- endmacro %}
+
+
 {% macro tested_rows(tested_model) -%}
     {#- The relation a data test of a model with tested rows reads: in a build that runs
         the model (dbt build, run by the warehouse DAG or by hand; not --full-refresh), its
@@ -58,10 +79,5 @@
         or tested_node not in selected_resources -%}
         {{- return(tested_model) -}}
     {%- endif -%}
-    {%- set tested = tested_rows_relation(tested_model) -%}
-    {#- the catalog, not dbt's relation cache: the copy is created by a hook of this build -#}
-    {%- if run_query("select to_regclass('" ~ tested ~ "') is not null").columns[0].values()[0] -%}
-        {{- return(tested) -}}
-    {%- endif -%}
-    {{- return(tested_model) -}}
+    {{- return(tested_rows_relation(tested_model) if tested_rows_exist(tested_model) else tested_model) -}}
 {%- endmacro %}
