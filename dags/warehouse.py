@@ -9,7 +9,7 @@ Runs when every ingestion DAG has updated its raw tables (Assets `raw_crm`, `raw
    successful build, from which incremental models reprocess deliveries when it is older
    than their late-data window (so that they still equal a full refresh), and the as-of
    date, the run's last date (the KPI marts have a row for every day up to it). The
-   run's dbt commands read that plan (var `warehouse_run_id`). The data tests of the
+   run's dbt commands read that plan (env LW_WAREHOUSE_RUN_ID). The data tests of the
    event tables read only the folders from that date on (older ones passed a build).
 2. **raw gate**: Great Expectations suites on the raw tables; an error blocks the run.
 3. **dbt build**: one `dbt build` of every model and its data tests (`build_all`; unit

@@ -90,7 +90,7 @@ def test_warehouse_has_a_task_per_model_and_seed_after_one_dbt_build(dagbag):
 
 def test_warehouse_plans_the_build_before_dbt_and_logs_it_after(dagbag):
     """plan_build runs first (every dbt command of the run reads its plan in the dbt project,
-    through the var warehouse_run_id, see macros/warehouse_builds.sql); the build is logged
+    through the environment variable LW_WAREHOUSE_RUN_ID, see macros/warehouse_builds.sql); the build is logged
     as successful only after every dbt task."""
     dag = dagbag.dags["warehouse"]
     dbt_tasks = [task for task in dag.tasks if task.task_id.startswith("dbt_build.")]

@@ -14,16 +14,25 @@
       whose process was killed holds the warehouse no longer once none of its connections
       is open and its last heartbeat is two minutes old.
     - A warehouse DAG run takes the warehouse in its plan_build task and passes its run id
-      as the var `warehouse_run_id` to the dbt commands of its models: those check that the
-      run holds it, and read its plan.
+      in the environment variable LW_WAREHOUSE_RUN_ID to the dbt commands of its models:
+      those check that the run holds it, and read its plan. (Not a var: a change of
+      `--vars` makes dbt parse the whole project again, ~6 s at every run.)
     - The plan: `recompute_from`, the oldest date folder delivered since the start of the
       last successful build (raw.planned_recompute_from), from which incremental models
       reprocess deliveries; `as_of_date`, the last date of the run (the DAG), else the
       latest date folder delivered (raw.latest_delivered_date). A var of the same name
       given on the command line wins. -#}
 
+{% macro warehouse_run_id() -%}
+    {#- The warehouse DAG run this dbt command builds for (LW_WAREHOUSE_RUN_ID), else ''.
+        Read only when executing: dbt keeps the environment variables read while parsing,
+        and parses the project again when one of them changes. -#}
+    {{- return(env_var('LW_WAREHOUSE_RUN_ID', '') if execute else '') -}}
+{%- endmacro %}
+
+
 {% macro warehouse_build_id() -%}
-    {{- return(var('warehouse_run_id') or ('dbt:' ~ invocation_id)) -}}
+    {{- return(warehouse_run_id() or ('dbt:' ~ invocation_id)) -}}
 {%- endmacro %}
 
 
@@ -49,7 +58,7 @@
             raise exception 'the raw schema is missing or older than this project: run `lw up` '
                 '(or any ingestion run) first';
         end if;
-    {%- if var('warehouse_run_id') %}
+    {%- if warehouse_run_id() %}
         if not exists (
             select from raw.warehouse_builds where run_id = {{ build_id }} and ended_at is null
         ) then
@@ -73,7 +82,7 @@
         project, whatever the selection syntax, and nothing failed, later builds plan from
         its start. (A warehouse DAG run ends in its own end_build task, and logs its build
         in record_build.) -#}
-    {%- if not execute or not writes_warehouse() or var('warehouse_run_id') -%}
+    {%- if not execute or not writes_warehouse() or warehouse_run_id() -%}
         {{- return('') -}}
     {%- endif -%}
     {%- set built_models = results

@@ -100,7 +100,7 @@ def _cosmos_task_group(watcher: bool):
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
-    from lifecycle_warehouse import dbt_runner, warehouse_tasks
+    from lifecycle_warehouse import dbt_runner, dbt_step, warehouse_tasks
 
     dbt_dir = dbt_runner.DBT_PROJECT_DIR
     group = DbtTaskGroup(
@@ -131,9 +131,11 @@ def _cosmos_task_group(watcher: bool):
         ),
         operator_args={
             "install_deps": False,
-            # the run's dbt commands build for it: they read its plan (macros/warehouse_builds.sql)
-            "vars": {"warehouse_run_id": "{{ run_id }}"},
-            "env": {key: "{{ warehouse_profile_env('%s') }}" % key for key in warehouse_tasks.PROFILE_ENV_KEYS},
+            "env": {
+                **{key: "{{ warehouse_profile_env('%s') }}" % key for key in warehouse_tasks.PROFILE_ENV_KEYS},
+                # the run's dbt commands build for it: they read its plan (macros/warehouse_builds.sql)
+                dbt_step.RUN_ID_ENV: "{{ run_id }}",
+            },
             **({"deferrable": False, "poke_interval": 1} if watcher else {}),
         },
     )

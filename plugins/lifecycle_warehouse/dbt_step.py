@@ -10,8 +10,8 @@ under `airflow dags test`, 475 nodes here: 112 s for a 20 s build), and its sens
 beside the producer (deferred, or poking), which `dags test` cannot do. docs/benchmark.md
 has the measurements.
 
-- `build_all` (the step's first task) runs `dbt build` for the run (the var
-  `warehouse_run_id`: the dbt project takes its plan, macros/warehouse_builds.sql) and
+- `build_all` (the step's first task) runs `dbt build` for the run (environment variable
+  LW_WAREHOUSE_RUN_ID: the dbt project takes its plan, macros/warehouse_builds.sql) and
   returns one small summary per model and seed: dbt's status, message and time, and the
   failed data tests reported with it. It fails only when dbt could not build at all (an
   error before any node ran, a failed hook, no results), never for a failed node.
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 BUILT_TYPES = ("model", "seed", "snapshot")
 EXCLUDE = ("resource_type:unit_test", "resource_type:exposure")
 FAILED = ("error", "fail", "runtime error")
+# The warehouse DAG run a dbt command builds for (macros/warehouse_builds.sql).
+RUN_ID_ENV = "LW_WAREHOUSE_RUN_ID"
 
 
 class DbtStepError(RuntimeError):
@@ -164,29 +167,34 @@ def problem(name: str, result: Mapping) -> str | None:
 
 
 def _target_dir() -> Path:
-    import os
-
     return Path(os.environ.get("DBT_TARGET_PATH") or dbt_runner.DBT_PROJECT_DIR / "target")
 
 
-def _run_dbt(args: list[str]) -> tuple[int, dict | None]:
-    """`dbt <args>` in this process (its output goes to the task log), and its run results."""
+def _run_dbt(args: list[str], run_id: str) -> tuple[int, dict | None]:
+    """`dbt <args>` in this process, building for the warehouse run (its output goes to the
+    task log), and its run results. The run id goes in the environment (RUN_ID_ENV,
+    macros/warehouse_builds.sql), not in `--vars`: a change of vars makes dbt parse the
+    whole project again (~6 s)."""
     results_file = _target_dir() / "run_results.json"
     results_file.unlink(missing_ok=True)  # never read an older invocation's results
-    code = dbt_runner.run_in_process(args)
+    previous = os.environ.get(RUN_ID_ENV)
+    os.environ[RUN_ID_ENV] = run_id
+    try:
+        code = dbt_runner.run_in_process(args)
+    finally:
+        if previous is None:
+            del os.environ[RUN_ID_ENV]
+        else:
+            os.environ[RUN_ID_ENV] = previous
     results = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else None
     return code, results
-
-
-def _vars(run_id: str) -> list[str]:
-    return ["--vars", json.dumps({"warehouse_run_id": run_id})]
 
 
 def build_all(run_id: str, nodes: list[Node] | None = None) -> dict[str, dict]:
     """The step's one `dbt build` (no unit tests): the summary per node. Raises
     DbtStepError when dbt could not build at all."""
     nodes = nodes if nodes is not None else load_nodes()
-    code, results = _run_dbt(["build", "--exclude", *EXCLUDE, *_vars(run_id)])
+    code, results = _run_dbt(["build", "--exclude", *EXCLUDE], run_id)
     if results is None:
         raise DbtStepError(f"`dbt build` wrote no run results (exit {code}): it could not start; see its output above")
     hooks = [r for r in results["results"] if r["unique_id"].startswith("operation.") and r["status"] in FAILED]
@@ -214,7 +222,7 @@ def report(name: str, summary: Mapping[str, dict], run_id: str, try_number: int)
     why = "a retry" if try_number > 1 else "not built by the step's dbt build (an upstream node failed first)"
     log.info("dbt %s: %s: building it alone", name, why)
     code, results = _run_dbt(["build", "--select", name, "--indirect-selection", "buildable",
-                              "--exclude", *EXCLUDE, *_vars(run_id)])
+                              "--exclude", *EXCLUDE], run_id)
     if results is None:
         raise DbtStepError(f"`dbt build --select {name}` wrote no run results (exit {code})")
     own = summarise(results, [n for n in load_nodes() if n.name == name])

@@ -14,6 +14,14 @@ whose snapshot predates the swap would see the new tables empty.) Only a structu
 `analytics.publications` gets one row per publish (version, run, row counts): BI can show
 "data as of", and the marts gate compares row counts with the published version.
 
+A large incremental mart that lists the keys it rewrote since the last publish
+(`marts.<relation>__unpublished`, dbt_project/macros/unpublished_keys.sql:
+fct_lifecycle_transitions' persons) has only those keys' rows replaced, not every row
+copied; the same transaction empties the list. The whole copy is made instead when the
+list says "everything" (a NULL key: a full build), the analytics table is new or changed
+structure, or the result would not have the mart's row count (a check that costs one scan).
+Only a publish from `marts` into `analytics` reads or empties the lists.
+
 By default a publish refuses marts that the last marts gate run did not validate: the gate
 must have passed, and the tables must be the very ones it saw (same oid, row count and
 newest writing transaction, so that a mart rebuilt or changed in place since is refused).
@@ -22,7 +30,7 @@ newest writing transaction, so that a mart rebuilt or changed in place since is 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
@@ -51,6 +59,7 @@ class Publication:
     version: int
     relations: dict[str, int]  # relation -> rows published
     published_at: datetime
+    replaced_keys: dict[str, int] = field(default_factory=dict)  # relation -> keys replaced, when not copied whole
 
 
 def _columns(conn: psycopg.Connection, schema: str, table: str) -> dict[str, str]:
@@ -99,15 +108,17 @@ def _check_same_tables(conn: psycopg.Connection, from_schema: str, relations: tu
 
 
 def _sync_structure(conn: psycopg.Connection, source: sql.Composable, target: sql.Composable,
-                    from_schema: str, to_schema: str, relation: str) -> None:
-    """Create the analytics table, or bring its columns in line with the mart's."""
+                    from_schema: str, to_schema: str, relation: str) -> bool:
+    """Create the analytics table, or bring its columns in line with the mart's; whether its
+    rows are still those of the last publish (false when created or a column was added or
+    changed type)."""
     wanted = _columns(conn, from_schema, relation)
     if not wanted:
         raise PublishRefused(f"{from_schema}.{relation} does not exist: was the dbt build run?")
     current = _columns(conn, to_schema, relation)
     if not current:
         conn.execute(sql.SQL("create table {} as select * from {} with no data").format(target, source))
-        return
+        return False
     dropped = [c for c in current if c not in wanted]
     if dropped:
         raise PublishRefused(
@@ -125,6 +136,51 @@ def _sync_structure(conn: psycopg.Connection, source: sql.Composable, target: sq
                         to_schema, relation, column, current[column], type_)
             conn.execute(sql.SQL("alter table {} alter column {} type {} using {}::{}").format(
                 target, sql.Identifier(column), sql.SQL(type_), sql.Identifier(column), sql.SQL(type_)))
+    return wanted == current
+
+
+def _unpublished(schema: str, relation: str) -> sql.Identifier:
+    return sql.Identifier(schema, f"{relation}__unpublished")
+
+
+def _unpublished_key(conn: psycopg.Connection, schema: str, relation: str) -> str | None:
+    """The key column of the mart's list of unpublished keys, if it has one (one column)."""
+    columns = _columns(conn, schema, f"{relation}__unpublished")
+    return next(iter(columns)) if len(columns) == 1 else None
+
+
+class _CountMismatch(Exception):
+    pass
+
+
+def _replace_keys(conn: psycopg.Connection, from_schema: str, relation: str, target: sql.Composable,
+                  columns: sql.Composable, key: str, source_rows: int | None) -> tuple[int, int] | None:
+    """Replace the analytics rows of the mart's unpublished keys with the mart's: (rows in
+    the table, keys replaced). None, with nothing written, when the list says "everything",
+    or when the result would not have the mart's row count (the analytics table is not
+    what the last publish left: a hand edit, another writer): then the caller copies it whole."""
+    source = sql.Identifier(from_schema, relation)
+    keys = _unpublished(from_schema, relation)
+    listed, everything = conn.execute(sql.SQL("select count(*), count(*) filter (where {} is null) from {}").format(
+        sql.Identifier(key), keys)).fetchone()
+    if everything:
+        return None
+    in_keys = sql.SQL("{} in (select {} from {})").format(sql.Identifier(key), sql.Identifier(key), keys)
+    try:
+        with conn.transaction():  # a savepoint, rolled back on a mismatch
+            conn.execute(sql.SQL("delete from {} where {}").format(target, in_keys))
+            conn.execute(sql.SQL("insert into {} ({}) select {} from {} where {}").format(
+                target, columns, columns, source, in_keys))
+            rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+            if source_rows is None:
+                source_rows = conn.execute(sql.SQL("select count(*) from {}").format(source)).fetchone()[0]
+            if rows != source_rows:
+                raise _CountMismatch(rows, source_rows)
+    except _CountMismatch:
+        log.warning("publish: %s would have %d rows after replacing %d keys, the mart has %d: copying it whole",
+                    target.as_string(conn), rows, listed, source_rows)
+        return None
+    return rows, listed
 
 
 def publish(
@@ -157,16 +213,27 @@ def publish(
             if require_validated:
                 _check_same_tables(conn, from_schema, relations, gate_run_id, validated)
 
+            keyed = from_schema == BUILD_SCHEMA and to_schema == BI_SCHEMA
             counts: dict[str, int] = {}
+            replaced_keys: dict[str, int] = {}
             for relation in relations:
                 source = sql.Identifier(from_schema, relation)
                 target = sql.Identifier(to_schema, relation)
-                _sync_structure(conn, source, target, from_schema, to_schema, relation)
+                unchanged = _sync_structure(conn, source, target, from_schema, to_schema, relation)
                 columns = sql.SQL(", ").join(map(sql.Identifier, _columns(conn, from_schema, relation)))
-                conn.execute(sql.SQL("delete from {}").format(target))
-                cur = conn.execute(sql.SQL("insert into {} ({}) select {} from {}").format(
-                    target, columns, columns, source))
-                counts[relation] = cur.rowcount
+                key = _unpublished_key(conn, from_schema, relation) if keyed else None
+                if key is not None and unchanged:
+                    rows = validated[f"{from_schema}.{relation}"]["row_count"] if require_validated else None
+                    replaced = _replace_keys(conn, from_schema, relation, target, columns, key, rows)
+                    if replaced is not None:
+                        counts[relation], replaced_keys[relation] = replaced
+                if relation not in counts:
+                    conn.execute(sql.SQL("delete from {}").format(target))
+                    cur = conn.execute(sql.SQL("insert into {} ({}) select {} from {}").format(
+                        target, columns, columns, source))
+                    counts[relation] = cur.rowcount
+                if key is not None:
+                    conn.execute(sql.SQL("delete from {}").format(_unpublished(from_schema, relation)))
 
             version, published_at = conn.execute(
                 sql.SQL(
@@ -176,9 +243,13 @@ def publish(
                 ).format(sql.Identifier(to_schema, "publications"), sql.Identifier(to_schema, "publications")),
                 (run_id, Jsonb(counts)),
             ).fetchone()
-        # Fresh statistics for BI queries (outside the swap: ANALYZE only reads).
+        # Fresh statistics for BI queries (outside the swap: ANALYZE only reads). A table with
+        # some keys replaced is left to autovacuum, which analyzes it once enough has changed.
         for relation in relations:
-            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(to_schema, relation)))
-    log.info("published version %d to %s: %s", version, to_schema,
-             ", ".join(f"{r} ({n} rows)" for r, n in counts.items()))
-    return Publication(version=version, relations=counts, published_at=published_at)
+            if relation not in replaced_keys:
+                conn.execute(sql.SQL("analyze {}").format(sql.Identifier(to_schema, relation)))
+    log.info("published version %d to %s: %s", version, to_schema, ", ".join(
+        f"{r} ({n} rows" + (f", {replaced_keys[r]} keys replaced)" if r in replaced_keys else ")")
+        for r, n in counts.items()))
+    return Publication(version=version, relations=counts, published_at=published_at,
+                       replaced_keys=replaced_keys)

@@ -56,7 +56,7 @@ def plan_build(url: str, run_id: str, as_of: date | None = None, wait_seconds: f
     (default settings.manual_build_wait_seconds()), then raises BuildInProgress. An earlier
     run that never ended (interrupted before its end_build) is ended here: runs are
     serialised, so it is not running any more. The dbt models of the run read this plan
-    (macros/warehouse_builds.sql: the var warehouse_run_id names the run).
+    (macros/warehouse_builds.sql: LW_WAREHOUSE_RUN_ID names the run).
     """
     wait_seconds = settings.manual_build_wait_seconds() if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + wait_seconds

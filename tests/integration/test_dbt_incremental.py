@@ -704,12 +704,18 @@ def test_a_build_tests_the_transitions_of_the_persons_it_recomputed(built_wareho
     logged for the consumer, as a failed build would have left it. The build recomputes the
     logged person only: its copy holds exactly that person's rows, and its accepted_values
     test passes without reading the broken one; `dbt test` reads every transition and
-    finds it. Undone after."""
+    finds it. Undone after.
+
+    The persons it rewrites are listed for the publish (`fct_lifecycle_transitions__unpublished`,
+    macros/unpublished_keys.sql): after the full build, "everything" (a NULL); emptied as a
+    publish would, the build lists the logged person."""
     url, transitions = built_warehouse.url, "marts.fct_lifecycle_transitions"
     intervals = "intermediate.int_lifecycle__stage_intervals"
-    log = f"{intervals}__changes"
+    log, unpublished = f"{intervals}__changes", f"{transitions}__unpublished"
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute(f"select count(*) from {log}").fetchone()[0] == 0, "the consumers consumed the log"
+        assert conn.execute(f"select customer_key from {unpublished}").fetchall() == [(None,)]
+        conn.execute(f"delete from {unpublished}")
         (broken, broken_stage), (logged,) = (
             # a first stage: no singular test counts it (one counts the transitions to churned)
             conn.execute(f"select transition_id, to_stage from {transitions} where from_stage is null"
@@ -730,15 +736,19 @@ def test_a_build_tests_the_transitions_of_the_persons_it_recomputed(built_wareho
         with psycopg.connect(url) as conn:
             copied = conn.execute(f"select distinct customer_key from {transitions}__tested").fetchall()
             log_left = conn.execute(f"select count(*) from {log}").fetchone()[0]
+            listed = conn.execute(f"select customer_key from {unpublished}").fetchall()
         tested = _test_results(url, tmp_path / "test", ["test", "--select", "fct_lifecycle_transitions"])
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"update {transitions} set to_stage = %s where transition_id = %s", (broken_stage, broken))
             conn.execute(f"delete from {log}")
+            conn.execute(f"delete from {unpublished}")
+            conn.execute(f"insert into {unpublished} values (null)")
     assert len(compiled) > 8 and all(
         ("fct_lifecycle_transitions__tested" in text) != name.startswith("relationships")
         for name, text in compiled.items()), "the build's tests but relationships read the copy"
     assert copied == [(logged,)] and log_left == 0, (copied, log_left)
+    assert listed == [(logged,)], listed
     assert built[to_stage] == ("pass", 0), built
     assert len(built) > 8 and all(status == "pass" for status, _ in built.values()), built
     assert tested[to_stage] == ("fail", 1), tested

@@ -138,6 +138,61 @@ def test_publish_follows_added_columns_and_refuses_removed_ones(warehouse_url):
     assert {r: content(warehouse_url, "analytics", r) for r in MART_RELATIONS} == before
 
 
+def test_publish_replaces_only_the_keys_a_mart_lists_as_unpublished(warehouse_url):
+    """A mart with a list of the keys it rewrote since the last publish
+    (`<mart>__unpublished`, as fct_lifecycle_transitions keeps one) has only their rows
+    replaced in `analytics`; the publish empties the list. A NULL key ("everything", a full
+    build), or an analytics table that is not what the last publish left, means a whole
+    copy. A publish into another schema neither reads nor empties the list."""
+    mart, listed = "fct_lifecycle_transitions", "marts.fct_lifecycle_transitions__unpublished"
+
+    def xmins() -> dict[int, str]:
+        with psycopg.connect(warehouse_url) as conn:
+            return dict(conn.execute(f"select id, xmin::text from analytics.{mart}").fetchall())
+
+    def left_listed() -> list:
+        with psycopg.connect(warehouse_url) as conn:
+            return conn.execute(f"select id from {listed}").fetchall()
+
+    def change(*statements: str) -> None:
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    make_marts(warehouse_url, 1)
+    change(f"create table {listed} (id integer unique)", f"insert into {listed} values (null)")
+    first = publish(warehouse_url, require_validated=False)
+    assert first.replaced_keys == {} and left_listed() == []
+    before = xmins()
+
+    # Key 2 rewritten, 3 deleted, 1000 new (the mart's 4 rows are keyed 1 to 4); 4 changed without being listed.
+    change(f"update marts.{mart} set version = 9 where id in (2, 4)", f"delete from marts.{mart} where id = 3",
+           f"insert into marts.{mart} values (1000, 9, 'new', 1)", f"insert into {listed} values (2), (3), (1000)")
+    second = publish(warehouse_url, require_validated=False)
+    assert second.replaced_keys == {mart: 3} and second.relations[mart] == expected_rows(mart, 1)
+    assert left_listed() == []
+    after = xmins()
+    assert sorted(after) == [1, 2, 4, 1000]
+    assert [k for k in (1, 4) if after[k] != before[k]] == [], "only the listed keys were rewritten"
+    with psycopg.connect(warehouse_url) as conn:
+        versions = dict(conn.execute(f"select id, version from analytics.{mart}").fetchall())
+    assert versions == {1: 1, 2: 9, 4: 1, 1000: 9}
+
+    # The analytics table lost a row by hand: the counts disagree, the table is copied whole.
+    change(f"delete from analytics.{mart} where id = 1", f"insert into {listed} values (2)")
+    third = publish(warehouse_url, require_validated=False)
+    assert third.replaced_keys == {} and left_listed() == []
+    assert content(warehouse_url, "analytics", mart) == content(warehouse_url, "marts", mart)
+
+    change(f"insert into {listed} values (null), (8)")
+    assert publish(warehouse_url, require_validated=False).replaced_keys == {}
+    assert left_listed() == []
+
+    change(f"insert into {listed} values (9)")
+    publish(warehouse_url, to_schema="analytics_copy", require_validated=False)
+    assert left_listed() == [(9,)]
+
+
 def test_bi_reader_never_sees_a_half_published_state(warehouse_url):
     """Readers as bi_reader query in a loop while the marts are rebuilt and published again
     and again: no query fails, and every snapshot holds one whole version."""

@@ -237,11 +237,13 @@ def test_a_log_created_before_runs_ended_gets_the_columns_and_its_runs_end(wareh
 # ... and with dbt itself: plain `dbt`, no `lw`, no DAG
 
 
-def _plain_dbt(url: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    from lifecycle_warehouse import dbt_runner
+def _plain_dbt(url: str, tmp_path, *args: str, run_id: str | None = None) -> subprocess.CompletedProcess:
+    from lifecycle_warehouse import dbt_runner, dbt_step
 
     env = dbt_runner.dbt_env(url)
     env.update(DBT_TARGET_PATH=str(tmp_path / "target"), DBT_LOG_PATH=str(tmp_path / "logs"))
+    if run_id:
+        env[dbt_step.RUN_ID_ENV] = run_id
     return subprocess.run([dbt_runner.dbt_executable(), *args], env=env, cwd=dbt_runner.DBT_PROJECT_DIR,
                           capture_output=True, text=True)
 
@@ -256,7 +258,7 @@ def test_plain_dbt_takes_the_warehouse_and_refuses_while_a_run_holds_it(warehous
 
     # as one of that run's own commands, it builds
     own = _plain_dbt(warehouse, tmp_path, "run", "--select", "stg_crm__contacts",
-                     "--vars", '{warehouse_run_id: "scheduled__2026-09-02"}')
+                     run_id="scheduled__2026-09-02")
     assert own.returncode == 0, own.stdout[-3000:]
 
     warehouse_tasks.end_build(warehouse, "scheduled__2026-09-02")

@@ -6,7 +6,7 @@
         indexes=[
             {'columns': ['customer_key', 'transitioned_at']},
         ],
-        meta={'test_changed_key': 'customer_key'},
+        meta={'test_changed_key': 'customer_key', 'publish_key': 'customer_key'},
         pre_hook=[
             "{{ change_log_delete_recomputed(
                 ref('int_lifecycle__stage_intervals'),
@@ -14,9 +14,11 @@
                 change_log_changed_keys(ref('int_lifecycle__stage_intervals'), 'customer_key'),
             ) }}",
             "{{ prepare_tested_rows(ref('int_lifecycle__stage_intervals')) }}",
+            "{{ prepare_unpublished_keys(change_log_recompute_all(ref('int_lifecycle__stage_intervals'))) }}",
         ],
         post_hook=[
             "{{ change_log_keep_tested_rows(ref('int_lifecycle__stage_intervals')) }}",
+            "{{ keep_unpublished_keys(change_log_changed_keys(ref('int_lifecycle__stage_intervals'), 'customer_key')) }}",
             "{{ change_log_consume(ref('int_lifecycle__stage_intervals')) }}",
         ],
     )
@@ -32,7 +34,9 @@
     full (the log says so). In a build that runs it, its data tests (but the relationships
     test) read only the persons it recomputed (meta `test_changed_key`: a copy of their
     rows, macros/change_log.sql); their transition_id is a hash of the person and the
-    instant, so it cannot collide with another person's. -#}
+    instant, so it cannot collide with another person's. The persons it rewrote are listed
+    for the publish (meta `publish_key`, macros/unpublished_keys.sql), which replaces only
+    their rows in `analytics`. -#}
 
 {%- set recompute_all = change_log_recompute_all(intervals_model) %}
 
