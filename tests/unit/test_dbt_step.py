@@ -4,6 +4,8 @@ and when a task builds its node alone."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lifecycle_warehouse import dbt_step
@@ -93,7 +95,7 @@ def _ok(seconds: float = 0.5) -> dict:
 
 def test_report_succeeds_fails_or_builds_alone(monkeypatch):
     builds = []
-    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args: builds.append(args) or (0, _results(
+    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args, run_id: builds.append((args, run_id)) or (0, _results(
         (f"model.{P}.kpi_daily", "success", "INSERT 0 1"))))
     monkeypatch.setattr(dbt_step, "load_nodes", lambda: dbt_step.nodes_of(MANIFEST))
     failed = {**_ok(), "failed_tests": [{"test": "not_null_orders_id", "status": "fail", "message": "Got 2"}]}
@@ -107,25 +109,42 @@ def test_report_succeeds_fails_or_builds_alone(monkeypatch):
 
     # skipped by the step's build (an upstream node failed, then passed on its own retry)
     dbt_step.report("kpi_daily", summary, "run-1", try_number=1)
-    assert builds[-1][:5] == ["build", "--select", "kpi_daily", "--indirect-selection", "buildable"]
-    assert '"run-1"' in builds[-1][-1]
+    args, run_id = builds[-1]
+    assert args[:5] == ["build", "--select", "kpi_daily", "--indirect-selection", "buildable"]
+    assert run_id == "run-1"
     # a retry builds the node alone, and fails with dbt's reason when it fails again
-    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args: (1, _results(
+    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args, run_id: (1, _results(
         (f"model.{P}.orders", "success", "SELECT 10"), (f"test.{P}.not_null_orders_id", "fail", "Got 2"))))
     with pytest.raises(dbt_step.DbtStepError, match="not_null_orders_id"):
         dbt_step.report("orders", summary, "run-1", try_number=2)
 
 
+def test_dbt_builds_for_the_run_through_the_environment_not_vars(monkeypatch, tmp_path):
+    """The run id reaches dbt as LW_WAREHOUSE_RUN_ID, only for that invocation: a `--vars`
+    that changes at every run would make dbt parse the whole project again."""
+    seen = []
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path))
+    monkeypatch.delenv(dbt_step.RUN_ID_ENV, raising=False)
+    monkeypatch.setattr(dbt_step.dbt_runner, "run_in_process",
+                        lambda args: seen.append((args, os.environ.get(dbt_step.RUN_ID_ENV))) or 0)
+    assert dbt_step._run_dbt(["build"], "scheduled__2026-09-02") == (0, None)
+    assert seen == [(["build"], "scheduled__2026-09-02")]
+    assert dbt_step.RUN_ID_ENV not in os.environ
+    monkeypatch.setenv(dbt_step.RUN_ID_ENV, "outer")
+    dbt_step._run_dbt(["build"], "inner")
+    assert seen[-1][1] == "inner" and os.environ[dbt_step.RUN_ID_ENV] == "outer"
+
+
 def test_build_all_fails_only_when_dbt_could_not_build(monkeypatch):
     nodes = dbt_step.nodes_of(MANIFEST)
-    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args: (2, None))
+    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args, run_id: (2, None))
     with pytest.raises(dbt_step.DbtStepError, match="no run results"):
         dbt_step.build_all("run-1", nodes)
-    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args: (1, _results(
+    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args, run_id: (1, _results(
         (f"operation.{P}.{P}-on-run-start-0", "error", "warehouse run run-1 does not hold the warehouse"))))
     with pytest.raises(dbt_step.DbtStepError, match="does not hold the warehouse"):
         dbt_step.build_all("run-1", nodes)
-    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args: (1, _results(
+    monkeypatch.setattr(dbt_step, "_run_dbt", lambda args, run_id: (1, _results(
         (f"model.{P}.stg_orders", "error", "boom"), (f"model.{P}.orders", "skipped", ""))))
     summary = dbt_step.build_all("run-1", nodes)
     assert summary["stg_orders"]["status"] == "error" and summary["orders"]["status"] == "skipped"
