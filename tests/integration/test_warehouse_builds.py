@@ -265,6 +265,11 @@ def test_plain_dbt_takes_the_warehouse_and_refuses_while_a_run_holds_it(warehous
     _load(warehouse, "web", "2026-08-15")
     built = _plain_dbt(warehouse, tmp_path, "run", "--select", "stg_crm__contacts")
     assert built.returncode == 0, built.stdout[-3000:]
+    # the run id is read when executing, never when parsing: a command for another run (or
+    # for none) keeps dbt's partial parse (a run id in --vars made every run parse it all)
+    dbt_log = (tmp_path / "logs" / "dbt.log").read_text()
+    assert dbt_log.count("Unable to do partial parsing") == 1, "only the first command (no saved manifest)"
+    assert dbt_log.count("Nothing changed, skipping partial parsing") == 2, "own and built"
     with psycopg.connect(warehouse) as conn:
         kind, ended, built_at, recompute_from, connections = conn.execute(
             "select kind, ended_at is not null, built_at, recompute_from, cardinality(connections)"
