@@ -167,7 +167,8 @@ def publish_marts(run_id: str) -> dict:
     publication = publish(settings.warehouse_url(), from_schema="marts", to_schema="analytics", run_id=run_id)
     log.info("published version %s of %d relations to analytics", publication.version, len(publication.relations))
     docs = _build_gate_docs(run_id)
-    return {"version": publication.version, "rows": dict(publication.relations), "docs": docs}
+    return {"version": publication.version, "rows": dict(publication.relations),
+            "replaced_keys": dict(publication.replaced_keys), "docs": docs}
 
 
 def _build_gate_docs(run_id: str) -> str | None:
