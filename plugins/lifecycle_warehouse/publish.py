@@ -149,10 +149,6 @@ def _unpublished_key(conn: psycopg.Connection, schema: str, relation: str) -> st
     return next(iter(columns)) if len(columns) == 1 else None
 
 
-class _CountMismatch(Exception):
-    pass
-
-
 def _replace_keys(conn: psycopg.Connection, from_schema: str, relation: str, target: sql.Composable,
                   columns: sql.Composable, key: str, source_rows: int | None) -> tuple[int, int] | None:
     """Replace the analytics rows of the mart's unpublished keys with the mart's: (rows in
@@ -166,21 +162,19 @@ def _replace_keys(conn: psycopg.Connection, from_schema: str, relation: str, tar
     if everything:
         return None
     in_keys = sql.SQL("{} in (select {} from {})").format(sql.Identifier(key), sql.Identifier(key), keys)
-    try:
-        with conn.transaction():  # a savepoint, rolled back on a mismatch
-            conn.execute(sql.SQL("delete from {} where {}").format(target, in_keys))
-            conn.execute(sql.SQL("insert into {} ({}) select {} from {} where {}").format(
-                target, columns, columns, source, in_keys))
-            rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
-            if source_rows is None:
-                source_rows = conn.execute(sql.SQL("select count(*) from {}").format(source)).fetchone()[0]
-            if rows != source_rows:
-                raise _CountMismatch(rows, source_rows)
-    except _CountMismatch:
+    with conn.transaction() as savepoint:
+        conn.execute(sql.SQL("delete from {} where {}").format(target, in_keys))
+        conn.execute(sql.SQL("insert into {} ({}) select {} from {} where {}").format(
+            target, columns, columns, source, in_keys))
+        rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+        if source_rows is None:
+            source_rows = conn.execute(sql.SQL("select count(*) from {}").format(source)).fetchone()[0]
+        if rows == source_rows:
+            return rows, listed
         log.warning("publish: %s would have %d rows after replacing %d keys, the mart has %d: copying it whole",
                     target.as_string(conn), rows, listed, source_rows)
-        return None
-    return rows, listed
+        raise psycopg.Rollback(savepoint)  # undoes the replacement, and ends the block
+    return None
 
 
 def publish(
