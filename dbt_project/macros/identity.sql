@@ -26,3 +26,41 @@
     {%- endif -%}
     md5('{{ identifier_type }}:' || ({{ identifier }})::text)
 {%- endmacro %}
+
+
+{% macro persons_recompute_all() -%}
+    {#- For int_identity__persons (this), at run time: whether it recomputes every person:
+        it is built in full, or its stored table predates its incremental build (no
+        `_last_dt`: a plain table built by an older version of the project, rebuilt in
+        place once). -#}
+    {%- if not execute or not is_incremental() or this is string -%}
+        {{- return(not is_incremental()) -}}
+    {%- endif -%}
+    {%- set stored = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {{- return('_last_dt' not in stored) -}}
+{%- endmacro %}
+
+
+{% macro persons_delete_recomputed(anonymous_ids_model) -%}
+    {#- Pre-hook of int_identity__persons (incremental, append), in the transaction of its
+        insert: delete the stored persons the run recomputes: every person who is not an
+        anonymous visitor (100 thousand at a year: contacts, web users and shop customers,
+        whose facts come from tables the run reads whole), and the anonymous visitors of
+        the web window: whose anonymous_id had an event delivered in it when they were
+        built (`_last_dt`: it may have vanished since, from a re-delivered folder) or has
+        one now (it may have been identified since, and belong to a contact now). The
+        cutoff is the one the model's select used (incremental_cutoff on the table as it
+        was before this delete). -#}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        {%- if not persons_recompute_all() %}
+        where
+            identity_type <> 'anonymous_visitor'
+            or _last_dt >= {{ incremental_cutoff('_last_dt') }}
+            or anonymous_id in (
+                select anonymous_id from {{ anonymous_ids_model }}
+                where _last_dt >= {{ incremental_cutoff('_last_dt') }}
+            )
+        {%- endif %}
+    {%- endif -%}
+{%- endmacro %}
