@@ -206,10 +206,10 @@ def build_marts(url: str) -> None:
             "from_stage": "text", "to_stage": "text", "stage": "text", "channel": "text",
             "attribution_model": "text", "movement_type": "text", "shop_customer_id": "text",
             "order_id": "text", "is_first_order": "boolean", "is_complete": "boolean", "date": "date",
-            "month": "date",
+            "month": "date", "is_current": "boolean",
             "cohort_month": "date", "months_since_first_order": "integer"}
     for column in ("first_seen_at", "first_order_at", "last_order_at", "lifecycle_stage_since", "ordered_at",
-                   "transitioned_at"):
+                   "transitioned_at", "next_transitioned_at"):
         text[column] = "timestamptz"
     sha = "0" * 63
 
@@ -242,7 +242,7 @@ def build_marts(url: str) -> None:
             {"order_id": 3, "customer_key": "p2", "ordered_at": ts(DAY2, 11), "status": "cancelled",
              "currency": "USD", "revenue": 30, "refunded_amount": 0, "net_revenue": 30, "is_first_order": False},
         ], text)
-        _table(conn, "fct_lifecycle_transitions", [
+        transitions = [
             {"customer_key": "p1", "from_stage": None, "to_stage": "awareness", "transitioned_at": ts(DAY1, 8)},
             {"customer_key": "p1", "from_stage": "awareness", "to_stage": "conversion",
              "transitioned_at": ts(DAY1, 10)},
@@ -254,7 +254,12 @@ def build_marts(url: str) -> None:
             {"customer_key": "p4", "from_stage": None, "to_stage": "awareness", "transitioned_at": ts(DAY1, 8)},
             {"customer_key": "p4", "from_stage": "awareness", "to_stage": "engagement",
              "transitioned_at": ts(DAY2, 12)},
-        ], text)
+        ]
+        for transition, following in zip(transitions, [*transitions[1:], None]):
+            same_person = following is not None and following["customer_key"] == transition["customer_key"]
+            transition["next_transitioned_at"] = following["transitioned_at"] if same_person else None
+            transition["is_current"] = not same_person
+        _table(conn, "fct_lifecycle_transitions", transitions, text)
         _table(conn, "kpi_daily", [
             _kpis({"date": DAY1}, unique_visitors=1, sessions=1, new_contacts=3, ad_impressions=1500,
                   ad_clicks=55, ad_spend=12.5, ad_ctr=55 / 1500, bounce_rate=0, email_open_rate=0,
@@ -517,6 +522,12 @@ BREAKS = {
     "customer_clv missing a customer of dim_customers": (
         "update marts.dim_customers set orders_count = 1, first_order_at = first_seen_at where customer_key = 'p4'",
         "ERROR marts_customer_clv · customers reconcile with dim_customers"),
+    "a latest transition not marked current": (
+        "update marts.fct_lifecycle_transitions set is_current = false where customer_key = 'p3' and to_stage = 'lapsed'",
+        "ERROR marts_fct_lifecycle_transitions · history is a chain"),
+    "a stage in dim_customers that is not the latest transition's": (
+        "update marts.dim_customers set lifecycle_stage = 'loyalty' where customer_key = 'p1'",
+        "ERROR marts_fct_lifecycle_transitions · the latest transition (is_current) gives dim_customers'"),
     "a missing mart": (
         "drop table marts.lifecycle_funnel",
         "ERROR marts_lifecycle_funnel · marts.lifecycle_funnel exists"),
