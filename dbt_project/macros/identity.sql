@@ -64,3 +64,12 @@
         {%- endif %}
     {%- endif -%}
 {%- endmacro %}
+
+
+{% macro persons_keep_tested_rows() -%}
+    {#- Post-hook of int_identity__persons, in the transaction of its write: when
+        prepare_tested_rows created the copy (macros/tested_rows.sql), fill it with the
+        persons this transaction inserted (their xmin is its id: no savepoint in a model's
+        write), whatever the window was. -#}
+    {{ fill_tested_rows(this, 'select * from ' ~ this ~ ' where xmin = pg_current_xact_id()::xid') }}
+{%- endmacro %}

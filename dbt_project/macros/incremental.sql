@@ -90,7 +90,8 @@
         history costs. Other runs (`dbt test`, a first build, full refreshes) test every
         row.
         The tests of a model with meta `test_changed_key` or `test_selected_rows`
-        (int_lifecycle__stage_intervals, fct_lifecycle_transitions, int_web__sessions) read,
+        (int_lifecycle__stage_intervals, fct_lifecycle_transitions, int_web__sessions,
+        int_identity__persons) read,
         in a build that runs the model, the copy of the rows this build may have written
         (tested_rows, macros/tested_rows.sql); except relationships tests: their parent may
         have lost a row that an unchanged child row still names. -#}

@@ -11,7 +11,8 @@
     - meta `test_selected_rows` (strategy replace_window): the rows the model selected,
       which are every row the run may have written (the strategy deletes the others of
       the window, and a deleted row breaks no column test), whose keys it makes unique
-      (int_web__sessions).
+      (int_web__sessions); for int_identity__persons (strategy append after a pre-hook
+      delete), the rows its insert wrote (persons_keep_tested_rows, macros/identity.sql).
     Relationships tests read the whole model (their parent may have lost a row that an
     unchanged row still names), and so does every test in other runs: `dbt test`, a
     build that does not run the model, full builds, a consumer that recomputes

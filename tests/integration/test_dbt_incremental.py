@@ -49,8 +49,8 @@ A second scenario builds the hand-made edge cases of tests/fixtures/dbt_dev_data
 shop customers merged by email, …) from scratch; every unit and data test must pass.
 
 Runtime: ~90 s for the main scenario, ~25 s for the funnel check, ~60 s for the other
-singular tests, ~10 s for the indexes, ~15 s for the stage intervals' tests, ~5 s for the web
-measure, ~40 s for the second (two cores).
+singular tests, ~10 s for the indexes, ~15 s for the stage intervals' tests, ~15 s for the persons'
+tests, ~5 s for the web measure, ~40 s for the second (two cores).
 """
 
 from __future__ import annotations
@@ -785,6 +785,49 @@ def test_a_build_tests_the_sessions_it_selected(built_warehouse, tmp_path):
             conn.execute(f"update {sessions} set channel = %s where session_id = %s", (channel, broken))
     accepted = next(name for name in tested if name.startswith("accepted_values_int_web__sessions_channel"))
     assert 0 < copied < stored and not broken_copied, (copied, stored)
+    assert built[accepted] == ("pass", 0), built
+    assert len(built) > 5 and all(status == "pass" for status, _ in built.values()), built
+    assert tested[accepted] == ("fail", 1), tested
+
+
+def test_a_build_tests_the_persons_it_wrote(built_warehouse, tmp_path):
+    """int_identity__persons (incremental: a pre-hook deletes the persons it recomputes, then
+    it appends them) rewrites every person who is not an anonymous visitor and the anonymous
+    visitors of the web window; in a build that runs it, its data tests (but the
+    relationships tests) read a copy of the persons it wrote, `int_identity__persons__tested`
+    (meta test_selected_rows, persons_keep_tested_rows). The anonymous visitor with the
+    oldest delivery, outside the window, is broken by hand (an acquisition channel that
+    does not exist): the build keeps it as it is, its copy holds the other persons and its
+    accepted_values test passes; `dbt test` reads every person and finds it. Undone after.
+    The window is given, as in the sessions' test above."""
+    url, persons = built_warehouse.url, "intermediate.int_identity__persons"
+    with psycopg.connect(url, autocommit=True) as conn:
+        broken, channel = conn.execute(
+            f"select customer_key, acquisition_channel from {persons} where identity_type = 'anonymous_visitor'"
+            " order by _last_dt, customer_key limit 1").fetchone()
+        (latest,) = conn.execute(f"select max(_last_dt)::text from {persons}").fetchone()
+        conn.execute(f"update {persons} set acquisition_channel = 'nowhere' where customer_key = %s", (broken,))
+    try:
+        built = _test_results(url, tmp_path / "build", [
+            "build", "--select", "int_identity__persons", "--exclude", "resource_type:unit_test",
+            "--vars", json.dumps({"recompute_from": latest})])
+        with psycopg.connect(url) as conn:
+            # written: the rows of the build's transaction (that of a person it always rewrites)
+            copied, written, window, stored, broken_kept = conn.execute(
+                f"select (select count(*) from {persons}__tested),"
+                f" (select count(*) from {persons} where xmin = (select xmin from {persons}"
+                f"   where identity_type <> 'anonymous_visitor' limit 1)),"
+                f" (select count(*) from {persons} where identity_type <> 'anonymous_visitor' or _last_dt >= %s),"
+                f" (select count(*) from {persons}),"
+                f" exists (select from {persons} where customer_key = %s and acquisition_channel = 'nowhere')",
+                (latest, broken)).fetchone()
+        tested = _test_results(url, tmp_path / "test", ["test", "--select", "int_identity__persons"])
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"update {persons} set acquisition_channel = %s where customer_key = %s", (channel, broken))
+    accepted = next(name for name in tested
+                    if name.startswith("accepted_values_int_identity__persons_acquisition_channel"))
+    assert window <= copied == written < stored and broken_kept, (copied, written, window, stored)
     assert built[accepted] == ("pass", 0), built
     assert len(built) > 5 and all(status == "pass" for status, _ in built.values()), built
     assert tested[accepted] == ("fail", 1), tested

@@ -5,7 +5,12 @@
         indexes=[
             {'columns': ['customer_key'], 'unique': true},
         ],
-        pre_hook=["{{ persons_delete_recomputed(ref('int_identity__anonymous_ids')) }}"],
+        meta={'test_selected_rows': true},
+        pre_hook=[
+            "{{ persons_delete_recomputed(ref('int_identity__anonymous_ids')) }}",
+            "{{ prepare_tested_rows() }}",
+        ],
+        post_hook=["{{ persons_keep_tested_rows() }}"],
     )
 }}
 
@@ -33,7 +38,12 @@
     and its sessions, which changed only if it had an event in that window, so the table
     equals a full refresh under the condition of int_identity__anonymous_ids. A stored
     table without `_last_dt` (built as a plain table by an older version) is rebuilt in
-    place once. -#}
+    place once.
+    In a build that runs it, its data tests (but the relationships tests) read only the
+    persons it wrote (meta `test_selected_rows`: a copy, macros/tested_rows.sql). The keys
+    of the others cannot collide with them: the unique index on customer_key refuses a
+    second row of a key, and an anonymous visitor's key is a hash of their anonymous_id;
+    the persons with a contact_id or shop_customer_id are all written by every run. -#}
 
 {%- set recompute_all = persons_recompute_all() %}
 
