@@ -754,6 +754,13 @@ def test_a_build_tests_the_transitions_of_the_persons_it_recomputed(built_wareho
     assert tested[to_stage] == ("fail", 1), tested
 
 
+def _build_window(url: str, path, model: str, recompute_from: str) -> dict:
+    """`dbt build` of one model with its window given (var recompute_from), its unit tests
+    left out as the warehouse DAG's build leaves them out: its data tests' results."""
+    return _test_results(url, path, ["build", "--select", model, "--exclude", "resource_type:unit_test",
+                                     "--vars", json.dumps({"recompute_from": recompute_from})])
+
+
 def test_a_build_tests_the_sessions_it_selected(built_warehouse, tmp_path):
     """int_web__sessions (strategy replace_window) writes only rows it selected (the late-data
     window's sessions, and those whose person changed); in a build that runs it, its data
@@ -772,9 +779,7 @@ def test_a_build_tests_the_sessions_it_selected(built_warehouse, tmp_path):
         (latest,) = conn.execute(f"select max(_last_dt)::text from {sessions}").fetchone()
         conn.execute(f"update {sessions} set channel = 'nowhere' where session_id = %s", (broken,))
     try:
-        built = _test_results(url, tmp_path / "build", [
-            "build", "--select", "int_web__sessions", "--exclude", "resource_type:unit_test",
-            "--vars", json.dumps({"recompute_from": latest})])
+        built = _build_window(url, tmp_path / "build", "int_web__sessions", latest)
         with psycopg.connect(url) as conn:
             copied, stored, broken_copied = conn.execute(
                 f"select (select count(*) from {sessions}__tested), (select count(*) from {sessions}),"
@@ -808,9 +813,7 @@ def test_a_build_tests_the_persons_it_wrote(built_warehouse, tmp_path):
         (latest,) = conn.execute(f"select max(_last_dt)::text from {persons}").fetchone()
         conn.execute(f"update {persons} set acquisition_channel = 'nowhere' where customer_key = %s", (broken,))
     try:
-        built = _test_results(url, tmp_path / "build", [
-            "build", "--select", "int_identity__persons", "--exclude", "resource_type:unit_test",
-            "--vars", json.dumps({"recompute_from": latest})])
+        built = _build_window(url, tmp_path / "build", "int_identity__persons", latest)
         with psycopg.connect(url) as conn:
             # written: the rows of the build's transaction (that of a person it always rewrites)
             copied, written, window, stored, broken_kept = conn.execute(
