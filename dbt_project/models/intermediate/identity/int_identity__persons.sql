@@ -243,14 +243,18 @@ sessions_by_person as (
         group by sessions.customer_key
     {% else %}
         -- the sessions of each recomputed person (3.5 million of the 6.5 million at a year:
-        -- the contacts' persons have half of them), one index range each
+        -- the contacts' persons have half of them), one index range each, in the index's
+        -- order (cold, 6.0-7.6 s at a year against 7.9-8.7 s in hash order)
         select
             recomputed.customer_key,
             per_key.sessions_count,
             per_key.first_session_country,
             per_key.first_campaign_channel,
             per_key.first_campaign_session_at
-        from (select distinct customer_key from anchors) as recomputed
+        from (
+            select distinct customer_key from anchors
+            order by customer_key
+        ) as recomputed
         cross join lateral (
             select
                 {{ per_person | indent(16) }}
