@@ -48,9 +48,10 @@
         whose facts come from tables the run reads whole), and the anonymous visitors of
         the web window: whose anonymous_id had an event delivered in it when they were
         built (`_last_dt`: it may have vanished since, from a re-delivered folder) or has
-        one now (it may have been identified since, and belong to a contact now). The
-        cutoff is the one the model's select used (incremental_cutoff on the table as it
-        was before this delete). -#}
+        one now (it may have been identified since, and belong to a contact now); the
+        model's select, run after this delete, takes again every anonymous id left
+        without a person. The cutoff is the one the model's select used
+        (incremental_cutoff on the table as it was before this delete). -#}
     {%- if is_incremental() -%}
         delete from {{ this }}
         {%- if not persons_recompute_all() %}

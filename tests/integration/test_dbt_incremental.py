@@ -804,6 +804,10 @@ def test_a_build_tests_the_persons_it_wrote(built_warehouse, tmp_path):
     oldest delivery, outside the window, is broken by hand (an acquisition channel that
     does not exist): the build keeps it as it is, its copy holds the other persons and its
     accepted_values test passes; `dbt test` reads every person and finds it. Undone after.
+    A second anonymous visitor outside the window is stored as if its anonymous id had had
+    an event in the window (its `_last_dt`: what an id whose events of a re-delivered
+    folder vanished looks like): the pre-hook deletes it, and the select, which takes
+    every anonymous id left without a person, writes it again as it was.
     The window is given, as in the sessions' test above."""
     url, persons = built_warehouse.url, "intermediate.int_identity__persons"
     with psycopg.connect(url, autocommit=True) as conn:
@@ -812,6 +816,11 @@ def test_a_build_tests_the_persons_it_wrote(built_warehouse, tmp_path):
             " order by _last_dt, customer_key limit 1").fetchone()
         (latest,) = conn.execute(f"select max(_last_dt)::text from {persons}").fetchone()
         conn.execute(f"update {persons} set acquisition_channel = 'nowhere' where customer_key = %s", (broken,))
+        (moved,) = conn.execute(
+            f"select customer_key from {persons} where identity_type = 'anonymous_visitor' and customer_key <> %s"
+            " and _last_dt < %s order by _last_dt, customer_key limit 1", (broken, latest)).fetchone()
+        moved_row = conn.execute(f"select * from {persons} where customer_key = %s", (moved,)).fetchone()
+        conn.execute(f"update {persons} set _last_dt = %s where customer_key = %s", (latest, moved))
     try:
         built = _build_window(url, tmp_path / "build", "int_identity__persons", latest)
         with psycopg.connect(url) as conn:
@@ -824,6 +833,7 @@ def test_a_build_tests_the_persons_it_wrote(built_warehouse, tmp_path):
                 f" (select count(*) from {persons}),"
                 f" exists (select from {persons} where customer_key = %s and acquisition_channel = 'nowhere')",
                 (latest, broken)).fetchone()
+            moved_again = conn.execute(f"select * from {persons} where customer_key = %s", (moved,)).fetchall()
         tested = _test_results(url, tmp_path / "test", ["test", "--select", "int_identity__persons"])
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -831,6 +841,7 @@ def test_a_build_tests_the_persons_it_wrote(built_warehouse, tmp_path):
     accepted = next(name for name in tested
                     if name.startswith("accepted_values_int_identity__persons_acquisition_channel"))
     assert window <= copied == written < stored and broken_kept, (copied, written, window, stored)
+    assert moved_again == [moved_row], "the person deleted by the pre-hook is written again as it was"
     assert built[accepted] == ("pass", 0), built
     assert len(built) > 5 and all(status == "pass" for status, _ in built.values()), built
     assert tested[accepted] == ("fail", 1), tested
