@@ -76,13 +76,13 @@ anonymous_ids as (
         -- and any other without a person: the pre-hook deleted it (its events in the
         -- window vanished from a re-delivered folder, its older ones remain), or it lost
         -- the event that identified it (~1 s at a year: an anti-join of 2 million ids)
-        select * from {{ ref('int_identity__anonymous_ids') }} as unmatched
+        select * from {{ ref('int_identity__anonymous_ids') }} as left_over
         where
-            not unmatched.is_identified
-            and unmatched._last_dt < {{ incremental_cutoff('_last_dt') }}
+            not left_over.is_identified
+            and left_over._last_dt < {{ incremental_cutoff('_last_dt') }}
             and not exists (
-                select from {{ this }} as stored
-                where stored.anonymous_id = unmatched.anonymous_id
+                select from {{ this }} as stored_person
+                where stored_person.anonymous_id = left_over.anonymous_id
             )
     {% endif %}
 
