@@ -33,11 +33,7 @@
         it is built in full, or its stored table predates its incremental build (no
         `_last_dt`: a plain table built by an older version of the project, rebuilt in
         place once). -#}
-    {%- if not execute or not is_incremental() or this is string -%}
-        {{- return(not is_incremental()) -}}
-    {%- endif -%}
-    {%- set stored = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
-    {{- return('_last_dt' not in stored) -}}
+    {{- return(not is_incremental() or stored_columns_missing(['_last_dt'])) -}}
 {%- endmacro %}
 
 
