@@ -143,7 +143,8 @@ def test_publish_replaces_only_the_keys_a_mart_lists_as_unpublished(warehouse_ur
     (`<mart>__unpublished`, as fct_lifecycle_transitions keeps one) has only their rows
     replaced in `analytics`; the publish empties the list. A NULL key ("everything", a full
     build), or an analytics table that is not what the last publish left, means a whole
-    copy. A publish into another schema neither reads nor empties the list."""
+    copy. A publish into another schema neither reads nor empties the list. The analytics
+    table gets an index on the key; a few keys are looked up through it, many joined."""
     mart, listed = "fct_lifecycle_transitions", "marts.fct_lifecycle_transitions__unpublished"
 
     def xmins() -> dict[int, str]:
@@ -160,23 +161,39 @@ def test_publish_replaces_only_the_keys_a_mart_lists_as_unpublished(warehouse_ur
                 conn.execute(statement)
 
     make_marts(warehouse_url, 1)
-    change(f"create table {listed} (id integer unique)", f"insert into {listed} values (null)")
+    # 100 more rows, keyed 101 to 200: three listed keys are then "a few" (under 5 % of the rows)
+    change(f"insert into marts.{mart} select g, 1, 'more', 1 from generate_series(101, 200) g",
+           f"create table {listed} (id integer unique)", f"insert into {listed} values (null)")
+    rows = expected_rows(mart, 1) + 100
     first = publish(warehouse_url, require_validated=False)
     assert first.replaced_keys == {} and left_listed() == []
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("select indexdef from pg_indexes where schemaname = 'analytics' and tablename = %s",
+                            (mart,)).fetchone()[0].endswith(f"ON analytics.{mart} USING btree (id)")
     before = xmins()
 
     # Key 2 rewritten, 3 deleted, 1000 new (the mart's 4 rows are keyed 1 to 4); 4 changed without being listed.
     change(f"update marts.{mart} set version = 9 where id in (2, 4)", f"delete from marts.{mart} where id = 3",
            f"insert into marts.{mart} values (1000, 9, 'new', 1)", f"insert into {listed} values (2), (3), (1000)")
     second = publish(warehouse_url, require_validated=False)
-    assert second.replaced_keys == {mart: 3} and second.relations[mart] == expected_rows(mart, 1)
+    assert second.replaced_keys == {mart: 3} and second.relations[mart] == rows
     assert left_listed() == []
     after = xmins()
-    assert sorted(after) == [1, 2, 4, 1000]
-    assert [k for k in (1, 4) if after[k] != before[k]] == [], "only the listed keys were rewritten"
+    assert sorted(after) == [1, 2, 4, *range(101, 201), 1000]
+    assert [k for k in after if k not in (2, 1000) and after[k] != before[k]] == [], "only the listed keys were rewritten"
     with psycopg.connect(warehouse_url) as conn:
-        versions = dict(conn.execute(f"select id, version from analytics.{mart}").fetchall())
+        versions = dict(conn.execute(f"select id, version from analytics.{mart} where id < 101 or id > 200").fetchall())
     assert versions == {1: 1, 2: 9, 4: 1, 1000: 9}
+
+    # Many keys (half the rows): joined, the same result.
+    change(f"update marts.{mart} set version = 8 where id between 101 and 150",
+           f"insert into {listed} select g from generate_series(101, 160) g")
+    many = publish(warehouse_url, require_validated=False)
+    assert many.replaced_keys == {mart: 60} and many.relations[mart] == rows
+    with psycopg.connect(warehouse_url) as conn:
+        published, built = (conn.execute(f"select id, version from {schema}.{mart} where id > 100 order by id").fetchall()
+                            for schema in ("analytics", "marts"))
+    assert published == built and sum(version == 8 for _, version in published) == 50
 
     # The analytics table lost a row by hand: the counts disagree, the table is copied whole.
     change(f"delete from analytics.{mart} where id = 1", f"insert into {listed} values (2)")
