@@ -572,6 +572,16 @@ select * from final
 {%- endmacro %}
 
 
+{% macro read_periods_by_bitmap() -%}
+    {#- Pre-hook of int_kpi__web_days and int_kpi__web_months, for their transaction: no
+        plain index scans, so that a period's events and sessions are read by bitmap scans,
+        in the table's order and with read-ahead (effective_io_concurrency), instead of row
+        by row in the index's order. At a year, from disk: a month's 3.3 million events
+        and 600,000 sessions in ~13 s instead of ~36 s. -#}
+    set local enable_indexscan = off
+{%- endmacro %}
+
+
 {% macro kpi_web_measures(grain) -%}
 {#- The web measures of each period (a day or a month) that holds a web event or session:
     int_kpi__web_days is `kpi_web_measures('day')`, int_kpi__web_months

@@ -48,6 +48,12 @@ DATABASES = {"warehouse": OWNER_ROLE, "shop": SHOP_OWNER_ROLE, "airflow": AIRFLO
 # Login roles the project creates, with their password in the password file.
 ROLES = (OWNER_ROLE, SHOP_OWNER_ROLE, SHOP_READER_ROLE, AIRFLOW_ROLE)
 
+# Server settings the project keeps (ALTER SYSTEM, at every start). Read-ahead for bitmap
+# heap scans: PostgreSQL's default (1) is meant for one spinning disk; on an SSD, a month of
+# a year's web events is read from disk in ~3 s instead of ~10 s. A platform without
+# posix_fadvise (macOS) refuses any value but 0: the default is kept there.
+SERVER_SETTINGS = {"effective_io_concurrency": "200"}
+
 HBA_CONF = """\
 # Written by Lifecycle Warehouse (plugins/lifecycle_warehouse/embedded.py) before every
 # start: every role, the superuser included, authenticates with scram-sha-256. There is no
@@ -297,7 +303,8 @@ def start(pgdata: Path) -> str:
     with _admin_connect(pgdata, admin_url) as conn:
         _set_password(conn, SUPERUSER, passwords[SUPERUSER])
         _ensure_roles_and_databases(conn, passwords)
-    if _write_hba(pgdata) or legacy:
+        settings_changed = _apply_settings(conn)
+    if _write_hba(pgdata) or legacy or settings_changed:
         _reload(admin_url)
     for database, owner in DATABASES.items():
         with _admin_connect(pgdata, admin_url, database) as conn:
@@ -305,6 +312,21 @@ def start(pgdata: Path) -> str:
             if database == "shop":
                 _grant_shop_reader(conn)
     return admin_url
+
+
+def _apply_settings(conn: psycopg.Connection) -> bool:
+    """SERVER_SETTINGS in postgresql.auto.conf; whether one changed (a reload applies it)."""
+    changed = False
+    for name, value in SERVER_SETTINGS.items():
+        if conn.execute("select setting from pg_settings where name = %s", (name,)).fetchone()[0] == value:
+            continue
+        try:
+            conn.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        except psycopg.errors.InvalidParameterValue as error:
+            warnings.warn(f"embedded server: keeping the default {name}: {str(error).strip()}", stacklevel=2)
+            continue
+        changed = True
+    return changed
 
 
 def _set_password(conn: psycopg.Connection, role: str, password: str) -> None:

@@ -4,6 +4,7 @@
         incremental_strategy='replace_window',
         unique_key='month',
         meta={'window_column': '_web_last_dt'},
+        pre_hook=["{{ read_periods_by_bitmap() }}"],
     )
 }}
 
