@@ -236,8 +236,15 @@ def _ctes(s: suites.Suite, source: str) -> list[str]:
     if batch is not None and batch.deliveries:
         ctes.append(f"{DELIVERIES} as (\n{textwrap.indent(textwrap.dedent(batch.deliveries).strip(), '    ')}\n)")
     where = f"\n    where {batch.where}" if batch is not None and batch.where else ""
+    if batch is not None and batch.all_when:
+        # Two branches, each kept or skipped once for the query (a one-time filter): the
+        # batch's rows through their condition (an index), or every row.
+        rows = (f"select * from {source} as lw_rows\n    where not ({batch.all_when}) and {batch.where}\n"
+                f"    union all\n    select * from {source} as lw_rows\n    where {batch.all_when}")
+    else:
+        rows = f"select * from {source} as lw_rows{where}"
     # Not materialized: the rules' conditions reach the scan (and its partitions or indexes).
-    ctes.append(f"{BATCH} as not materialized (\n    select * from {source} as lw_rows{where}\n)")
+    ctes.append(f"{BATCH} as not materialized (\n    {rows}\n)")
     return ctes
 
 

@@ -476,6 +476,18 @@ def _close_connections(context) -> None:
             engine.dispose()
 
 
+def _ensure_unpublished_list(conn) -> None:
+    """The transitions' suite reads the mart's list of persons rewritten since the last publish
+    (suites.TRANSITIONS_BATCH). A mart without one (made by hand, or built by a version before
+    the lists) gets one saying "everything", as a dbt build makes a new list say
+    (dbt_project/macros/unpublished_keys.sql)."""
+    mart, listed = f"{suites.MARTS}.fct_lifecycle_transitions", suites.TRANSITIONS_UNPUBLISHED
+    if conn.execute("select to_regclass(%s) is not null and to_regclass(%s) is null", (mart, listed)).fetchone()[0]:
+        with conn.transaction():
+            conn.execute(f"create table if not exists {listed} (customer_key text unique)")
+            conn.execute(f"insert into {listed} (customer_key) values (null) on conflict do nothing")
+
+
 def _run_checkpoint(context, warehouse_url: str, stage: str, run_id: str, session: dict[str, str],
                     started: datetime, docs: str) -> tuple[list[ExpectationOutcome], dict[str, dict[str, Any]]]:
     """Validate (one query per suite), build the Data Docs, and add offending rows to the
@@ -486,6 +498,8 @@ def _run_checkpoint(context, warehouse_url: str, stage: str, run_id: str, sessio
     by_relation = _checkpoint_relations(checkpoint)
     defined = {s.relation: s for s in suites.suites(stage)}
     with connections.connect(warehouse_url, autocommit=True) as conn:
+        if stage == "marts":
+            _ensure_unpublished_list(conn)
         # The whole relation's row count where a rule or publish reads it; else (a raw
         # table validated by delivery) its oid: counting it would read the whole history.
         counted = [rel for rel in by_relation

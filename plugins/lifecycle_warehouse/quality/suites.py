@@ -173,13 +173,15 @@ class Batch:
     `lw_batch`). `where`: a condition on the relation's rows; `ctes`: CTEs it reads
     (`name as (...)`); `deliveries`: a query of the date folders (`dt`) the batch holds,
     readable by the rules as `{deliveries}`; `table_facts`: the gate records the whole
-    relation's row count (a rule compares with it), else only its oid."""
+    relation's row count (a rule compares with it), else only its oid; `all_when`: a
+    condition (on no row) under which the batch is every row instead."""
 
     description: str
     where: str
     ctes: tuple[str, ...] = ()
     deliveries: str | None = None
     table_facts: bool = False
+    all_when: str | None = None
 
 
 @dataclass(frozen=True)
@@ -610,11 +612,12 @@ def _utc_date(expression: str) -> str:
     return f"(({expression}) at time zone 'UTC')::date"
 
 
-def _collapse(table: str) -> list[Expectation]:
-    """The mart's row count against the version BI currently reads (analytics.publications)."""
+def _collapse(table: str, rows: str = BATCH) -> list[Expectation]:
+    """The mart's row count (of `rows`: its whole table when the suite has a batch) against
+    the version BI currently reads (analytics.publications)."""
     query = f"""
         select rows_now, rows_published from (
-            select (select count(*) from {BATCH}) as rows_now,
+            select (select count(*) from {rows}) as rows_now,
                    (select (relations ->> '{table}')::bigint from analytics.publications
                     order by version desc limit 1) as rows_published
         ) counts
@@ -905,11 +908,30 @@ def fct_orders_suite() -> Suite:
     return Suite("marts", f"{MARTS}.fct_orders", tuple(exps))
 
 
+# The persons whose transitions were rewritten since the last publish, as the mart lists
+# them for the publish (dbt_project/macros/unpublished_keys.sql); a NULL row: everything.
+TRANSITIONS_UNPUBLISHED = f"{MARTS}.fct_lifecycle_transitions__unpublished"
+TRANSITIONS_BATCH = Batch(
+    description="transitions of the persons rewritten since the last publish, all after a full build",
+    ctes=(f"lw_unpublished as (select customer_key from {TRANSITIONS_UNPUBLISHED})",),
+    where="customer_key = any(array(select customer_key from lw_unpublished))",  # one index lookup each
+    all_when="exists (select from lw_unpublished where customer_key is null)",
+    table_facts=True,  # the row count rules compare the whole table with the published version
+)
+
+
 def fct_lifecycle_transitions_suite() -> Suite:
+    """The rules on one person's history (one sort by person and instant: ~7 s at a year
+    of 7.4 million transitions) read the persons rewritten since the last publish; the
+    others (unchanged since, in marts and in analytics alike) passed the gate that saw them
+    written. The publish replaces only those persons' rows (publish.py), and a build that
+    rewrites everyone lists everything. The rules that read dim_customers, rebuilt whole
+    at every build, and the row counts read the whole table ({table})."""
     exps = [
         columns_present(("customer_key", "from_stage", "to_stage", "transitioned_at",
                          "next_transitioned_at", "is_current")),
-        min_rows(), *_collapse("fct_lifecycle_transitions"),
+        no_rows("the table has rows", "select 1 as no_rows where not exists (select from {table})"),
+        *_collapse("fct_lifecycle_transitions", rows="{table}"),
         not_null("customer_key"), not_null("to_stage"), not_null("transitioned_at"),
         in_set("to_stage", LIFECYCLE_STAGES), in_set("from_stage", LIFECYCLE_STAGES),
         unique_together(["customer_key", "transitioned_at"]),
@@ -920,7 +942,7 @@ def fct_lifecycle_transitions_suite() -> Suite:
                 f"select customer_key, transitioned_at from {BATCH} where transitioned_at > {E}",
                 severity=AFTER_INTERVAL, column="transitioned_at"),
         no_rows("every transition's customer_key is in dim_customers",
-                f"select t.customer_key, t.transitioned_at from {BATCH} t "
+                "select t.customer_key, t.transitioned_at from {table} t "
                 f"left join {MARTS}.dim_customers c on c.customer_key = t.customer_key where c.customer_key is null",
                 column="customer_key"),
         # One sort of the transitions by person and instant checks the chain and what marks
@@ -945,7 +967,7 @@ def fct_lifecycle_transitions_suite() -> Suite:
                 f"""
                 with latest as (
                     select t.customer_key, t.to_stage, t.transitioned_at
-                    from {BATCH} t where t.is_current
+                    from {{table}} t where t.is_current
                 )
                 select c.customer_key, c.lifecycle_stage, l.to_stage as latest_to_stage,
                        c.lifecycle_stage_since, l.transitioned_at as latest_transitioned_at
@@ -955,7 +977,7 @@ def fct_lifecycle_transitions_suite() -> Suite:
                    or c.lifecycle_stage_since is distinct from l.transitioned_at
                 """, column="to_stage"),
     ]
-    return Suite("marts", f"{MARTS}.fct_lifecycle_transitions", tuple(exps))
+    return Suite("marts", f"{MARTS}.fct_lifecycle_transitions", tuple(exps), batch=TRANSITIONS_BATCH)
 
 
 def lifecycle_funnel_suite() -> Suite:
