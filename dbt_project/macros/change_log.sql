@@ -166,11 +166,20 @@
 {% macro change_log_delete_recomputed(logged_model, key_column, changed_keys_sql) -%}
     {#- Pre-hook of a consuming model that appends what it recomputes: delete its stored rows
         whose key_column is among changed_keys_sql (the keys of its logged changes), or all
-        of them when it recomputes everything; in the transaction of its insert. -#}
+        of them when it recomputes everything; in the transaction of its insert.
+        The keys go through a temporary table with statistics: the planner cannot guess how
+        many keys the log holds (it assumes one), and would look each up in the index, in
+        random order; with their count it reads the table whole when they are many (at a
+        year, 47,000 persons' transitions on most of the table's pages: 8 s from disk,
+        2.5 s with a hash join). -#}
     {% if is_incremental() -%}
-        delete from {{ this }}
-        {% if not change_log_recompute_all(logged_model) -%}
-            where {{ key_column }} in ({{ changed_keys_sql }})
+        {% if change_log_recompute_all(logged_model) -%}
+            delete from {{ this }}
+        {%- else -%}
+            {%- set keys = this.identifier ~ '__recomputed_keys' -%}
+            create temporary table {{ keys }} on commit drop as {{ changed_keys_sql }};
+            analyze {{ keys }};
+            delete from {{ this }} where {{ key_column }} in (select changed_key from {{ keys }})
         {%- endif %}
     {%- endif %}
 {%- endmacro %}
