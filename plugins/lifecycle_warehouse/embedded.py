@@ -50,7 +50,7 @@ ROLES = (OWNER_ROLE, SHOP_OWNER_ROLE, SHOP_READER_ROLE, AIRFLOW_ROLE)
 
 # Server settings the project keeps (ALTER SYSTEM, at every start). Read-ahead for bitmap
 # heap scans: PostgreSQL's default (1) is meant for one spinning disk; on an SSD, a month of
-# a year's web events is read from disk in ~3 s instead of ~10 s. A platform without
+# a year's web events is read from disk in ~2.5 s instead of ~10 s. A platform without
 # posix_fadvise (macOS) refuses any value but 0: the default is kept there.
 SERVER_SETTINGS = {"effective_io_concurrency": "200"}
 
