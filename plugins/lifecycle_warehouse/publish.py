@@ -184,8 +184,9 @@ def _replace_keys(conn: psycopg.Connection, from_schema: str, relation: str, tar
 
 def _index_key(conn: psycopg.Connection, schema: str, relation: str, key: str) -> None:
     """An index on the analytics table's key column, so that the next publish finds the
-    listed keys' rows through it rather than by reading the whole table (7 million rows of
-    transitions at a year: ~10 s). Built once, after the first (whole) copy."""
+    listed keys' rows through it rather than by reading the whole table (at a year, the
+    delete of a day's 95,000 transitions among 7.4 million: 1.8 s, 0.2 s through it, warm).
+    Built once, after the first (whole) copy."""
     conn.execute(sql.SQL("create index if not exists {} on {} ({})").format(
         sql.Identifier(f"{relation}__{key}"), sql.Identifier(schema, relation), sql.Identifier(key)))
 
