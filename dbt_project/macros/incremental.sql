@@ -131,11 +131,18 @@
         cutoff is looked up again here, on the table as it was when the model's select ran
         (nothing has changed it since), so both use the same window. With meta
         `test_selected_rows` (and the copy prepared by prepare_tested_rows), the selected
-        rows are copied for the model's data tests (macros/tested_rows.sql). -#}
+        rows are copied for the model's data tests (macros/tested_rows.sql).
+        With meta `keys_in_window` the model promises that a key it selects is never stored
+        outside the window (true of first deliveries: an earlier stored delivery of the key
+        would have made the selected one a later delivery). The stored rows are then looked
+        up in the window only, so the table needs no index on its key: a day's random keys
+        in such an index cost a leaf page each to read and to write (the day's 121,000 web
+        events: ~10 s of reads from disk and ~1 GB of WAL). -#}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}
     {%- set unique_key = arg_dict['unique_key'] -%}
     {%- set window_column = (config.get('meta') or {}).get('window_column') -%}
+    {%- set keys_in_window = (config.get('meta') or {}).get('keys_in_window', false) -%}
     {%- if unique_key is not string or not window_column -%}
         {{ exceptions.raise_compiler_error(
             "incremental_strategy 'replace_window' needs a single-column unique_key and "
@@ -157,9 +164,10 @@
     {#- Two deletes, not one with `or`: PostgreSQL cannot use an index for either side of
         that `or`, and scanned every stored row (10 million web events: ~30 s a day, where
         the two index-driven deletes take ~5 s). -#}
+    {%- set cutoff = incremental_cutoff(window_column, target) %}
     delete from {{ target }} as replaced
     where
-        replaced.{{ window_column }} >= {{ incremental_cutoff(window_column, target) }}
+        replaced.{{ window_column }} >= {{ cutoff }}
         and not exists (
             select from {{ source }} as selected
             where
@@ -167,11 +175,14 @@
                 and {{ identical }}
         );
 
+    {%- if not keys_in_window %}
+
     delete from {{ target }} as replaced
     using {{ source }} as selected
     where
         replaced.{{ unique_key }} = selected.{{ unique_key }}
         and not ({{ identical }});
+    {%- endif %}
 
     -- what is left of a selected key is its identical row
     insert into {{ target }} ({{ dest_cols_csv }})
@@ -180,7 +191,11 @@
         from {{ source }} as selected
         where not exists (
             select from {{ target }} as replaced
-            where replaced.{{ unique_key }} = selected.{{ unique_key }}
+            where
+                replaced.{{ unique_key }} = selected.{{ unique_key }}
+                {%- if keys_in_window %}
+                and replaced.{{ window_column }} >= {{ cutoff }}
+                {%- endif %}
         )
     )
     {%- if (config.get('meta') or {}).get('test_selected_rows') %};
