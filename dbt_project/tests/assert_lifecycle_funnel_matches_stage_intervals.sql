@@ -58,18 +58,29 @@ thresholds as (
 
 ),
 
-interval_positions as (
+interval_spans as (
 
-    -- width_bucket(x, sorted thresholds) = how many thresholds are <= x
+    -- width_bucket(x, sorted thresholds) = how many thresholds are <= x; the intervals
+    -- grouped by stage and span in one pass (a few thousand groups), so that the 7 million
+    -- intervals of a year are read once, not stored and read again for each end
     select
-        stage_intervals.stage,
-        width_bucket(stage_intervals.valid_from, thresholds.month_end_ats) + 1 as first_position,
-        coalesce(
-            width_bucket(stage_intervals.valid_to, thresholds.month_end_ats),
-            cardinality(thresholds.month_end_ats)
-        ) as last_position
-    from stage_intervals
-    cross join thresholds
+        stage,
+        first_position,
+        last_position,
+        count(*) as intervals
+    from (
+        select
+            stage_intervals.stage,
+            width_bucket(stage_intervals.valid_from, thresholds.month_end_ats) + 1 as first_position,
+            coalesce(
+                width_bucket(stage_intervals.valid_to, thresholds.month_end_ats),
+                cardinality(thresholds.month_end_ats)
+            ) as last_position
+        from stage_intervals
+        cross join thresholds
+    ) as interval_positions
+    where first_position <= last_position
+    group by stage, first_position, last_position
 
 ),
 
@@ -78,20 +89,16 @@ position_deltas as (
     select
         stage,
         first_position as month_number,
-        count(*) as delta
-    from interval_positions
-    where first_position <= last_position
-    group by stage, first_position
+        intervals as delta
+    from interval_spans
 
     union all
 
     select
         stage,
         last_position + 1 as month_number,
-        -count(*) as delta
-    from interval_positions
-    where first_position <= last_position
-    group by stage, last_position
+        -intervals as delta
+    from interval_spans
 
 ),
 
