@@ -161,9 +161,10 @@
         {%- endfor -%}
     {%- endset -%}
 
-    {#- Two deletes, not one with `or`: PostgreSQL cannot use an index for either side of
-        that `or`, and scanned every stored row (10 million web events: ~30 s a day, where
-        the two index-driven deletes take ~5 s). -#}
+    {#- Two deletes (the second not needed with keys_in_window), not one with `or`:
+        PostgreSQL cannot use an index for either side of that `or`, and scanned every
+        stored row (10 million web events: ~30 s a day, where the two index-driven deletes
+        take ~5 s). -#}
     {%- set cutoff = incremental_cutoff(window_column, target) %}
     delete from {{ target }} as replaced
     where
