@@ -21,10 +21,12 @@
     deliveries and are dropped; a re-delivered folder, however old, moves the window back
     to it and replaces its events, including events it no longer holds. The result equals
     a full refresh.
-    An event a run selects is never stored outside its window (meta keys_in_window): a
-    stored earlier delivery would have made the selected one a later delivery. So the
-    strategy looks up stored events in the window only, and the table has no index on
-    event_id, whose day's random keys cost a leaf page each to read and to write. event_id
+    An event a planned run selects is never stored outside its window (meta
+    keys_in_window): the window starts at the oldest folder delivered since the last
+    build, and a stored earlier delivery would have made the selected one a later
+    delivery. So the strategy looks up stored events in the window only, and the table has
+    no index on event_id, whose day's random keys cost a leaf page each to read and to
+    write (a run without an exact plan deletes by key with a join over the table). event_id
     stays unique by construction (first deliveries) and by its data test.
     The index on anonymous_id holds every column int_identity__anonymous_ids reads, so
     that its daily lookups of every event of the day's anonymous_ids are index-only. -#}
