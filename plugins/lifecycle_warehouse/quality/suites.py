@@ -924,9 +924,10 @@ def fct_lifecycle_transitions_suite() -> Suite:
     """The rules on one person's history (the chain and the uniqueness rule sort the
     7.4 million transitions of a year by person: 5.4 s and 2.2 s warm) read the persons
     rewritten since the last publish; the others (unchanged since, in marts and in
-    analytics alike) passed the gate that saw them written. The publish replaces only those persons' rows (publish.py), and a build that
-    rewrites everyone lists everything. The rules that read dim_customers, rebuilt whole
-    at every build, and the row counts read the whole table ({table})."""
+    analytics alike) passed the gate that saw them written. The publish replaces only
+    those persons' rows (publish.py), and a build that rewrites everyone lists everything.
+    The rules that read dim_customers, rebuilt whole at every build, and the row counts
+    read the whole table ({table})."""
     exps = [
         columns_present(("customer_key", "from_stage", "to_stage", "transitioned_at",
                          "next_transitioned_at", "is_current")),
