@@ -1,8 +1,9 @@
 {#- Change log of an incremental model (int_kpi__contributions): every run records the rows
-    it changed, before and after, for each model that consumes the changes (kpi_daily,
-    kpi_monthly). A consumer reads the changes logged since it last ran, recomputes only
-    what they touch, and deletes them in the same transaction as its own update: what it
-    has not consumed stays logged, whatever failed in between.
+    it changed (but in their metadata columns alone: replace_changed), before and after,
+    for each model that consumes the changes (kpi_daily, kpi_monthly). A consumer reads
+    the changes logged since it last ran, recomputes only what they touch, and deletes
+    them in the same transaction as its own update: what it has not consumed stays
+    logged, whatever failed in between.
 
     The log is the table `<model>__changes` beside the model:
         change_id   position in the log
@@ -50,7 +51,11 @@
         unique_key with NULL in meta.tombstone_when_null. Rows that differ from the stored
         ones are replaced (tombstones delete), and logged before and after for each of
         meta.change_consumers (change_log_prepare). Unchanged candidates cost a compare,
-        no write. -#}
+        no write. A row whose only changes are in metadata columns (names starting with an
+        underscore: what the model keeps for its next incremental run, which no consumer
+        reads) is replaced but not logged: at a year, most of the stage intervals a daily
+        run rewrites differ only in their persons' latest deliveries, and their consumers
+        would recompute those persons for nothing. -#}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}
     {%- set unique_key = arg_dict['unique_key'] -%}
@@ -63,12 +68,26 @@
             ~ "meta.tombstone_when_null and meta.change_consumers (model " ~ target ~ ")") }}
     {%- endif -%}
     {%- set columns = arg_dict['dest_columns'] | map(attribute='name') | list -%}
+    {%- set logged_columns = [] -%}
+    {%- for column in columns if not column.startswith('_') -%}
+        {%- do logged_columns.append(column) -%}
+    {%- endfor -%}
     {%- set dest_cols_csv = get_quoted_csv(columns) -%}
     {%- set changed = source.incorporate(path={"identifier": source.identifier ~ "__changed"}) -%}
     {%- set log = change_log_relation(target) -%}
 
     create temporary table {{ changed.identifier }} as
-    select candidate.*
+    select
+        candidate.*,
+        (
+            {%- for column in logged_columns %}
+                candidate.{{ adapter.quote(column) }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        ) is distinct from (
+            {%- for column in logged_columns %}
+                stored.{{ adapter.quote(column) }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        ) as dbt_change_is_logged
     from {{ source }} as candidate
     left join {{ target }} as stored
         on candidate.{{ unique_key }} = stored.{{ unique_key }}
@@ -94,15 +113,17 @@
             -1 as sign,
             to_jsonb(stored) as row_image
         from {{ target }} as stored
-        where stored.{{ unique_key }} in (select {{ unique_key }} from {{ changed.identifier }})
+        where stored.{{ unique_key }} in (
+            select {{ unique_key }} from {{ changed.identifier }} where dbt_change_is_logged
+        )
 
         union all
 
         select
             1 as sign,
-            to_jsonb(changed) as row_image
+            to_jsonb(changed) - 'dbt_change_is_logged' as row_image
         from {{ changed.identifier }} as changed
-        where changed.{{ tombstone_column }} is not null
+        where changed.{{ tombstone_column }} is not null and changed.dbt_change_is_logged
     ) as changes
     cross join (
         values

@@ -4,7 +4,8 @@ warehouse built by dbt from the lifecycle dev data:
 - a full build logs "everything changed" for each consumer (kpi_daily, kpi_monthly,
   channel_attribution, cohort_retention), and their runs consume it;
 - an incremental run of the contributions logs a changed record as it was (-1) and as it
-  is (+1), once per consumer; an unchanged rerun logs nothing;
+  is (+1), once per consumer; an unchanged rerun logs nothing, nor does a change in the
+  metadata columns alone (a record delivered again, unchanged, in a later folder);
 - a consumer deletes only its own entries: the other consumer's stay until it runs (so a
   consumer that fails, or is not selected, still gets them).
 
@@ -96,3 +97,34 @@ def test_changes_are_logged_once_per_consumer_and_consumed_by_each(warehouse_url
     _dbt(["run", "--select", "kpi_monthly", "channel_attribution", "cohort_retention"],
          warehouse_url, tmp_path)
     assert _log(warehouse_url) == []
+
+    # the same answer delivered again, unchanged, a day later: only its metadata (`_last_dt`,
+    # the folder of the version used) changes, which no consumer reads: written, not logged
+    with psycopg.connect(warehouse_url) as conn, conn.transaction():
+        conn.execute(
+            """
+            insert into raw.crm_survey_responses (
+                response_id, contact_id, survey_type, score, submitted_at, comment,
+                _batch_id, _dt, _file, _line_number, _loaded_at
+            )
+            select
+                response_id, contact_id, survey_type, score, submitted_at, comment,
+                _batch_id, date '2024-06-21', 'crm/survey_responses/dt=2024-06-21/responses.csv', 1,
+                _loaded_at + interval '1 day'
+            from raw.crm_survey_responses
+            where response_id = %s and _dt = '2024-06-20'
+            """,
+            (response_id,),
+        )
+        conn.execute(
+            "insert into raw.load_audit (batch_id, source, entity, dt, file, status, rows_read, rows_loaded)"
+            " values (gen_random_uuid(), 'crm', 'survey_responses', '2024-06-21',"
+            " 'crm/survey_responses/dt=2024-06-21/responses.csv', 'loaded', 1, 1)"
+        )
+    _dbt(["run", "--select", "int_kpi__contributions"], warehouse_url, tmp_path)
+    with psycopg.connect(warehouse_url) as conn:
+        stored = conn.execute(
+            "select date_day::text, _last_dt::text from intermediate.int_kpi__contributions"
+            " where contribution_id = %s", (contribution_id,)).fetchone()
+    assert stored == (submitted_date, "2024-06-21"), "the new metadata is written"
+    assert _log(warehouse_url) == [], "a change in metadata columns alone is not logged"

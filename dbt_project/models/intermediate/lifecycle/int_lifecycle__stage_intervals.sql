@@ -43,11 +43,11 @@
     - everyone when a threshold var changed (`_rules`).
     A recomputed interval that no longer exists (all of them for a person merged into
     another) is selected as a tombstone (its interval_id, NULL stage). The strategy
-    replace_changed (macros/change_log.sql) writes only the intervals that changed and logs
-    them, before and after, for fct_lifecycle_transitions and lifecycle_funnel, which
-    recompute only the persons and months of logged changes. The result equals a full
-    refresh under the condition of the web models (no CRM or web folder re-delivered
-    outside the window).
+    replace_changed (macros/change_log.sql) writes only the intervals that changed, and
+    logs those that changed in more than their metadata (`_…`), before and after, for
+    fct_lifecycle_transitions and lifecycle_funnel, which recompute only the persons and
+    months of logged changes. The result equals a full refresh under the condition of the
+    web models (no CRM or web folder re-delivered outside the window).
 -#}
 {%- do require_stored_columns(['interval_id']) -%}
 {%- set rules = [
@@ -64,7 +64,8 @@ as_of as (
 
 ),
 
-all_persons as (
+-- not materialized: an incremental run reads the few persons it recomputes
+all_persons as not materialized (
 
     select
         customer_key,
@@ -187,17 +188,10 @@ all_crm_facts as not materialized (
     {%- set web_cutoff = incremental_cutoff('_web_last_dt') %}
     {%- set crm_cutoff = incremental_cutoff('_crm_last_dt') %}
 
-    stored_state as (
-
-        -- every run that changes a rule rewrites every row
-        select min(_rules) as stored_rules
-        from stored_persons
-
-    ),
-
     touched_persons as (
 
-        -- new, merged or changed identity; changed valid orders
+        -- one pass over every person, as they are and as their current interval stored
+        -- them (a join of the two tables, 2 million persons at a year), for:
         select coalesce(current_persons.customer_key, stored_persons.customer_key) as customer_key
         from (
             select
@@ -209,21 +203,23 @@ all_crm_facts as not materialized (
         ) as current_persons
         full join stored_persons on current_persons.customer_key = stored_persons.customer_key
         where
+            -- new, merged or changed identity; changed valid orders
             (current_persons.person_fingerprint, current_persons.orders_fingerprint)
             is distinct from (stored_persons._person_fingerprint, stored_persons._orders_fingerprint)
+            -- a pending change is due by the end of the as-of day
+            or stored_persons._next_change_at < (select as_of_end_at from as_of)
+            -- the as-of day moved back before a stored change
+            or stored_persons.last_valid_from >= (select as_of_end_at from as_of)
+            -- a session or CRM fact was delivered in the window last time (it may have
+            -- vanished from a re-delivered folder, or lost its late events)
+            or stored_persons._web_last_dt >= {{ web_cutoff }}
+            or stored_persons._crm_last_dt >= {{ crm_cutoff }}
+            -- computed with other thresholds (a run that changes one recomputes everyone)
+            or stored_persons._rules is distinct from '{{ rules }}'
 
         union
 
-        -- a pending change is due by the end of the as-of day
-        select stored_persons.customer_key
-        from stored_persons
-        cross join as_of
-        where stored_persons._next_change_at < as_of.as_of_end_at
-
-        union
-
-        -- a session or CRM fact delivered in the window, now or last time (it may have
-        -- vanished from a re-delivered folder, or lost its late events)
+        -- a session or CRM fact delivered in the window now
         select all_sessions.customer_key
         from all_sessions
         where all_sessions._last_dt >= {{ web_cutoff }}
@@ -234,29 +230,6 @@ all_crm_facts as not materialized (
         from all_crm_facts
         inner join all_persons on all_crm_facts.contact_id = all_persons.contact_id
         where all_crm_facts._dt >= {{ crm_cutoff }}
-
-        union
-
-        select customer_key
-        from stored_persons
-        where
-            _web_last_dt >= {{ web_cutoff }}
-            or _crm_last_dt >= {{ crm_cutoff }}
-
-        union
-
-        -- the as-of day moved back before a stored change
-        select stored_persons.customer_key
-        from stored_persons
-        cross join as_of
-        where stored_persons.last_valid_from >= as_of.as_of_end_at
-
-        union
-
-        select all_persons.customer_key
-        from all_persons
-        cross join stored_state
-        where stored_state.stored_rules is distinct from '{{ rules }}'
 
     ),
 
