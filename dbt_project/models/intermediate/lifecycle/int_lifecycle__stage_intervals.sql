@@ -352,7 +352,7 @@ crm_deliveries as (
 
 ),
 
-intervals as (
+person_intervals as (
 
     select
         {{ surrogate_key(['changes.customer_key', 'extract(epoch from changes.changed_at)']) }}
@@ -366,22 +366,36 @@ intervals as (
         case
             when changes.trigger_reason like '%\_expired' then 'timeout' else 'event'
         end as trigger_type,
-        changes.trigger_reason,
+        changes.trigger_reason
+    from changes
+    window person_changes as (partition by changes.customer_key order by changes.changed_at)
 
-        ---------- metadata of the incremental runs
+),
+
+-- The metadata of the incremental runs, on the person's current interval only (NULL on
+-- the others): a run that recomputes a person whose history did not change rewrites
+-- that one row, not all of them.
+intervals as (
+
+    select
+        person_intervals.*,
         persons.person_fingerprint as _person_fingerprint,
         order_fingerprints.orders_fingerprint as _orders_fingerprint,
         pending_changes.next_change_at as _next_change_at,
         session_deliveries.web_last_dt as _web_last_dt,
         crm_deliveries.crm_last_dt as _crm_last_dt,
-        '{{ rules }}'::text as _rules
-    from changes
-    left join persons on changes.customer_key = persons.customer_key
-    left join order_fingerprints on changes.customer_key = order_fingerprints.customer_key
-    left join pending_changes on changes.customer_key = pending_changes.customer_key
-    left join session_deliveries on changes.customer_key = session_deliveries.customer_key
-    left join crm_deliveries on changes.customer_key = crm_deliveries.customer_key
-    window person_changes as (partition by changes.customer_key order by changes.changed_at)
+        case when person_intervals.is_current then '{{ rules }}' end::text as _rules
+    from person_intervals
+    left join persons
+        on person_intervals.is_current and person_intervals.customer_key = persons.customer_key
+    left join order_fingerprints
+        on person_intervals.is_current and person_intervals.customer_key = order_fingerprints.customer_key
+    left join pending_changes
+        on person_intervals.is_current and person_intervals.customer_key = pending_changes.customer_key
+    left join session_deliveries
+        on person_intervals.is_current and person_intervals.customer_key = session_deliveries.customer_key
+    left join crm_deliveries
+        on person_intervals.is_current and person_intervals.customer_key = crm_deliveries.customer_key
 
 ),
 
